@@ -1,0 +1,31 @@
+"""The durable store: one Protocol (base.py), SQLite (embedded default) and MongoDB implementations."""
+
+from connector.store.base import (
+    Claim,
+    EnqueueResult,
+    EventRecord,
+    EventStatus,
+    HistoryEntry,
+    LeaseLost,
+    NewEvent,
+    NotFound,
+    SecretRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "Claim",
+    "EnqueueResult",
+    "EventRecord",
+    "EventStatus",
+    "HistoryEntry",
+    "LeaseLost",
+    "NewEvent",
+    "NotFound",
+    "SecretRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+]

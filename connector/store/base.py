@@ -1,0 +1,175 @@
+"""The store's contract: what the service keeps durably, as our own dataclasses.
+
+Two implementations (SQLite, the embedded default; MongoDB, for several instances) pass one shared contract
+suite in tests/store/. Neither rows nor documents leave an implementation: callers see only these types.
+Time is passed in by the caller (epoch seconds) so that tests drive it with a fake clock.
+
+Deduplication is the database's job: enqueue relies on a unique key over (environment, business_event_id,
+control_number), never on a check-then-insert.
+
+Leases: a worker claims an event for `lease_seconds`; every later write for that claim names the lease id and is
+refused with LeaseLost if the lease has since expired and been taken by another worker (fencing).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """Root of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or refused the operation; the caller should retry later (HTTP 503)."""
+
+
+class LeaseLost(StoreError):
+    """The claim this write belongs to has expired and another worker holds the event now."""
+
+
+class NotFound(StoreError):
+    """No record with that id."""
+
+
+class EnqueueResult(str, enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+class EventStatus(str, enum.Enum):
+    QUEUED = "queued"  # waiting for a worker (possibly not before next_attempt_at)
+    PROCESSING = "processing"  # claimed under a lease
+    DONE = "done"  # every stage finished
+    FAILED = "failed"  # parked: needs an admin (replay re-queues it)
+    IGNORED = "ignored"  # recorded only (the F&O endpoint test event)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """What the events endpoint hands to enqueue: the validated envelope keys plus the raw payload."""
+
+    environment: str
+    business_event_id: str
+    control_number: int
+    event_id: str
+    legal_entity: str | None
+    payload: dict[str, Any]
+    ignore: bool = False  # store as IGNORED (recorded, never processed)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: str  # the store's id for the event (stable, printable)
+    environment: str
+    business_event_id: str
+    control_number: int
+    event_id: str
+    legal_entity: str | None
+    payload: dict[str, Any]
+    status: EventStatus
+    stage: str  # the next stage to run ("" once done)
+    attempts: int  # attempts at the current stage
+    received_at: float
+    updated_at: float
+    next_attempt_at: float
+    data: dict[str, Any] = field(default_factory=dict)  # stage outputs, merged by record_step
+    last_error: str | None = None
+    lease_id: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: float
+    step: str  # e.g. "received", "enrich", "post", "park", "replay"
+    outcome: str  # "ok", "retry", "failed", "duplicate", ...
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    event: EventRecord
+    lease_id: str
+    lease_expires_at: float
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    name: str
+    ciphertext: bytes  # nonce + AES-GCM ciphertext, opaque to the store
+    key_id: str  # which master key encrypted it
+    created_at: float
+    updated_at: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The durable state of the service. All methods may raise StoreUnavailable."""
+
+    async def open(self) -> None:
+        """Connect and create tables/indexes if needed. Idempotent."""
+
+    async def close(self) -> None: ...
+
+    # --- events -------------------------------------------------------------------------------------------
+    async def enqueue(self, event: NewEvent, *, first_stage: str, now: float) -> tuple[EnqueueResult, str]:
+        """Store the event once. Returns NEW and the new id, or DUPLICATE and the id of the stored one.
+
+        A new event starts QUEUED at `first_stage` (IGNORED if event.ignore) with a "received" history entry;
+        a duplicate adds a "duplicate" history entry to the stored event and changes nothing else.
+        """
+
+    async def claim(self, worker: str, *, now: float, lease_seconds: float) -> Claim | None:
+        """Atomically take one event that is QUEUED with next_attempt_at <= now, or PROCESSING with an expired
+        lease (its worker died). Oldest next_attempt_at first. Returns None when there is nothing to do."""
+
+    async def record_step(
+        self,
+        claim: Claim,
+        *,
+        step: str,
+        outcome: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+        next_stage: str | None = None,
+        now: float,
+    ) -> Claim:
+        """Append a history entry, merge `data` into the event's data (top-level keys replace), and, when
+        next_stage is given, move the event to it (attempts back to 0). Returns the claim with the new state."""
+
+    async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
+        """DONE, lease released, history entry "done"."""
+
+    async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
+        """Back to QUEUED not before `at`, attempts + 1, last_error = reason, lease released, history "retry"."""
+
+    async def park(self, claim: Claim, *, reason: str, now: float) -> None:
+        """FAILED with last_error = reason, lease released, history "parked"."""
+
+    async def replay(self, event_id: str, *, now: float, stage: str | None = None) -> EventRecord:
+        """A FAILED (or DONE, for a re-post) event back to QUEUED now, attempts 0, optionally at another stage;
+        history "replay". Raises NotFound."""
+
+    async def get_event(self, event_id: str) -> EventRecord | None: ...
+
+    async def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[EventRecord]:
+        """Newest first."""
+
+    async def history(self, event_id: str) -> list[HistoryEntry]:
+        """Oldest first."""
+
+    async def count_by_status(self) -> dict[EventStatus, int]: ...
+
+    # --- secrets (ciphertext only; connector/secrets.py encrypts and decrypts) ----------------------------
+    async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None: ...
+
+    async def get_secret(self, name: str) -> SecretRecord | None: ...
+
+    async def list_secrets(self) -> list[SecretRecord]: ...
+
+    async def delete_secret(self, name: str) -> bool: ...
