@@ -105,6 +105,42 @@ class SecretRecord:
     updated_at: float
 
 
+@dataclass(frozen=True)
+class Install:
+    """Where the Teams app lives: a team (with its channels), or a personal / group chat."""
+
+    id: str  # caller-chosen key: "team:<19:...>", "personal:<aad object id>", "chat:<conversation id>"
+    scope: str  # "team" | "personal" | "groupChat"
+    tenant_id: str
+    service_url: str
+    bot_id: str  # "28:<app id>"
+    team_id: str | None = None  # Bot Framework team id (19:...@thread.tacv2)
+    aad_group_id: str | None = None  # the Graph team id
+    team_name: str | None = None
+    channels: dict[str, str] = field(default_factory=dict)  # channel id -> channel name
+    conversation_id: str | None = None  # personal / group chat conversation
+    user_aad_object_id: str | None = None  # personal installs
+    active: bool = True
+    installed_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class PostedCard:
+    """One card message the bot posted (or a digest that carried the event)."""
+
+    event_id: str  # EventRecord.id
+    route: str  # the route's name
+    conversation_id: str  # thread or chat the message lives in
+    activity_id: str  # the message id (for updates in place)
+    service_url: str
+    kind: str  # "thread" (new channel thread) | "reply" | "personal" | "digest"
+    thread_key: str | None = None  # document key for one-thread-per-document routing
+    channel_id: str | None = None
+    digest_id: str | None = None
+    posted_at: float = 0.0
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable state of the service. All methods may raise StoreUnavailable."""
@@ -173,3 +209,21 @@ class Store(Protocol):
     async def list_secrets(self) -> list[SecretRecord]: ...
 
     async def delete_secret(self, name: str) -> bool: ...
+
+    # --- Teams installs -----------------------------------------------------------------------------------
+    async def upsert_install(self, install: Install) -> None:
+        """Insert or replace by install.id."""
+
+    async def get_install(self, install_id: str) -> Install | None: ...
+
+    async def list_installs(self, *, active_only: bool = False) -> list[Install]: ...
+
+    # --- posted cards ---------------------------------------------------------------------------------------
+    async def record_card(self, card: PostedCard) -> bool:
+        """Record a posted card. Unique on (event_id, route, kind, conversation_id): returns False (and changes
+        nothing) if that card was already recorded, so a replayed post is detected."""
+
+    async def cards_for_event(self, event_id: str) -> list[PostedCard]: ...
+
+    async def find_thread(self, thread_key: str, channel_id: str) -> PostedCard | None:
+        """The first card posted as a new thread ("thread" kind) for this document key in this channel."""
