@@ -1,8 +1,345 @@
-"""The `ml-connector` command line (placeholder until the service lands)."""
+"""The `ml-connector` command line: serve, inspect and replay events, manage secrets, preview cards, demo.
+
+Every command reads the same configuration as the service (`--config`, $ML_CONFIG, ./ml-connector.toml) and
+says what to do when something is wrong (exit 2: configuration or usage; exit 3: the store or a service is
+unreachable). Secret values are read from standard input or a hidden prompt, never from the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets as pysecrets
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import click
 
+from connector.config import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    if "settings" not in ctx.obj:
+        try:
+            ctx.obj["settings"] = load_settings(ctx.obj.get("config"))
+        except ConfigError as exc:
+            _fail(str(exc))
+    return ctx.obj["settings"]
+
+
+def _run(coro: Awaitable[T]) -> T:
+    from connector.secrets import SecretsError
+    from connector.store import StoreUnavailable
+
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except StoreUnavailable as exc:
+        _fail(f"the store is unavailable: {exc}. Check [store].url and that the database is reachable.", 3)
+    except SecretsError as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Any]:
+    from connector.store.factory import open_store
+
+    store = open_store(settings.store.url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
 
 @click.group()
-def main() -> None:
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
     """ml-connector: Dynamics 365 F&O business events and approvals in Microsoft Teams."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+# --- serve ------------------------------------------------------------------------------------------------
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the service (events endpoint, pipeline, bot) until interrupted."""
+    from connector.app import run_service
+
+    settings = _settings(ctx)
+    try:
+        run_service(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@main.group()
+def config() -> None:
+    """Check the configuration."""
+
+
+@config.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate the configuration file and environment overrides, then print a summary."""
+    s = _settings(ctx)
+    click.echo(f"configuration ok: {len(s.environments)} environment(s), store {s.store.url.split('://')[0]}, "
+               f"cloud {s.cloud.name}")
+
+
+# --- events -----------------------------------------------------------------------------------------------
+@main.group()
+def events() -> None:
+    """Inspect and replay business events."""
+
+
+@events.command("list")
+@click.option("--status", type=click.Choice(["queued", "processing", "done", "failed", "ignored"]))
+@click.option("--limit", default=30, show_default=True)
+@click.pass_context
+def events_list(ctx: click.Context, status: str | None, limit: int) -> None:
+    """List the newest events (and their state)."""
+    from connector.store import EventStatus
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            counts = await store.count_by_status()
+            rows = await store.list_events(status=EventStatus(status) if status else None, limit=limit)
+        click.echo("  ".join(f"{k.value}={v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0].value)) or "no events")
+        for r in rows:
+            click.echo(f"{r.id}  {_when(r.received_at)}  {r.status.value:<10} {r.stage or '-':<8} "
+                       f"{r.environment}/{r.legal_entity or '-'}  {r.business_event_id}  #{r.control_number}"
+                       + (f"  [{r.last_error}]" if r.last_error and r.status.value == "failed" else ""))
+
+    _run(go())
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--payload/--no-payload", default=False, help="also print the event as F&O sent it")
+@click.pass_context
+def events_show(ctx: click.Context, event_id: str, payload: bool) -> None:
+    """Print one event with its history."""
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            r = await store.get_event(event_id)
+            if r is None:
+                _fail(f"no event with id {event_id} (see `ml-connector events list`)", 1)
+            history = await store.history(event_id)
+            cards = await store.cards_for_event(event_id)
+        click.echo(f"event      {r.id}")
+        click.echo(f"type       {r.business_event_id}")
+        click.echo(f"from       {r.environment} / {r.legal_entity or '-'}  ControlNumber {r.control_number}  EventId {r.event_id}")
+        click.echo(f"status     {r.status.value}" + (f" at stage {r.stage}" if r.stage else "")
+                   + (f" (attempt {r.attempts})" if r.attempts else ""))
+        if r.last_error:
+            click.echo(f"last error {r.last_error}")
+        for c in cards:
+            click.echo(f"card       {c.kind} in {c.conversation_id} (message {c.activity_id}, route {c.route})")
+        click.echo("history:")
+        for h in history:
+            click.echo(f"  {_when(h.at)}  {h.step:<10} {h.outcome:<10} {h.detail}")
+        if payload:
+            click.echo(json.dumps(r.payload, indent=2, ensure_ascii=False))
+
+    _run(go())
+
+
+@events.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="re-queue every failed event")
+@click.option("--stage", help="restart at this stage (default: where it stopped)")
+@click.pass_context
+def events_replay(ctx: click.Context, event_ids: tuple[str, ...], all_failed: bool, stage: str | None) -> None:
+    """Re-queue failed events (a running service picks them up within its poll interval)."""
+    from connector.store import EventStatus, NotFound
+
+    if not event_ids and not all_failed:
+        _fail("name event ids or pass --all-failed")
+
+    async def go() -> None:
+        import time
+
+        async with _store(_settings(ctx)) as store:
+            ids = list(event_ids)
+            if all_failed:
+                ids += [r.id for r in await store.list_events(status=EventStatus.FAILED, limit=100_000)]
+            for eid in ids:
+                try:
+                    r = await store.replay(eid, now=time.time(), stage=stage)
+                except NotFound:
+                    _fail(f"no event with id {eid}", 1)
+                click.echo(f"re-queued {r.id} at stage {r.stage}")
+
+    _run(go())
+
+
+# --- secrets ----------------------------------------------------------------------------------------------
+@main.group()
+def secrets() -> None:
+    """Encrypted secrets (client secrets, certificate keys, endpoint tokens). Values never leave as output."""
+
+
+async def _box(store: Any) -> Any:
+    from connector.secrets import MasterKey, SecretBox
+
+    return SecretBox(store, MasterKey.from_environment())
+
+
+@secrets.command("set")
+@click.argument("name")
+@click.option("--from-file", type=click.Path(exists=True, dir_okay=False), help="read the value from a file (PEM keys)")
+@click.pass_context
+def secrets_set(ctx: click.Context, name: str, from_file: str | None) -> None:
+    """Store NAME; the value comes from --from-file, standard input, or a hidden prompt."""
+    if from_file:
+        value = Path(from_file).read_text(encoding="utf-8")
+    elif not sys.stdin.isatty():
+        value = sys.stdin.read().rstrip("\r\n")
+    else:
+        value = click.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    if not value:
+        _fail("empty value: nothing stored")
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            await (await _box(store)).put(name, value)
+        click.echo(f"stored secret {name}")
+
+    _run(go())
+
+
+@secrets.command("list")
+@click.pass_context
+def secrets_list(ctx: click.Context) -> None:
+    """Names, key ids and dates; never values."""
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            items = await (await _box(store)).list()
+        if not items:
+            click.echo("no secrets stored")
+        for s in items:
+            click.echo(f"{s.name:<40} key {s.key_id}  created {_when(s.created_at)}  updated {_when(s.updated_at)}")
+
+    _run(go())
+
+
+@secrets.command("delete")
+@click.argument("name")
+@click.pass_context
+def secrets_delete(ctx: click.Context, name: str) -> None:
+    """Delete NAME."""
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            deleted = await (await _box(store)).delete(name)
+        click.echo(f"deleted {name}" if deleted else f"no secret named {name}")
+
+    _run(go())
+
+
+@secrets.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new master key (store it in your secret manager; set ML_MASTER_KEY or ML_MASTER_KEY_FILE)."""
+    from connector.secrets import generate_master_key
+
+    click.echo(generate_master_key())
+
+
+@secrets.command("rotate-key")
+@click.option("--new-key-file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="file holding the new master key (from `secrets generate-key`)")
+@click.pass_context
+def secrets_rotate_key(ctx: click.Context, new_key_file: str) -> None:
+    """Re-encrypt every secret under a new master key (the current one must be set)."""
+    from connector.secrets import MasterKey
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            box = await _box(store)
+            count = await box.rotate(MasterKey.from_file(Path(new_key_file)))
+        click.echo(f"re-encrypted {count} secret(s); now set ML_MASTER_KEY_FILE={new_key_file}")
+
+    _run(go())
+
+
+# --- environments -----------------------------------------------------------------------------------------
+@main.group()
+def environments() -> None:
+    """F&O environments."""
+
+
+@environments.command("endpoint")
+@click.argument("name")
+@click.option("--rotate", is_flag=True, help="replace the existing token (F&O must be given the new URL)")
+@click.pass_context
+def environments_endpoint(ctx: click.Context, name: str, rotate: bool) -> None:
+    """Create (or rotate) the secret events URL for environment NAME and print it once, for F&O's Key Vault."""
+    from connector.secrets import SecretNotFound
+
+    settings = _settings(ctx)
+    try:
+        env = settings.environment(name)
+    except KeyError:
+        _fail(f"no environment named {name} in the configuration ([[environments]])")
+
+    async def go() -> None:
+        async with _store(settings) as store:
+            box = await _box(store)
+            try:
+                token = (await box.get(env.event_secret_name)).reveal()
+                if rotate:
+                    raise SecretNotFound(env.event_secret_name)
+                click.echo(f"(existing token; pass --rotate to replace it)", err=True)
+            except SecretNotFound:
+                token = pysecrets.token_urlsafe(32)
+                await box.put(env.event_secret_name, token)
+        base = (settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
+        click.echo(f"{base}/api/dynamics/events/{token}")
+
+    _run(go())
+
+
+# --- cards ------------------------------------------------------------------------------------------------
+@main.group()
+def cards() -> None:
+    """Adaptive Card templates."""
+
+
+@cards.command("preview")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="preview", show_default=True)
+@click.option("--template", "names", multiple=True, help="only these templates (default: all)")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              help="card data (JSON) to use instead of the sample data")
+@click.pass_context
+def cards_preview(ctx: click.Context, out_dir: str, names: tuple[str, ...], data_file: str | None) -> None:
+    """Render every template (or some) with sample data into HTML pages, and PNG where Chromium is installed."""
+    from cards.catalog import Catalog
+    from cards.preview import write_preview
+
+    settings = _settings(ctx)
+    catalog = Catalog.load(settings.cards.template_dir)
+    results = write_preview(Path(out_dir), catalog, names=list(names) or None,
+                            data_file=Path(data_file) if data_file else None)
+    for r in results:
+        click.echo(str(r))

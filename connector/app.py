@@ -1,0 +1,218 @@
+"""The one factory that builds the service: an aiohttp application whose resources live in cleanup contexts.
+
+create_app(settings) opens, in order: the store, the shared HTTP session, secrets and tokens, the F&O clients,
+and the pipeline workers; each is closed in reverse on shutdown. Handlers read them under typed AppKeys. This is
+the only module that knows every adapter; it hands each one plain values, a session and token callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from connector.config import ConfigError, EnvironmentSettings, Settings
+from connector.pipeline import Pipeline, RetryPolicy, Stage
+from connector.secrets import MasterKey, RedactingFilter, SecretBox, SecretNotFound
+from connector.stages import EnvironmentRuntime, make_enrich_stage
+from connector.store import Store
+from connector.store.factory import open_store
+from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope
+from connector.web import (
+    CLOCK,
+    ENDPOINTS,
+    MAX_BODY,
+    STORE,
+    WAKE,
+    EventEndpoints,
+    EventEnvironment,
+    add_routes,
+    error_middleware,
+)
+from dynamics import ODataClient, plans_from_config
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", "Services")
+
+
+@dataclass
+class Services:
+    """Everything create_app opened, for handlers, tests and the demo."""
+
+    settings: Settings
+    store: Store
+    session: aiohttp.ClientSession | None = None
+    secrets: SecretBox | None = None
+    tokens: TokenProvider | None = None
+    environments: dict[str, EnvironmentRuntime] = field(default_factory=dict)
+    pipeline: Pipeline | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def client_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """System trust plus, when configured, an extra CA (the sandbox's, or a corporate proxy's)."""
+    ctx = ssl.create_default_context()
+    if ca_bundle is not None:
+        ctx.load_verify_locations(cafile=str(ca_bundle))
+    return ctx
+
+
+def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # F&O's HTTPS endpoint requires at least TLS 1.2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def load_credential(box: SecretBox, env: EnvironmentSettings, settings: Settings) -> Any:
+    name = env.credential or settings.identity.credential
+    kind = env.credential_type or settings.identity.credential_type
+    try:
+        value = await box.get(name)
+    except SecretNotFound:
+        raise ConfigError(
+            f"environment '{env.name}': the credential secret '{name}' is not stored; "
+            f"run `ml-connector secrets set {name}`"
+        ) from None
+    if kind == "certificate":
+        return ClientCertificate(private_key_pem=value, thumbprint=env.certificate_thumbprint
+                                 or settings.identity.certificate_thumbprint)
+    return ClientSecret(value)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    master_key: MasterKey | None = None,
+    clock: Callable[[], float] = time.time,
+    start_pipeline: bool = True,
+) -> web.Application:
+    """Build the service. `store` and `master_key` default to the configured ones (tests pass their own)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes + 1)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[MAX_BODY] = settings.server.max_body_bytes
+    services = Services(settings=settings, store=store or open_store(settings.store.url))
+    app[SERVICES] = services
+    app[STORE] = services.store
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        await services.store.open()
+        yield
+        await services.store.close()
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(settings.cloud.ca_bundle), limit=100)
+        services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        yield
+        await services.session.close()
+
+    async def core_ctx(app: web.Application) -> AsyncIterator[None]:
+        key = master_key or MasterKey.from_environment()
+        services.secrets = SecretBox(services.store, key)
+        install_redaction(services.secrets)
+        services.tokens = TokenProvider(
+            authority_host=settings.cloud.endpoint("authority_host"),
+            ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
+        )
+        endpoints = []
+        for env in settings.environments:
+            try:
+                token = (await services.secrets.get(env.event_secret_name)).reveal()
+            except SecretNotFound:
+                log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
+                          env.name, env.name)
+                token = ""
+            endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
+            credential = await load_credential(services.secrets, env, settings)
+            get_token = services.tokens.token_source(
+                env.tenant_id or settings.identity.tenant_id,
+                env.client_id or settings.identity.client_id,
+                credential,
+                fo_scope(env.base_url),
+            )
+            odata = ODataClient(
+                services.session,
+                env.base_url,
+                get_token,
+                timeout=settings.odata.timeout,
+                max_attempts=settings.odata.max_attempts,
+                max_inline_wait=settings.odata.max_inline_wait,
+                default_retry_after=settings.odata.default_retry_after,
+                max_pages=settings.odata.max_pages,
+            )
+            services.environments[env.name] = EnvironmentRuntime(env.name, env.base_url, odata)
+        app[ENDPOINTS] = EventEndpoints(endpoints)
+        yield
+
+    async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        plans = plans_from_config(settings.enrichment)
+        stages: dict[str, Stage] = {
+            "enrich": make_enrich_stage(services.environments, plans, next_stage=""),
+        }
+        services.pipeline = Pipeline(
+            services.store,
+            stages,
+            workers=settings.pipeline.workers,
+            lease_seconds=settings.pipeline.lease_seconds,
+            poll_interval=settings.pipeline.poll_interval,
+            policy=RetryPolicy(settings.pipeline.max_attempts, settings.pipeline.backoff_base,
+                               settings.pipeline.backoff_max),
+            clock=clock,
+        )
+        app[WAKE] = services.pipeline.wake
+        if start_pipeline:
+            await services.pipeline.start()
+        yield
+        await services.pipeline.stop()
+
+    app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, pipeline_ctx])
+    add_routes(app)
+    return app
+
+
+def install_redaction(box: SecretBox) -> None:
+    """Belt and braces: any secret value that reaches a log record is replaced before it is written."""
+    root = logging.getLogger()
+    for handler in root.handlers or []:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter(box.known_values))
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.logging.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # msal logs token responses at DEBUG; never let that through
+    logging.getLogger("msal").setLevel(logging.WARNING)
+
+
+def run_service(settings: Settings) -> None:
+    """`ml-connector serve`: run until SIGINT/SIGTERM."""
+    configure_logging(settings)
+    app = create_app(settings)
+    ssl_ctx = None
+    if settings.server.tls_cert and settings.server.tls_key:
+        ssl_ctx = server_ssl_context(settings.server.tls_cert, settings.server.tls_key)
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        ssl_context=ssl_ctx,
+        print=lambda msg: log.info("listening on %s:%s", settings.server.host, settings.server.port),
+        handle_signals=True,
+    )

@@ -1,0 +1,101 @@
+"""Pipeline stages: each makes its adapter calls and says what comes next; errors become RetryLater or Park.
+
+This is where the adapters' error trees meet the pipeline's policy: throttling and outages are transient
+(retried, never earlier than Retry-After), a rejected credential or a bad request is permanent (parked with a
+reason an admin can act on, then `events replay`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from connector.pipeline import Park, RetryLater, Stage, StageOutcome
+from connector.store import EventRecord
+from connector.tokens import TokenError, TokenUnavailable
+from dynamics import (
+    BusinessEvent,
+    DynamicsError,
+    EnrichmentPlan,
+    EnrichmentPlanError,
+    ODataAuthError,
+    ODataClient,
+    ODataThrottled,
+    ODataUnavailable,
+    enrich,
+    parse_events,
+    plan_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnvironmentRuntime:
+    """One F&O environment as the stages see it."""
+
+    name: str
+    base_url: str
+    odata: ODataClient
+
+
+def stored_event(record: EventRecord) -> BusinessEvent:
+    """Rebuild the validated event from the payload the endpoint stored."""
+    return parse_events(json.dumps(record.payload))[0]
+
+
+def translate_dynamics_error(exc: Exception) -> Exception:
+    if isinstance(exc, ODataThrottled):
+        return RetryLater(f"F&O throttled the request (429, Retry-After {exc.retry_after:g}s)", exc.retry_after)
+    if isinstance(exc, ODataUnavailable):
+        return RetryLater(f"F&O unavailable: {exc}")
+    if isinstance(exc, TokenUnavailable):
+        return RetryLater(f"Entra ID unavailable: {exc}")
+    if isinstance(exc, TokenError):
+        return Park(f"Entra ID refused the app's credential: {exc} (fix the credential, then `events replay`)")
+    if isinstance(exc, ODataAuthError):
+        return Park(f"F&O refused the app: {exc} (is the app registered under Microsoft Entra ID applications?)")
+    if isinstance(exc, EnrichmentPlanError):
+        return Park(f"enrichment plan error: {exc}")
+    if isinstance(exc, DynamicsError):
+        return Park(f"F&O error: {exc}")
+    return exc
+
+
+def make_enrich_stage(
+    environments: dict[str, EnvironmentRuntime], plans: list[EnrichmentPlan], *, next_stage: str
+) -> Stage:
+    """Read the full record back over OData, per the first plan matching the event type."""
+
+    async def enrich_stage(record: EventRecord) -> StageOutcome:
+        env = environments.get(record.environment)
+        if env is None:
+            raise Park(f"environment '{record.environment}' is no longer configured")
+        plan = plan_for(record.business_event_id, plans)
+        if plan is None:
+            return StageOutcome(next_stage, {"enrichment": {"plan": None, "record": {}, "missing": []}},
+                                "no enrichment plan for this event type: the card shows the event's own fields")
+        event = stored_event(record)
+        try:
+            enriched = await enrich(event, env.odata, plan)
+        except Exception as exc:  # translated below; anything unknown propagates as a bug
+            translated = translate_dynamics_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        detail = f"plan {plan.name}: {enriched.calls} OData call(s)"
+        if enriched.missing:
+            detail += f"; no longer in Dynamics: {', '.join(enriched.missing)}"
+        data: dict[str, Any] = {
+            "enrichment": {
+                "plan": plan.name,
+                "record": enriched.record,
+                "missing": list(enriched.missing),
+                "skipped": list(enriched.skipped),
+            }
+        }
+        return StageOutcome(next_stage, data, detail)
+
+    return enrich_stage

@@ -1,0 +1,170 @@
+"""The HTTP front door: F&O's Business Events endpoint, health, and the one place errors become responses.
+
+The events handler does the least it can: find the environment from the URL token, bound and parse the body,
+store each event once, answer. It answers 2xx only after the store has committed (202 new, 200 duplicate);
+OData, cards and Teams happen later, off the durable queue (connector/pipeline.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from connector.store import EnqueueResult, NewEvent, Store, StoreUnavailable
+from dynamics import BusinessEvent, EventRejected, parse_events
+
+log = logging.getLogger(__name__)
+
+FIRST_STAGE = "enrich"
+RETRY_AFTER_STORE_DOWN = "10"  # seconds; F&O retries on its own schedule anyway (dynamics.md §2)
+
+
+class ApiError(Exception):
+    """An error the handler means to show the caller: status, a short code, and a human detail."""
+
+    def __init__(self, status: int, error: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.extra = extra
+
+
+def json_error(status: int, error: str, detail: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.error, exc.detail, **exc.extra)
+    except EventRejected as exc:
+        extra: dict[str, Any] = {"field": exc.field}
+        if exc.index is not None:
+            extra["index"] = exc.index
+        return json_error(400, "invalid_event", str(exc), **extra)
+    except StoreUnavailable:
+        log.warning("store unavailable while handling %s %s", request.method, request.path)
+        resp = json_error(503, "store_unavailable", "the event store is unavailable; retry later")
+        resp.headers["Retry-After"] = RETRY_AFTER_STORE_DOWN
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal_error")
+
+
+@dataclass
+class EventEnvironment:
+    """What the events endpoint needs to know of one F&O environment."""
+
+    name: str
+    token: str  # the secret path segment F&O's endpoint URL carries
+    legal_entities: frozenset[str] = field(default_factory=frozenset)  # lower-case; empty = all
+
+
+class EventEndpoints:
+    """Token → environment, compared in constant time against every configured token."""
+
+    def __init__(self, environments: list[EventEnvironment]) -> None:
+        self._environments = [e for e in environments if e.token]
+
+    def match(self, token: str) -> EventEnvironment | None:
+        found = None
+        given = token.encode()
+        for env in self._environments:
+            # No early exit: the time taken does not depend on which token matched.
+            if hmac.compare_digest(given, env.token.encode()):
+                found = env
+        return found
+
+
+STORE = web.AppKey("store", Store)
+ENDPOINTS = web.AppKey("event_endpoints", EventEndpoints)
+CLOCK = web.AppKey("clock", Callable[[], float])
+WAKE = web.AppKey("wake_pipeline", Callable[[], None])
+MAX_BODY = web.AppKey("max_body_bytes", int)
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _new_event(env: EventEnvironment, event: BusinessEvent) -> NewEvent:
+    legal_entity = event.legal_entity
+    out_of_scope = bool(
+        env.legal_entities and legal_entity is not None and legal_entity.lower() not in env.legal_entities
+    )
+    return NewEvent(
+        environment=env.name,
+        business_event_id=event.business_event_id,
+        control_number=event.control_number,
+        event_id=event.event_id,
+        legal_entity=legal_entity,
+        payload=event.payload,
+        ignore=event.is_test_event or out_of_scope,
+    )
+
+
+async def receive_events(request: web.Request) -> web.Response:
+    """POST /api/dynamics/events/{token}: one event object, or an array of them."""
+    env = request.app[ENDPOINTS].match(request.match_info["token"])
+    if env is None:
+        raise ApiError(404, "not_found")
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise ApiError(
+            415, "unsupported_media_type", f"expected Content-Type application/json, got '{request.content_type}'"
+        )
+    body = await read_bounded(request, request.app[MAX_BODY])
+    events = parse_events(body)  # EventRejected → 400; nothing is stored unless every event is valid
+
+    store = request.app[STORE]
+    now = request.app[CLOCK]
+    results = []
+    any_new = False
+    for event in events:
+        outcome, event_record_id = await store.enqueue(_new_event(env, event), first_stage=FIRST_STAGE, now=now())
+        any_new = any_new or outcome is EnqueueResult.NEW
+        results.append(
+            {"id": event_record_id, "controlNumber": event.control_number, "result": outcome.value}
+        )
+    if any_new:
+        request.app[WAKE]()
+    return web.json_response({"environment": env.name, "events": results}, status=202 if any_new else 200)
+
+
+async def health(request: web.Request) -> web.Response:
+    try:
+        counts = await request.app[STORE].count_by_status()
+    except StoreUnavailable:
+        return json_error(503, "store_unavailable")
+    return web.json_response({"status": "ok", "events": {k.value: v for k, v in counts.items()}})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/dynamics/events/{token}", receive_events)
+    app.router.add_get("/healthz", health)
