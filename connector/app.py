@@ -165,7 +165,7 @@ def create_app(
         services.pipeline = Pipeline(
             services.store,
             stages,
-            workers=settings.pipeline.workers,
+            concurrency=settings.pipeline.concurrency,
             lease_seconds=settings.pipeline.lease_seconds,
             poll_interval=settings.pipeline.poll_interval,
             policy=RetryPolicy(settings.pipeline.max_attempts, settings.pipeline.backoff_base,

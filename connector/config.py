@@ -183,7 +183,7 @@ class EnvironmentSettings(_Section):
 
 
 class PipelineSettings(_Section):
-    workers: int = Field(4, ge=1, le=64)
+    concurrency: int = Field(256, ge=1, le=10_000)  # events in flight at once (tasks, not threads)
     lease_seconds: float = Field(120.0, gt=1)
     poll_interval: float = Field(1.0, gt=0)  # idle workers look for due retries this often
     max_attempts: int = Field(12, ge=1)  # per stage, then the event is parked as failed
@@ -192,6 +192,7 @@ class PipelineSettings(_Section):
 
 
 class ODataSettings(_Section):
+    concurrency: int = Field(8, ge=1, le=52)  # concurrent requests per environment (F&O allows 52 per user)
     timeout: float = Field(30.0, gt=0)
     max_attempts: int = Field(4, ge=1)
     max_inline_wait: float = Field(10.0, ge=0)  # longer Retry-After → the event is rescheduled instead

@@ -65,9 +65,15 @@ class RetryPolicy:
 
 @dataclass
 class Pipeline:
+    """One claimer loop keeps up to `concurrency` events in flight, each in its own task.
+
+    A high ceiling is cheap (tasks, not threads) and lets the delivery stage see a channel's real backlog, which
+    is what turns a burst into digest cards; stages that call rate-limited services bound their own concurrency.
+    """
+
     store: Store
     stages: dict[str, Stage]
-    workers: int = 4
+    concurrency: int = 64
     lease_seconds: float = 120.0
     poll_interval: float = 1.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -78,59 +84,83 @@ class Pipeline:
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def wake(self) -> None:
-        """New work arrived: idle workers look now instead of at their next poll."""
+        """New work arrived: look now instead of at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
         self._stopping = False
-        self._tasks = [
-            asyncio.create_task(self._worker(f"{self.name}-{i}"), name=f"pipeline-{i}") for i in range(self.workers)
-        ]
+        self._claimer = asyncio.create_task(self._claim_loop(), name=f"pipeline-claimer-{self.name}")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Let in-flight stages finish for `grace` seconds, then cancel (their leases expire; work resumes)."""
+        """Stop claiming; let in-flight events finish for `grace` seconds, then cancel them (their leases
+        expire and the work resumes elsewhere or after a restart)."""
         self._stopping = True
         self._wake.set()
-        if not self._tasks:
-            return
-        done, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        if self._claimer is not None:
+            await asyncio.gather(self._claimer, return_exceptions=True)
+            self._claimer = None
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
 
     # --- the loop -----------------------------------------------------------------------------------------
-    async def _worker(self, worker: str) -> None:
+    async def _claim_loop(self) -> None:
+        slots = asyncio.Semaphore(self.concurrency)
         while not self._stopping:
+            await slots.acquire()
+            if self._stopping:
+                slots.release()
+                break
             try:
-                worked = await self.run_once(worker)
+                claim = await self.store.claim(self.name, now=self.clock(), lease_seconds=self.lease_seconds)
             except StoreUnavailable:
-                log.warning("store unavailable; %s retries in %.1fs", worker, self.poll_interval)
-                worked = False
-            except Exception:  # a bug in a stage must not kill the worker
-                log.exception("unexpected error in %s", worker)
-                worked = False
-            if worked or self._stopping:
+                log.warning("store unavailable; claiming again in %.1fs", self.poll_interval)
+                claim = None
+            except Exception:
+                log.exception("unexpected error while claiming")
+                claim = None
+            if claim is None:
+                slots.release()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
                 continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-            except asyncio.TimeoutError:
-                pass
+            task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(lambda _t: slots.release())
 
-    async def run_once(self, worker: str | None = None) -> bool:
-        """Claim one due event and run it as far as it goes. Returns False when nothing was due."""
-        claim = await self.store.claim(worker or self.name, now=self.clock(), lease_seconds=self.lease_seconds)
-        if claim is None:
-            return False
+    async def _run_claim(self, claim: Claim) -> None:
         try:
             await self._process(claim)
         except LeaseLost:
             log.warning("lease on event %s lost; another worker has it", claim.event.id)
+        except StoreUnavailable:
+            log.warning("store unavailable while processing %s; its lease will expire and it resumes", claim.event.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in a stage must not stop the pipeline; the lease expires and it is retried
+            log.exception("unexpected error processing event %s", claim.event.id)
+
+    async def run_once(self) -> bool:
+        """Claim one due event and run it as far as it goes (tests). Returns False when nothing was due."""
+        claim = await self.store.claim(self.name, now=self.clock(), lease_seconds=self.lease_seconds)
+        if claim is None:
+            return False
+        await self._run_claim(claim)
         return True
 
     async def _process(self, claim: Claim) -> None:

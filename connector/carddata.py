@@ -1,0 +1,160 @@
+"""Card data: the one object a template binds to, built from a stored event and its enrichment.
+
+The shape is documented in DEVELOPERS.md ("Card data"). Also: which template an event gets by default, a
+one-line summary of an event for digests, and the document key that threads a PO with its later invoice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+from typing import Any
+
+from connector.store import EventRecord
+
+ENVELOPE_FIELDS = {
+    "BusinessEventId", "BusinessEventLegalEntity", "ContextRecordSubject", "ControlNumber", "EventId", "EventTime",
+    "EventTimeIso8601", "InitiatingUserAADObjectId", "MajorVersion", "MinorVersion", "ParentContextRecordSubjects",
+}
+
+DEFAULT_TEMPLATES: list[tuple[str, str]] = [
+    ("PurchaseOrderConfirmedBusinessEvent", "purchase-order-confirmed"),
+    ("VendorInvoicePostedBusinessEvent", "vendor-invoice-posted"),
+    ("VendorPaymentPostedBusinessEvent", "vendor-payment-posted"),
+    ("Workflow_*_WorkItem", "workflow-approval"),
+]
+GENERIC_TEMPLATE = "generic-event"
+UNAVAILABLE_TEMPLATE = "record-unavailable"
+DIGEST_TEMPLATE = "digest"
+
+# Where to open each kind of document in F&O (menu items of the standard list pages); configurable per plan.
+DEFAULT_MENU_ITEMS: list[tuple[str, str]] = [
+    ("PurchaseOrderConfirmedBusinessEvent", "PurchTableListPage"),
+    ("VendorInvoicePostedBusinessEvent", "VendInvoiceJournalListPage"),
+    ("VendorPaymentPostedBusinessEvent", "LedgerJournalTable5"),
+    ("Workflow_*_WorkItem", "WorkflowWorkItemListPage"),
+]
+
+_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+
+
+def _glob_lookup(table: list[tuple[str, str]], event_id: str) -> str | None:
+    for pattern, value in table:
+        if pattern == event_id:
+            return value
+    for pattern, value in table:
+        if fnmatch.fnmatchcase(event_id, pattern):
+            return value
+    return None
+
+
+def default_template(event_id: str) -> str:
+    return _glob_lookup(DEFAULT_TEMPLATES, event_id) or GENERIC_TEMPLATE
+
+
+def event_time_iso(payload: dict[str, Any]) -> str | None:
+    iso = payload.get("EventTimeIso8601")
+    if isinstance(iso, str) and iso:
+        return iso
+    raw = payload.get("EventTime")
+    if isinstance(raw, str) and (m := _DATE.match(raw)):
+        return dt.datetime.fromtimestamp(int(m.group(1)) / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
+
+
+def open_url(base_url: str, company: str | None, event_id: str, template: str | None = None) -> str:
+    """A link that opens the document's list page in the right company; a plan's open_url template wins."""
+    company = (company or "").lower()
+    if template:
+        return template.format(base_url=base_url, company=company)
+    menu = _glob_lookup(DEFAULT_MENU_ITEMS, event_id)
+    url = f"{base_url}/?cmp={company}" if company else f"{base_url}/"
+    return url + (f"&mi={menu}" if menu and company else (f"?mi={menu}" if menu else ""))
+
+
+def build_card_data(
+    record: EventRecord,
+    *,
+    environment_name: str,
+    base_url: str,
+    open_url_template: str | None = None,
+) -> dict[str, Any]:
+    """The card data for one event (mentions are added by the delivery stage once resolved)."""
+    payload = record.payload
+    enrichment = record.data.get("enrichment") or {}
+    data: dict[str, Any] = {
+        "event": payload,
+        "eventType": record.business_event_id,
+        "eventTime": event_time_iso(payload),
+        "environment": {"name": environment_name, "baseUrl": base_url},
+        "legalEntity": (record.legal_entity or "").lower() or None,
+        "record": enrichment.get("record") or {},
+        "missing": list(enrichment.get("missing") or []),
+        "openUrl": open_url(base_url, record.legal_entity, record.business_event_id, open_url_template),
+        "mentions": {},
+        "fields": [
+            {"name": k, "value": _display(v)} for k, v in sorted(payload.items()) if k not in ENVELOPE_FIELDS
+        ],
+    }
+    if fnmatch.fnmatchcase(record.business_event_id, "Workflow_*_WorkItem"):
+        work_item = data["record"].get("workItem") or {}
+        outcomes = payload.get("WorkflowWorkItemOutcomes") or work_item.get("Outcomes") or ["Approve", "Reject"]
+        if isinstance(outcomes, str):
+            outcomes = [o.strip() for o in outcomes.split(",") if o.strip()]
+        data["approval"] = {
+            "workItemId": payload.get("WorkflowWorkItemInstanceId") or work_item.get("Id"),
+            "outcomes": outcomes,
+            "status": work_item.get("Status", "Pending"),
+            "decision": None,
+            "eventId": record.id,
+        }
+    return data
+
+
+def _display(v: Any) -> str:
+    if isinstance(v, str) and (m := _DATE.match(v)):
+        return dt.datetime.fromtimestamp(int(m.group(1)) / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+    if isinstance(v, (list, dict)):
+        return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+    return "" if v is None else str(v)
+
+
+def summarize(data: dict[str, Any]) -> dict[str, Any]:
+    """One digest row: the document, the vendor, the amount."""
+    ev = data.get("event") or {}
+    rec = data.get("record") or {}
+    vendor = rec.get("vendor") or {}
+    document = (
+        ev.get("PurchaseOrderNumber") or ev.get("InvoiceId") or ev.get("JournalBatchNumber")
+        or ev.get("WorkflowWorkItemSubject") or data.get("eventType")
+    )
+    amount = (
+        ev.get("TransactionCurrencyAmount") if ev.get("TransactionCurrencyAmount") is not None
+        else ev.get("InvoiceAmountInAccountingCurrency") if ev.get("InvoiceAmountInAccountingCurrency") is not None
+        else ev.get("PaymentAmount")
+    )
+    currency = ev.get("TransactionCurrencyCode") or ev.get("CurrencyCode") or (rec.get("invoice") or {}).get("Currency")
+    vendor_name = vendor.get("VendorOrganizationName") or ev.get("VendorAccount") or ev.get("InvoiceAccount") or ""
+    return {
+        "title": str(document),
+        "vendor": vendor_name,
+        "amount": amount,
+        "currency": currency or "",
+        "legalEntity": data.get("legalEntity"),
+        "openUrl": data.get("openUrl"),
+    }
+
+
+def document_key(data: dict[str, Any]) -> str | None:
+    """Threads a purchase order's confirmation with its later invoice and payment (one thread per document)."""
+    ev = data.get("event") or {}
+    company = data.get("legalEntity") or ""
+    po = ev.get("PurchaseOrderNumber") or ev.get("PurchaseOrderId")
+    if po:
+        return f"po:{company}:{po}"
+    if ev.get("InvoiceId"):
+        return f"invoice:{company}:{ev.get('InvoiceAccount', '')}:{ev['InvoiceId']}"
+    if ev.get("WorkflowDocumentId"):
+        return f"doc:{company}:{ev['WorkflowDocumentId']}"
+    return None

@@ -1,0 +1,200 @@
+"""The delivery stage: route an enriched event, resolve its mentions, render its cards, post them once.
+
+A card already recorded for (event, route) is never posted again, so a retried or replayed event posts only what
+is missing. The one window for a duplicate: the process dies after Teams accepted a post and before the store
+recorded it (README, "Delivery guarantees").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from bot import (
+    BotError,
+    CardTooLarge,
+    GraphClient,
+    GraphError,
+    GraphThrottled,
+    TeamsForbidden,
+    TeamsNotFound,
+    TeamsThrottled,
+    TeamsUnavailable,
+)
+from cards import Catalog, CardsError, render
+from connector.carddata import (
+    DIGEST_TEMPLATE,
+    UNAVAILABLE_TEMPLATE,
+    build_card_data,
+    default_template,
+    document_key,
+    summarize,
+)
+from connector.outbox import Outbox, OutboxItem
+from connector.pipeline import Park, RetryLater, Stage, StageOutcome
+from connector.routes import Route, TargetNotFound, match_routes, resolve_channel
+from connector.store import EventRecord, PostedCard, Store
+
+log = logging.getLogger(__name__)
+
+_GUID = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
+
+
+@dataclass
+class DeliveryDeps:
+    store: Store
+    outbox: Outbox
+    catalog: Catalog
+    routes: list[Route]
+    graph: GraphClient | None
+    environments: dict[str, str]  # name -> base URL
+    clock: Callable[[], float]
+    max_lines: int = 20
+    max_bytes: int = 28_000
+
+
+async def resolve_mentions(
+    data: dict[str, Any], roles: list[str], graph: GraphClient | None
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Find the Entra user for each wanted role. Returns the mentions and a note per role that failed."""
+    mentions: dict[str, dict[str, str]] = {}
+    notes: list[str] = []
+    if not roles:
+        return mentions, notes
+    if graph is None:
+        return mentions, [f"{r}: Microsoft Graph is not configured, posted without mention" for r in roles]
+    ev = data.get("event") or {}
+    rec = data.get("record") or {}
+    for role in roles:
+        key: str | None = None
+        if role == "initiator":
+            m = _GUID.match(str(ev.get("InitiatingUserAADObjectId") or ""))
+            key = m.group(1).lower() if m else None
+        elif role == "approver":
+            user = rec.get("user") or {}
+            key = user.get("Alias") or user.get("Email") or ev.get("WorkflowUserEmail")
+        elif role == "vendor":
+            key = (rec.get("vendor") or {}).get("PrimaryEmailAddress")
+        if not key:
+            notes.append(f"{role}: the event and its record name no user, posted without mention")
+            continue
+        try:
+            found = await graph.get_user(key)
+            if found is None and role == "vendor":
+                found = await graph.find_user_by_mail(key)
+        except GraphThrottled as exc:
+            raise RetryLater(f"Microsoft Graph throttled the user lookup (Retry-After {exc.retry_after:g}s)",
+                             exc.retry_after) from exc
+        except GraphError as exc:
+            notes.append(f"{role}: user lookup failed ({exc}), posted without mention")
+            continue
+        if found is None:
+            notes.append(f"{role}: {key} not found in Entra ID, posted without mention")
+            continue
+        mentions[role] = {"id": found.id, "name": found.display_name or found.upn or key}
+    return mentions, notes
+
+
+def choose_template(route: Route, data: dict[str, Any], record: EventRecord) -> str:
+    if data.get("missing"):
+        return UNAVAILABLE_TEMPLATE
+    return route.template or default_template(record.business_event_id)
+
+
+def make_digest_renderer(deps: DeliveryDeps) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def render_digest(items: list[dict[str, Any]]) -> dict[str, Any]:
+        data = {"digest": {"count": len(items), "items": items}}
+        return render(DIGEST_TEMPLATE, data, catalog=deps.catalog, max_bytes=deps.max_bytes,
+                      max_lines=deps.max_lines).card
+
+    return render_digest
+
+
+def translate_teams_error(exc: Exception) -> Exception:
+    if isinstance(exc, TeamsThrottled):
+        return RetryLater(f"Teams throttled the post (Retry-After {exc.retry_after:g}s)", exc.retry_after)
+    if isinstance(exc, TeamsUnavailable):
+        return RetryLater(f"Teams unavailable: {exc}")
+    if isinstance(exc, TeamsForbidden):
+        return Park(f"Teams refused the post (app removed from the team or blocked?): {exc}")
+    if isinstance(exc, TeamsNotFound):
+        return Park(f"Teams conversation not found (channel deleted?): {exc}")
+    if isinstance(exc, CardTooLarge):
+        return Park(f"Teams refused the card as too large: {exc}")
+    if isinstance(exc, BotError):
+        return RetryLater(str(exc)) if exc.transient else Park(f"Teams error: {exc}")
+    return exc
+
+
+def make_deliver_stage(deps: DeliveryDeps) -> Stage:
+    async def deliver(record: EventRecord) -> StageOutcome:
+        base_url = deps.environments.get(record.environment, "")
+        data = build_card_data(record, environment_name=record.environment, base_url=base_url)
+        routes = match_routes(deps.routes, event_id=record.business_event_id, environment=record.environment,
+                              legal_entity=record.legal_entity, data=data)
+        if not routes:
+            return StageOutcome("", {"delivery": {"routes": []}}, "no route matches this event: nothing posted")
+        done = {(c.route) for c in await deps.store.cards_for_event(record.id)}
+        pending = [r for r in routes if r.name not in done]
+        if not pending:
+            return StageOutcome("", None, "every route's card was already posted")
+
+        roles = sorted({role for r in pending for role in r.mention})
+        mentions, notes = await resolve_mentions(data, roles, deps.graph)
+        installs = await deps.store.list_installs(active_only=True)
+        posted: list[str] = []
+        for route in pending:
+            try:
+                install, channel_id = resolve_channel(route, installs)
+            except TargetNotFound as exc:
+                raise Park(str(exc)) from exc
+            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention})
+            try:
+                rendered = render(choose_template(route, data, record), card_data, catalog=deps.catalog,
+                                  max_bytes=deps.max_bytes, max_lines=deps.max_lines)
+            except CardsError as exc:
+                raise Park(f"route '{route.name}': the card could not be rendered: {exc}") from exc
+            thread_key = document_key(data) if route.threading == "document" else None
+            reply_to = None
+            if thread_key:
+                first = await deps.store.find_thread(thread_key, channel_id)
+                reply_to = first.conversation_id if first else None
+            item = OutboxItem(
+                tenant_id=install.tenant_id,
+                service_url=install.service_url,
+                channel_id=channel_id,
+                card=rendered.card,
+                summary=summarize(data),
+                reply_to=reply_to,
+                digestible="approval" not in data,
+            )
+            try:
+                delivered = await deps.outbox.send(item)
+            except Exception as exc:
+                translated = translate_teams_error(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+            await deps.store.record_card(PostedCard(
+                event_id=record.id,
+                route=route.name,
+                conversation_id=delivered.ref.conversation_id,
+                activity_id=delivered.ref.activity_id,
+                service_url=delivered.ref.service_url,
+                kind=delivered.kind,
+                thread_key=thread_key,
+                channel_id=channel_id,
+                digest_id=delivered.digest_id,
+                posted_at=deps.clock(),
+            ))
+            where = f"{install.team_name or install.team_id} / {install.channels.get(channel_id, channel_id)}"
+            if delivered.kind == "digest":
+                posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) to {where}")
+            else:
+                posted.append(f"{route.name}: {delivered.kind} card to {where} (message {delivered.ref.activity_id})")
+        detail = "; ".join(posted + notes)
+        return StageOutcome("", {"delivery": {"routes": [r.name for r in routes], "notes": notes}}, detail)
+
+    return deliver

@@ -1,0 +1,150 @@
+"""The outbox: every card bound for a Teams channel goes through one ordered queue per channel.
+
+Each channel's queue is drained by one task that waits for a pacing slot (connector/pacing.py) before every post.
+When the queue's backlog would take longer than `digest_after` seconds to drain at the fastest pace Teams allows,
+the digestible items at its head go out as one digest card instead (approval cards never do: they carry
+buttons). A caller awaits its item's delivery; the event stays leased in the store until then, so a crash
+loses nothing (the event is claimed again once its lease expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from bot import PostedRef, TeamsThrottled
+from connector.pacing import Pacer
+
+log = logging.getLogger(__name__)
+
+
+class Poster(Protocol):
+    async def create_channel_thread(
+        self, service_url: str, tenant_id: str, channel_id: str, card: dict[str, Any], *, text: str | None = None
+    ) -> PostedRef: ...
+
+    async def reply(
+        self, service_url: str, conversation_id: str, card: dict[str, Any], *, text: str | None = None
+    ) -> PostedRef: ...
+
+
+@dataclass(frozen=True)
+class Delivered:
+    ref: PostedRef
+    kind: str  # "thread" | "reply" | "digest"
+    digest_id: str | None = None
+    digest_size: int = 1
+
+
+@dataclass(eq=False)
+class OutboxItem:
+    tenant_id: str
+    service_url: str
+    channel_id: str
+    card: dict[str, Any]
+    summary: dict[str, Any]  # the item's row in a digest
+    reply_to: str | None = None  # conversation id of the document's thread, for a reply
+    digestible: bool = True
+    future: asyncio.Future[Delivered] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def channel_key(self) -> str:
+        return f"{self.service_url}|{self.channel_id}"
+
+
+DigestRenderer = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+class Outbox:
+    def __init__(
+        self,
+        poster: Poster,
+        pacer: Pacer,
+        render_digest: DigestRenderer,
+        *,
+        digest_after: float = 30.0,
+        digest_max: int = 50,
+    ) -> None:
+        self._poster = poster
+        self._pacer = pacer
+        self._render_digest = render_digest
+        self.digest_after = digest_after
+        self.digest_max = digest_max
+        self._queues: dict[str, list[OutboxItem]] = {}
+        self._drainers: dict[str, asyncio.Task[None]] = {}
+        self.posts = 0
+        self.digests = 0
+
+    async def send(self, item: OutboxItem) -> Delivered:
+        """Queue the item behind its channel's earlier items and wait until it is posted (or fails)."""
+        key = item.channel_key
+        self._queues.setdefault(key, []).append(item)
+        if key not in self._drainers or self._drainers[key].done():
+            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"outbox-{key}")
+        return await asyncio.shield(item.future)
+
+    def backlog(self, channel_key: str) -> int:
+        return len(self._queues.get(channel_key, []))
+
+    async def close(self) -> None:
+        for task in self._drainers.values():
+            task.cancel()
+        await asyncio.gather(*self._drainers.values(), return_exceptions=True)
+        for queue in self._queues.values():
+            for item in queue:
+                if not item.future.done():
+                    item.future.set_exception(asyncio.CancelledError())
+        self._queues.clear()
+
+    def _next_batch(self, key: str, queue: list[OutboxItem]) -> tuple[list[OutboxItem], str]:
+        head = queue[0]
+        thread_key = f"thread:{key}"
+        digestible = [i for i in queue if i.digestible]
+        if (
+            len(digestible) >= 2
+            and self._pacer.backlog_seconds(thread_key, len(queue)) > self.digest_after
+        ):
+            return digestible[: self.digest_max], "digest"
+        return [head], ("reply" if head.reply_to else "thread")
+
+    async def _drain(self, key: str) -> None:
+        queue = self._queues[key]
+        while queue:
+            batch, kind = self._next_batch(key, queue)
+            head = batch[0]
+            thread_key = f"thread:{key}"
+            await self._pacer.acquire([thread_key, f"tenant:{head.tenant_id}"])
+            card = head.card
+            digest_id = None
+            if kind == "digest":
+                digest_id = uuid.uuid4().hex[:12]
+                card = self._render_digest([i.summary for i in batch])
+            try:
+                if kind == "reply":
+                    ref = await self._poster.reply(head.service_url, head.reply_to or "", card)
+                else:
+                    ref = await self._poster.create_channel_thread(
+                        head.service_url, head.tenant_id, head.channel_id, card
+                    )
+            except TeamsThrottled as exc:
+                # Pacing should prevent this; if Teams disagrees, honour its Retry-After and try again.
+                log.warning("Teams throttled channel %s; waiting %.1fs", key, exc.retry_after)
+                self._pacer.penalize(thread_key, exc.retry_after)
+                continue
+            except Exception as exc:  # delivered to the waiting stage, which decides retry or park
+                for item in batch:
+                    queue.remove(item)
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            self.posts += 1
+            if kind == "digest":
+                self.digests += 1
+            for item in batch:
+                queue.remove(item)
+                if not item.future.done():
+                    item.future.set_result(Delivered(ref, kind, digest_id, len(batch)))
+        self._queues.pop(key, None)

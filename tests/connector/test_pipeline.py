@@ -1,0 +1,165 @@
+"""The pipeline's policy on the real SQLite store: steps recorded, retries not before Retry-After, parking,
+replay, resume after a lost worker, and no stage run twice once recorded."""
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from connector.pipeline import Park, Pipeline, RetryLater, RetryPolicy, StageOutcome
+from connector.store import EventStatus, NewEvent
+from connector.store.factory import open_store
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    s = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def add(store, n: int, clock: FakeClock) -> list[str]:
+    ids = []
+    for i in range(n):
+        _, eid = await store.enqueue(
+            NewEvent("prod", "PurchaseOrderConfirmedBusinessEvent", 5637144576 + i, f"E{i}", "usmf", {"n": i}),
+            first_stage="a", now=clock(),
+        )
+        ids.append(eid)
+    return ids
+
+
+async def test_steps_recorded_and_completed(store) -> None:
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+
+    async def a(ev):
+        return StageOutcome("b", {"a": ev.payload["n"] + 1}, "did a")
+
+    async def b(ev):
+        assert ev.data["a"] == 1
+        return StageOutcome("", {"b": True}, "did b")
+
+    p = Pipeline(store, {"a": a, "b": b}, clock=clock)
+    assert await p.run_once() is True
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.DONE and rec.data == {"a": 1, "b": True}
+    steps = [(h.step, h.outcome) for h in await store.history(eid)]
+    assert ("a", "ok") in steps and ("b", "ok") in steps
+    assert await p.run_once() is False
+
+
+async def test_retry_waits_for_retry_after_then_parks(store) -> None:
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+    calls = []
+
+    async def a(ev):
+        calls.append(clock())
+        raise RetryLater("F&O throttled", retry_after=42.0)
+
+    p = Pipeline(store, {"a": a}, clock=clock, policy=RetryPolicy(max_attempts=3, backoff_base=1, backoff_max=5),
+                 rng=lambda: 0.0)
+    assert await p.run_once()
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.QUEUED and rec.next_attempt_at >= clock() + 42.0
+    clock.now += 41.0
+    assert await p.run_once() is False  # not before Retry-After
+    clock.now += 1.0
+    assert await p.run_once()
+    clock.now += 100
+    assert await p.run_once()
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.FAILED and "gave up after 3 attempts" in rec.last_error
+    assert len(calls) == 3
+
+
+async def test_park_and_replay(store) -> None:
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+    broken = [True]
+
+    async def a(ev):
+        if broken[0]:
+            raise Park("credential rejected")
+        return StageOutcome("")
+
+    p = Pipeline(store, {"a": a}, clock=clock)
+    await p.run_once()
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.FAILED and "credential rejected" in rec.last_error
+    broken[0] = False
+    await store.replay(eid, now=clock())
+    await p.run_once()
+    assert (await store.get_event(eid)).status is EventStatus.DONE
+
+
+async def test_lost_worker_resumes_after_lease_without_rerunning_completed_stage(store) -> None:
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+    runs = Counter()
+    hang = asyncio.Event()
+    started = asyncio.Event()
+
+    async def a(ev):
+        runs["a"] += 1
+        return StageOutcome("b", {"a": 1})
+
+    async def b_hangs(ev):
+        runs["b"] += 1
+        started.set()
+        await hang.wait()  # the process "dies" here
+        return StageOutcome("")
+
+    dead = Pipeline(store, {"a": a, "b": b_hangs}, clock=clock, lease_seconds=30, name="dead")
+    task = asyncio.create_task(dead.run_once())
+    await asyncio.wait_for(started.wait(), timeout=10)
+    task.cancel()
+
+    async def b(ev):
+        runs["b2"] += 1
+        return StageOutcome("")
+
+    alive = Pipeline(store, {"a": a, "b": b}, clock=clock, lease_seconds=30, name="alive")
+    assert await alive.run_once() is False  # still leased by the dead worker
+    clock.now += 31
+    assert await alive.run_once() is True
+    assert (await store.get_event(eid)).status is EventStatus.DONE
+    assert runs == {"a": 1, "b": 1, "b2": 1}
+
+
+async def test_concurrent_pipeline_processes_each_event_once(store) -> None:
+    clock = FakeClock()
+    ids = await add(store, 300, clock)
+    seen = Counter()
+
+    async def a(ev):
+        seen[ev.id] += 1
+        await asyncio.sleep(0)
+        return StageOutcome("")
+
+    p1 = Pipeline(store, {"a": a}, clock=clock, concurrency=32, poll_interval=0.05, name="one")
+    p2 = Pipeline(store, {"a": a}, clock=clock, concurrency=32, poll_interval=0.05, name="two")
+    await p1.start()
+    await p2.start()
+    try:
+        for _ in range(500):
+            counts = await store.count_by_status()
+            if counts.get(EventStatus.DONE, 0) == 300:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await p1.stop()
+        await p2.stop()
+    assert len(seen) == 300 and set(seen.values()) == {1}
+    assert set(seen) == set(ids)
