@@ -168,3 +168,24 @@ async def health(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/dynamics/events/{token}", receive_events)
     app.router.add_get("/healthz", health)
+
+
+def events_app(
+    store: Store,
+    endpoints: EventEndpoints,
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    clock: Callable[[], float] | None = None,
+    wake: Callable[[], None] = lambda: None,
+) -> web.Application:
+    """Just the front door on a given store: for tests and the ingest benchmark (the service uses create_app)."""
+    import time
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes + 1)
+    app[STORE] = store
+    app[ENDPOINTS] = endpoints
+    app[CLOCK] = clock or time.time
+    app[WAKE] = wake
+    app[MAX_BODY] = max_body_bytes
+    add_routes(app)
+    return app
