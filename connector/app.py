@@ -22,7 +22,7 @@ from aiohttp import web
 
 from connector.config import ConfigError, EnvironmentSettings, Settings
 from connector.pipeline import Pipeline, RetryPolicy, Stage
-from connector.secrets import MasterKey, RedactingFilter, SecretBox, SecretNotFound
+from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_redaction, master_key_from_environment
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
@@ -120,9 +120,9 @@ def create_app(
         await services.session.close()
 
     async def core_ctx(app: web.Application) -> AsyncIterator[None]:
-        key = master_key or MasterKey.from_environment()
+        key = master_key or master_key_from_environment()
         services.secrets = SecretBox(services.store, key)
-        install_redaction(services.secrets)
+        install_redaction(services.secrets.known_values)
         services.tokens = TokenProvider(
             authority_host=settings.cloud.endpoint("authority_host"),
             ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
@@ -181,14 +181,6 @@ def create_app(
     app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, pipeline_ctx])
     add_routes(app)
     return app
-
-
-def install_redaction(box: SecretBox) -> None:
-    """Belt and braces: any secret value that reaches a log record is replaced before it is written."""
-    root = logging.getLogger()
-    for handler in root.handlers or []:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter(box.known_values))
 
 
 def configure_logging(settings: Settings) -> None:

@@ -200,9 +200,9 @@ def secrets() -> None:
 
 
 async def _box(store: Any) -> Any:
-    from connector.secrets import MasterKey, SecretBox
+    from connector.secrets import SecretBox, master_key_from_environment
 
-    return SecretBox(store, MasterKey.from_environment())
+    return SecretBox(store, master_key_from_environment())
 
 
 @secrets.command("set")
@@ -250,10 +250,15 @@ def secrets_list(ctx: click.Context) -> None:
 def secrets_delete(ctx: click.Context, name: str) -> None:
     """Delete NAME."""
 
+    from connector.secrets import SecretNotFound
+
     async def go() -> None:
         async with _store(_settings(ctx)) as store:
-            deleted = await (await _box(store)).delete(name)
-        click.echo(f"deleted {name}" if deleted else f"no secret named {name}")
+            try:
+                await (await _box(store)).delete(name)
+            except SecretNotFound:
+                _fail(f"no secret named {name} (see `ml-connector secrets list`)", 1)
+        click.echo(f"deleted {name}")
 
     _run(go())
 

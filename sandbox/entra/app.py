@@ -1,0 +1,147 @@
+"""The Entra stand-in over HTTP: OpenID configuration, JWKS, the v2 token endpoint and the admin API
+(/_sandbox/entra/...). Every rule lives in sandbox/entra/issuer.py; this module only parses and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.entra.issuer import EntraIssuer, OAuthError
+
+# --- HTTP --------------------------------------------------------------------------------------------------------
+ISSUER_KEY = web.AppKey("entra_issuer", EntraIssuer)
+
+
+def _base(request: web.Request) -> str:
+    return f"https://{request.host}"  # MSAL refuses http authorities: the stand-in is always served over TLS
+
+
+def _error_body(request: web.Request, err: OAuthError) -> dict[str, Any]:
+    trace, corr = str(uuid.uuid4()), request.headers.get("client-request-id") or str(uuid.uuid4())
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+    prefix = f"AADSTS{err.code}: " if err.code else ""
+    body = {"error": err.error,
+            "error_description": f"{prefix}{err.description} Trace ID: {trace} Correlation ID: {corr} "
+                                 f"Timestamp: {stamp}",
+            "error_codes": [err.code] if err.code else [],
+            "timestamp": stamp, "trace_id": trace, "correlation_id": corr}
+    if err.code:
+        body["error_uri"] = f"{_base(request)}/error?code={err.code}"
+    return body
+
+
+async def _openid_configuration(request: web.Request) -> web.Response:
+    issuer = request.app[ISSUER_KEY]
+    seg = request.match_info["tenant"]
+    tid = issuer.resolve_tenant(seg)
+    if tid is None:
+        return web.json_response({"error": "invalid_tenant", "error_description":
+                                  f"AADSTS90002: Tenant '{seg}' not found.", "error_codes": [90002]}, status=400)
+    base = f"{_base(request)}/{seg}"
+    return web.json_response({
+        "issuer": issuer.issuer_for(tid, "2.0"),
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "grant_types_supported": ["client_credentials"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "sandbox.invalid",
+    })
+
+
+async def _keys(request: web.Request) -> web.Response:
+    issuer = request.app[ISSUER_KEY]
+    if issuer.resolve_tenant(request.match_info["tenant"]) is None:
+        return web.json_response({"error": "invalid_tenant"}, status=400)
+    return web.json_response(issuer.jwks())
+
+
+async def _token(request: web.Request) -> web.Response:
+    issuer = request.app[ISSUER_KEY]
+    issuer.requests += 1
+    injected = issuer.take_injected_failure()
+    if injected:
+        status, retry_after = injected
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return web.json_response(
+            {"error": "temporarily_unavailable",
+             "error_description": f"Sandbox: injected HTTP {status} (fail-next).", "error_codes": []},
+            status=status, headers=headers)
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    seg = request.match_info["tenant"]
+    base = _base(request).lower()
+    endpoints = {f"{base}/{seg.lower()}/oauth2/v2.0/token", f"{base}/{seg.lower()}/oauth2/token"}
+    tid = issuer.resolve_tenant(seg)
+    if tid:
+        endpoints |= {f"{base}/{tid}/oauth2/v2.0/token", f"{base}/{tid}/oauth2/token"}
+    try:
+        body = issuer.token_response(seg, form, authorization=request.headers.get("Authorization"),
+                                     token_endpoints=endpoints)
+    except OAuthError as err:
+        issuer.refused += 1
+        return web.json_response(_error_body(request, err), status=err.status)
+    return web.json_response(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+async def _admin_token_lifetime(request: web.Request) -> web.Response:
+    issuer = request.app[ISSUER_KEY]
+    try:
+        seconds = int((await request.json())["seconds"])
+        if seconds < 1:
+            raise ValueError
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError):
+        return web.json_response({"error": "give {\"seconds\": <positive int>}"}, status=400)
+    issuer.token_lifetime = seconds
+    return web.json_response({"token_lifetime": seconds})
+
+
+async def _admin_fail_next(request: web.Request) -> web.Response:
+    issuer = request.app[ISSUER_KEY]
+    try:
+        body = await request.json()
+        ra = body.get("retry_after")
+        issuer.fail_next(int(body.get("count", 1)), status=int(body.get("status", 503)),
+                         retry_after=None if ra is None else int(ra))
+    except (ValueError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(issuer.stats())
+
+
+async def _admin_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ISSUER_KEY].stats())
+
+
+def create_entra_app(issuer: EntraIssuer) -> web.Application:
+    """The Entra stand-in's aiohttp application (serve it over TLS: MSAL only accepts https authorities)."""
+    app = web.Application()
+    app[ISSUER_KEY] = issuer
+    app.router.add_post("/_sandbox/entra/token-lifetime", _admin_token_lifetime)
+    app.router.add_post("/_sandbox/entra/fail-next", _admin_fail_next)
+    app.router.add_get("/_sandbox/entra/stats", _admin_stats)
+    app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
+    app.router.add_get("/{tenant}/discovery/v2.0/keys", _keys)
+    app.router.add_get("/{tenant}/discovery/keys", _keys)
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", _token)
+    return app
+
+
+async def serve_entra(issuer: EntraIssuer, ssl_context: Any, *, host: str = "127.0.0.1",
+                      port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start the stand-in on `host:port` (0: a free port). Returns the runner (cleanup() it) and the
+    authority host, e.g. "https://127.0.0.1:54321"."""
+    runner = web.AppRunner(create_entra_app(issuer), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return runner, f"https://{host}:{bound}"
