@@ -1,0 +1,39 @@
+"""`/data/$metadata`: a CSDL document for the sandbox's entity sets, keys, enums and WorkflowWorkItems actions."""
+
+from __future__ import annotations
+
+from typing import Iterable
+from xml.sax.saxutils import escape
+
+from sandbox.fno.state import EDM, ENUMS, NAMESPACE, EntityType
+
+
+def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outcome: str, comment: str) -> str:
+    types = list(types)
+    out = ['<?xml version="1.0" encoding="utf-8"?>',
+           '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
+           "<edmx:DataServices>",
+           f'<Schema Namespace="{NAMESPACE}" xmlns="http://docs.oasis-open.org/odata/ns/edm">']
+    for name, members in ENUMS.items():
+        out.append(f'<EnumType Name="{name}">')
+        out += [f'<Member Name="{escape(m)}" Value="{i}"/>' for i, m in enumerate(members)]
+        out.append("</EnumType>")
+    for et in types:
+        out.append(f'<EntityType Name="{et.type_name}"><Key>')
+        out += [f'<PropertyRef Name="{k}"/>' for k in et.keys]
+        out.append("</Key>")
+        for field, kind in et.kinds.items():
+            edm = f"{NAMESPACE}.{kind}" if kind in ENUMS else EDM[kind]
+            nullable = ' Nullable="false"' if field in et.keys else ""
+            out.append(f'<Property Name="{field}" Type="{edm}"{nullable}/>')
+        out.append("</EntityType>")
+    binding = f'<Parameter Name="_bindingParameter" Type="{NAMESPACE}.WorkflowWorkItem"/>'
+    out.append(f'<Action Name="{escape(validate)}" IsBound="true">{binding}'
+               '<ReturnType Type="Edm.Boolean" Nullable="false"/></Action>')
+    out.append(f'<Action Name="{escape(complete)}" IsBound="true">{binding}'
+               f'<Parameter Name="{escape(outcome)}" Type="Edm.String"/>'
+               f'<Parameter Name="{escape(comment)}" Type="Edm.String"/></Action>')
+    out.append('<EntityContainer Name="Resources">')
+    out += [f'<EntitySet Name="{et.set_name}" EntityType="{NAMESPACE}.{et.type_name}"/>' for et in types]
+    out += ["</EntityContainer>", "</Schema>", "</edmx:DataServices>", "</edmx:Edmx>"]
+    return "\n".join(out)

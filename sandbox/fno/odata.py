@@ -1,0 +1,343 @@
+"""F&O's OData endpoint (`/data`) as an aiohttp app, enforcing F&O's rules.
+
+Front door for every `/data` request, in F&O's order: bearer token (audience = the environment base URL) ->
+caller (app-only: client id -> "Microsoft Entra ID applications" -> F&O user; delegated: UPN -> SystemUsers) ->
+service protection (429 + Retry-After) -> injected faults and latency -> handler. Errors use F&O's error body.
+The token check is handed in (`verify_token(token, audience) -> claims`); this module knows no signing keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+from urllib.parse import quote
+
+from aiohttp import web
+
+from sandbox.fno.metadata import metadata_xml
+from sandbox.fno.query import QueryError, parse_key, parse_query, run_query
+from sandbox.fno.state import NAMESPACE, EntityType, FnoState, to_odata_row
+from sandbox.fno.throttle import ServiceProtection, Throttled
+
+ODATA_JSON = "application/json; odata.metadata=minimal"
+VerifyToken = Callable[[str, str], Mapping[str, Any]]
+
+
+@dataclass
+class FnoConfig:
+    environment: str = "contoso-sandbox"
+    base_url: str = ""  # https://127.0.0.1:PORT, no trailing slash: token audience and link base
+    page_size: int = 10_000
+    latency_ms: float = 0.0  # added to every /data request (benchmarks use 20)
+    unknown_client_status: int = 403
+    validate_action: str = "validate"
+    complete_action: str = "complete"
+    outcome_param: str = "outcome"
+    comment_param: str = "comment"
+    assignee_only: bool = False  # complete by someone other than the assignee -> 403
+
+
+@dataclass
+class Fault:
+    status: int
+    remaining: int
+    path_prefix: str = "/data"
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    by_set: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+    throttled: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=200))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.total, "by_set": dict(self.by_set), "by_status": {str(k): v for k, v in
+                self.by_status.items()}, "throttled": self.throttled, "recent": list(self.recent)}
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    company: str
+    client_id: str
+    delegated: bool
+
+
+class FnoError(Exception):
+    """Answered with F&O's error body."""
+
+    def __init__(self, status: int, message: str, inner: str | None = None,
+                 kind: str = "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataException",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.inner, self.kind, self.headers = status, message, inner, kind, headers
+
+
+def error_response(err: FnoError) -> web.Response:
+    body = {"error": {"code": "", "message": err.message, "innererror": {
+        "message": err.inner or err.message, "type": err.kind,
+        "stacktrace": "   at Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataController"
+                      ".ProcessRequest()\r\n   at (sandbox)"}}}
+    return web.Response(status=err.status, text=json.dumps(body), headers={"Content-Type": ODATA_JSON,
+                                                                            **(err.headers or {})})
+
+
+class FnoService:
+    """Everything the OData app needs, handed in: state, config, throttling, the token check, time."""
+
+    def __init__(self, state: FnoState, verify_token: VerifyToken, *, config: FnoConfig | None = None,
+                 protection: ServiceProtection | None = None, clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.state, self.verify_token = state, verify_token
+        self.config = config or FnoConfig()
+        self.protection = protection or ServiceProtection(clock=clock)
+        self.clock, self.now, self.sleep = clock, now, sleep
+        self.stats = Stats()
+        self.faults: list[Fault] = []
+        self.on_complete: list[Callable[[dict[str, Any], Caller], Any]] = []  # scenario hooks
+
+    def take_fault(self, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.remaining > 0 and path.startswith(fault.path_prefix):
+                fault.remaining -= 1
+                return fault
+        self.faults = [f for f in self.faults if f.remaining > 0]
+        return None
+
+    def authenticate(self, request: web.Request) -> Caller:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise FnoError(401, "Authorization has been denied for this request.", "No bearer token.",
+                           headers={"WWW-Authenticate": "Bearer"})
+        try:
+            claims = dict(self.verify_token(token.strip(), self.config.base_url))
+        except Exception as exc:  # any failure of the check is a 401, as in F&O
+            raise FnoError(401, "Authorization has been denied for this request.", f"Invalid token: {exc}",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        client_id = str(claims.get("appid") or claims.get("azp") or "")
+        delegated = "scp" in claims
+        if delegated:
+            upn = claims.get("upn") or claims.get("preferred_username") or claims.get("unique_name")
+            user = self.state.delegated_user(upn, claims.get("oid"))
+        else:
+            user = self.state.app_user(client_id)
+        if user is None or not user.get("Enabled"):
+            who = f"user '{claims.get('upn') or claims.get('preferred_username')}'" if delegated else \
+                f"application '{client_id}'"
+            raise FnoError(self.config.unknown_client_status, "Authorization has been denied for this request.",
+                           f"The {who} is not mapped to an enabled user in Microsoft Entra ID applications / "
+                           f"users.")
+        return Caller(user["UserID"], user["Company"] or "dat", client_id, delegated)
+
+
+SERVICE = web.AppKey("fno_service", FnoService)
+CALLER = web.RequestKey("fno_caller", Caller) if hasattr(web, "RequestKey") else "fno_caller"
+
+
+@web.middleware
+async def front_door(request: web.Request, handler):
+    if not request.path.startswith("/data"):
+        return await handler(request)
+    svc = request.app[SERVICE]
+    svc.stats.total += 1
+    svc.stats.by_set[_set_name(request.path)] += 1
+    response = await _guarded(svc, request, handler)
+    svc.stats.by_status[response.status] += 1
+    svc.stats.recent.append({"method": request.method, "path": request.path_qs, "status": response.status})
+    return response
+
+
+async def _guarded(svc: FnoService, request: web.Request, handler) -> web.StreamResponse:
+    try:
+        caller = svc.authenticate(request)
+    except FnoError as err:
+        return error_response(err)
+    verdict = svc.protection.admit((caller.user_id.lower(), caller.client_id.lower()))
+    if isinstance(verdict, Throttled):
+        svc.stats.throttled += 1
+        return error_response(FnoError(429, verdict.message, headers={"Retry-After": str(verdict.retry_after)}))
+    try:
+        fault = svc.take_fault(request.path)
+        if fault:
+            raise FnoError(fault.status, "An error has occurred.", "Injected fault (sandbox).")
+        if svc.config.latency_ms:
+            await svc.sleep(svc.config.latency_ms / 1000)
+        request[CALLER] = caller
+        return await handler(request)
+    except FnoError as err:
+        return error_response(err)
+    except QueryError as err:
+        return error_response(FnoError(400, "The query specified in the URI is not valid. " + str(err), str(err),
+                                       "Microsoft.OData.ODataException"))
+    finally:
+        svc.protection.done(verdict)
+
+
+def _set_name(path: str) -> str:
+    rest = path[len("/data"):].strip("/")
+    return rest.split("(")[0].split("/")[0] or "(service)"
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False),
+                        headers={"Content-Type": ODATA_JSON, "OData-Version": "4.0"})
+
+
+def _base(svc: FnoService, request: web.Request) -> str:
+    return svc.config.base_url or f"{request.scheme}://{request.host}"
+
+
+def _cross_company(request: web.Request) -> bool:
+    return request.query.get("cross-company", "").lower() == "true"
+
+
+def _split_segment(svc: FnoService, segment: str) -> tuple[EntityType, str | None]:
+    name, paren, rest = segment.partition("(")
+    et = svc.state.entity_type(name)
+    if et is None:
+        raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{segment}'.")
+    if paren and not rest.endswith(")"):
+        raise QueryError(f"Bad key segment '{segment}'.")
+    return et, rest[:-1] if paren else None
+
+
+def _visible(et: EntityType, row: dict[str, Any], caller: Caller, cross: bool) -> bool:
+    return cross or not et.company_specific or (row["dataAreaId"] or "").lower() == caller.company.lower()
+
+
+async def service_document(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    base = _base(svc, request)
+    return _json({"@odata.context": f"{base}/data/$metadata",
+                  "value": [{"name": n, "kind": "EntitySet", "url": n} for n in svc.state.types]})
+
+
+async def metadata(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    xml = metadata_xml(svc.state.types.values(), svc.config.validate_action, svc.config.complete_action,
+                       svc.config.outcome_param, svc.config.comment_param)
+    return web.Response(text=xml, content_type="application/xml")
+
+
+async def read(request: web.Request) -> web.Response:
+    svc, caller = request.app[SERVICE], request[CALLER]
+    tail = request.match_info["tail"]
+    if "/" in tail:
+        raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{tail}'.")
+    et, key_text = _split_segment(svc, tail)
+    cross = _cross_company(request)
+    base = _base(svc, request)
+    if key_text is not None:
+        key = parse_key(et, key_text)
+        row = svc.state.get(et.set_name, key)
+        if row is None or not _visible(et, row, caller, cross):
+            raise FnoError(404, f"Resource not found for the segment '{et.set_name}'.")
+        return _json({"@odata.context": f"{base}/data/$metadata#{et.set_name}/$entity",
+                      "@odata.etag": svc.state.etag(et.set_name, row), **to_odata_row(et, row)})
+    params = {k: v for k, v in request.query.items()}
+    q = parse_query(et, params)
+    rows = [r for r in svc.state.rows(et.set_name) if _visible(et, r, caller, cross)]
+    page, total = run_query(et, rows, q)
+    body: dict[str, Any] = {"@odata.context": f"{base}/data/$metadata#{et.set_name}"
+                            + (f"({','.join(q.select)})" if q.select else "")}
+    if q.count:
+        body["@odata.count"] = total
+    next_link = None
+    size = max(1, svc.config.page_size)
+    if len(page) > size:
+        page = page[:size]
+        next_link = _next_link(base, request, q.skip + size, None if q.top is None else q.top - size)
+    body["value"] = [{"@odata.etag": svc.state.etag(et.set_name, r), **to_odata_row(et, r, q.select)}
+                     for r in page]
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    return _json(body)
+
+
+def _next_link(base: str, request: web.Request, skip: int, top: int | None) -> str:
+    pairs = [(k, v) for k, v in request.query.items() if k not in ("$skip", "$top")]
+    if top is not None:
+        pairs.append(("$top", str(top)))
+    pairs.append(("$skip", str(skip)))
+    query = "&".join(f"{quote(k, safe='$-')}={quote(v, safe=chr(39) + '$-_.*,()')}" for k, v in pairs)
+    return f"{base}{request.path}?{query}"
+
+
+async def action(request: web.Request) -> web.Response:
+    svc, caller = request.app[SERVICE], request[CALLER]
+    tail = request.match_info["tail"]
+    segment, _, action_name = tail.partition("/")
+    et, key_text = _split_segment(svc, segment)
+    prefix = NAMESPACE + "."
+    name = action_name[len(prefix):] if action_name.startswith(prefix) else None
+    cfg = svc.config
+    if et.set_name != "WorkflowWorkItems" or key_text is None or name not in (cfg.validate_action,
+                                                                               cfg.complete_action):
+        raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{tail}'.")
+    try:
+        params = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise FnoError(400, "The request body is not valid JSON.") from None
+    if not isinstance(params, dict):
+        raise FnoError(400, "The action parameters must be a JSON object.")
+    item = svc.state.get(et.set_name, parse_key(et, key_text))
+    if item is None:
+        raise FnoError(404, f"Resource not found for the segment '{et.set_name}'.")
+    actionable = item["Status"] in ("Pending", "Delegated")
+    mine = (item["UserId"] or "").lower() == caller.user_id.lower()
+    if name == cfg.validate_action:
+        ok = actionable and (mine or not cfg.assignee_only)
+        return _json({"@odata.context": f"{_base(svc, request)}/data/$metadata#Edm.Boolean", "value": ok})
+    return await _complete(svc, caller, item, params, actionable, mine)
+
+
+async def _complete(svc: FnoService, caller: Caller, item: dict[str, Any], params: dict[str, Any],
+                    actionable: bool, mine: bool) -> web.Response:
+    cfg = svc.config
+    if not actionable:
+        raise FnoError(400, "An error has occurred.", f"Work item {item['Id']} cannot be completed: its status is "
+                       f"{item['Status']}.", "Microsoft.Dynamics.Ax.Xpp.ErrorException")
+    if cfg.assignee_only and not mine:
+        raise FnoError(403, "An error has occurred.", f"User {caller.user_id} is not the assignee of work item "
+                       f"{item['Id']} ({item['UserId']}).")
+    outcome = params.get(cfg.outcome_param)
+    allowed = [o.strip() for o in (item["Outcomes"] or "").split(",") if o.strip()]
+    if not isinstance(outcome, str) or (allowed and outcome not in allowed):
+        raise FnoError(400, "An error has occurred.", f"Outcome '{outcome}' is not one of {allowed} "
+                       f"(parameter '{cfg.outcome_param}').", "Microsoft.Dynamics.Ax.Xpp.ErrorException")
+    comment = params.get(cfg.comment_param) or ""
+    svc.state.update("WorkflowWorkItems", item, Status="Completed", CompletedBy=caller.user_id, Outcome=outcome,
+                     Comment=str(comment), CompletedDateTime=svc.now())
+    for hook in svc.on_complete:
+        result = hook(item, caller)
+        if asyncio.iscoroutine(result):
+            await result
+    return web.Response(status=204)
+
+
+async def not_supported(request: web.Request) -> web.Response:
+    raise FnoError(405, "An error has occurred.", f"{request.method} is not supported by the sandbox.")
+
+
+def create_fno_app(service: FnoService, admin: Callable[[web.Application], None] | None = None) -> web.Application:
+    """The F&O web app. `admin` (optional) adds `/_sandbox/...` routes, which bypass auth and throttling."""
+    app = web.Application(middlewares=[front_door])
+    app[SERVICE] = service
+    app.router.add_get("/data", service_document)
+    app.router.add_get("/data/", service_document)
+    app.router.add_get("/data/$metadata", metadata)
+    app.router.add_get("/data/{tail:.+}", read)
+    app.router.add_post("/data/{tail:.+}", action)
+    app.router.add_route("*", "/data/{tail:.+}", not_supported)
+    if admin:
+        admin(app)
+    return app
