@@ -91,7 +91,9 @@ def build_card_data(
         "legalEntity": (record.legal_entity or "").lower() or None,
         "record": enrichment.get("record") or {},
         "missing": list(enrichment.get("missing") or []),
-        "openUrl": open_url(base_url, record.legal_entity, record.business_event_id, open_url_template),
+        "openUrl": enrichment.get("openUrl")
+        or open_url(base_url, record.legal_entity, record.business_event_id, open_url_template),
+        "documentKey": enrichment.get("documentKey"),
         "mentions": {},
         "fields": [
             {"name": k, "value": _display(v)} for k, v in sorted(payload.items()) if k not in ENVELOPE_FIELDS
@@ -147,7 +149,11 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def document_key(data: dict[str, Any]) -> str | None:
-    """Threads a purchase order's confirmation with its later invoice and payment (one thread per document)."""
+    """Threads a purchase order's confirmation with its later invoice and payment (one thread per document).
+
+    The enrichment plan's document_key wins; this is the fallback for events without a plan."""
+    if data.get("documentKey"):
+        return str(data["documentKey"])
     ev = data.get("event") or {}
     company = data.get("legalEntity") or ""
     po = ev.get("PurchaseOrderNumber") or ev.get("PurchaseOrderId")

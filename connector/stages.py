@@ -79,7 +79,7 @@ def make_enrich_stage(
                                 "no enrichment plan for this event type: the card shows the event's own fields")
         event = stored_event(record)
         try:
-            enriched = await enrich(event, env.odata, plan)
+            enriched = await enrich(event, env.odata, plan, base_url=env.base_url)
         except Exception as exc:  # translated below; anything unknown propagates as a bug
             translated = translate_dynamics_error(exc)
             if translated is exc:
@@ -94,6 +94,10 @@ def make_enrich_stage(
                 "record": enriched.record,
                 "missing": list(enriched.missing),
                 "skipped": list(enriched.skipped),
+                "failed": list(getattr(enriched, "failed", []) or []),
+                "openUrl": enriched.open_url,
+                "documentKey": enriched.document_key,
+                "title": enriched.title,
             }
         }
         return StageOutcome(next_stage, data, detail)

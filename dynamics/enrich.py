@@ -1,0 +1,394 @@
+"""Declarative enrichment: which F&O records to read for an event, as configuration an admin can edit.
+
+An `EnrichmentPlan` names the events it serves (exact ids or globs) and an ordered list of `Fetch`es; each fetch
+reads one entity set by key or filter whose values are templates over the event, `{company}` and earlier fetches
+(see dynamics/templates.py). `enrich()` runs a plan with an `ODataClient`: one client call per fetch, no retry loop
+and no sleep of its own (the pipeline owns retry policy). It knows nothing about cards, Teams or storage.
+
+What a missing record means: a query that finds no row is recorded, never raised. The fetch's value is None
+(`[]` for `many`), and a `required` fetch is listed in `Enriched.missing` so the card can say the record no longer
+exists. A fetch whose references resolve to nothing (no legal entity, an earlier fetch missing) is not called and
+is listed in `Enriched.skipped`. Errors are raised only for what a retry or a config change can fix: throttling and
+unavailability (transient), and bad requests, unknown entity sets or auth errors (configuration).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+import logging
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dynamics.errors import EnrichmentPlanError, ODataAuthError, ODataError
+from dynamics.events import BusinessEvent
+from dynamics.odata_query import Enum
+from dynamics.templates import NOTHING, Template
+
+__all__ = ["EnrichmentPlan", "Enriched", "EnumLiteral", "Fetch", "enrich", "load_plan", "plan_for"]
+
+log = logging.getLogger(__name__)
+
+RESERVED = frozenset({"event", "company", "base_url"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ORDER_ITEM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\s+(asc|desc))?")
+_GLOB_CHARS = frozenset("*?[")
+_UNION_TAGS = frozenset({"str", "bool", "int", "float", "EnumLiteral"})  # pydantic's labels in error locations
+
+
+class EnumLiteral(BaseModel):
+    """An enum value in a key or filter.
+
+    `{enum = "NoYes", value = "Yes"}` becomes `Microsoft.Dynamics.DataEntities.NoYes'Yes'`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enum: str
+    value: str
+
+    @field_validator("enum")
+    @classmethod
+    def _enum_name(cls, name: str) -> str:
+        Enum(name, "")  # same rule as the client
+        return name
+
+
+Value = Annotated[str | bool | int | float | EnumLiteral, Field(union_mode="smart")]
+
+
+class Fetch(BaseModel):
+    """One read of the plan.
+
+    Attributes:
+        name: the key under `record` (and how later templates refer to the result).
+        entity: the entity set, e.g. `PurchaseOrderHeadersV2`.
+        company: company-specific set: filter on the event's legal entity (`dataAreaId`). False for global sets.
+        key: every key field except dataAreaId -> template; expects exactly one row (`ODataClient.get`).
+        filter: field -> template; `eq` clauses ANDed. The first row, or all rows with `many`.
+        select, orderby, top: `$select`, `$orderby`, `$top`.
+        many: the result is a list of rows.
+        required: a missing record is reported in `Enriched.missing`.
+        on_error: "skip" records a non-transient OData error (unknown entity set or field, bad request) in
+            `Enriched.failed` and carries on; for entities whose name is unconfirmed. Auth, throttling and
+            unavailability errors are always raised.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    entity: str
+    company: bool = True
+    key: dict[str, Value] | None = None
+    filter: dict[str, Value] | None = None
+    select: list[str] | None = None
+    orderby: list[str] | None = None
+    top: int | None = Field(default=None, ge=1)
+    many: bool = False
+    required: bool = False
+    on_error: Literal["raise", "skip"] = "raise"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError("must be a plain name (letters, digits, underscore)")
+        if name in RESERVED:
+            raise ValueError(f"{name!r} is reserved for templates ({', '.join(sorted(RESERVED))})")
+        return name
+
+    @field_validator("entity")
+    @classmethod
+    def _entity(cls, entity: str) -> str:
+        if not _IDENTIFIER.fullmatch(entity):
+            raise ValueError("must be an entity set name such as PurchaseOrderHeadersV2")
+        return entity
+
+    @field_validator("key", "filter")
+    @classmethod
+    def _conditions(cls, conditions: dict[str, Any] | None) -> dict[str, Any] | None:
+        if conditions is None:
+            return None
+        if not conditions:
+            raise ValueError("must name at least one field")
+        for name, value in conditions.items():
+            if not _IDENTIFIER.fullmatch(name):
+                raise ValueError(f"{name!r} is not a field name")
+        return conditions  # templates are checked by the plan, which knows the earlier fetches
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, fields: list[str] | None) -> list[str] | None:
+        for name in fields or ():
+            if not _IDENTIFIER.fullmatch(name):
+                raise ValueError(f"{name!r} is not a field name")
+        return fields
+
+    @field_validator("orderby", mode="before")
+    @classmethod
+    def _orderby(cls, items: Any) -> Any:
+        if isinstance(items, str):
+            items = [item.strip() for item in items.split(",")]
+        for item in items or ():
+            if not isinstance(item, str) or not _ORDER_ITEM.fullmatch(item.strip()):
+                raise ValueError(f"{item!r} is not 'Field' or 'Field asc|desc'")
+        return items
+
+    @model_validator(mode="after")
+    def _shape(self) -> Fetch:
+        if (self.key is None) == (self.filter is None):
+            raise ValueError("give exactly one of 'key' (one row by its key) or 'filter'")
+        if self.key is not None and self.many:
+            raise ValueError("'many' needs a 'filter': a key identifies one row")
+        if "dataAreaId" in (self.key or {}) or "dataAreaId" in (self.filter or {}):
+            raise ValueError("leave dataAreaId out: 'company = true' adds it from the event's legal entity")
+        return self
+
+    @property
+    def conditions(self) -> dict[str, Any]:
+        return dict(self.key or self.filter or {})
+
+
+class EnrichmentPlan(BaseModel):
+    """Which records to read for which events, and how to name the result.
+
+    Attributes:
+        name: unique; configuration overrides a default plan by name.
+        events: BusinessEventIds, exact or glob (`Workflow_*_WorkItem`).
+        fetches: run in order; a template may refer to any earlier fetch by name.
+        open_url: template for the card's "open in F&O" link, e.g. `{base_url}/?cmp={company}&mi=PurchTableListPage`.
+        document_key: template naming the business document (one Teams thread per document).
+        title: template for a short title.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    events: list[str] = Field(min_length=1)
+    fetches: list[Fetch] = Field(default_factory=list)
+    open_url: str | None = None
+    document_key: str | None = None
+    title: str | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, events: list[str]) -> list[str]:
+        for pattern in events:
+            if not pattern.strip():
+                raise ValueError("an event id must not be empty")
+        return events
+
+    @model_validator(mode="after")
+    def _references(self) -> EnrichmentPlan:
+        # Raised directly (not ValueError) so the error names plan, fetch and field whatever the entry point.
+        known = set(RESERVED)
+        for fetch in self.fetches:
+            if fetch.name in known - RESERVED:
+                raise EnrichmentPlanError(self.name, fetch.name, "name", "two fetches share this name")
+            where = "key" if fetch.key is not None else "filter"
+            for field_name, text in fetch.conditions.items():
+                if not isinstance(text, str):
+                    continue
+                try:
+                    template = Template.parse(text)
+                except ValueError as exc:
+                    raise EnrichmentPlanError(self.name, fetch.name, f"{where}.{field_name}", str(exc)) from None
+                unknown = template.roots - known
+                if unknown:
+                    raise EnrichmentPlanError(
+                        self.name, fetch.name, f"{where}.{field_name}",
+                        f"refers to {', '.join(sorted(unknown))}, which is not event, company or an earlier fetch",
+                    )
+            known.add(fetch.name)
+        for attribute in ("open_url", "document_key", "title"):
+            text = getattr(self, attribute)
+            if text is not None:
+                try:
+                    unknown = Template.parse(text).roots - known
+                except ValueError as exc:
+                    raise EnrichmentPlanError(self.name, None, attribute, str(exc)) from None
+                if unknown:
+                    raise EnrichmentPlanError(self.name, None, attribute,
+                                              f"refers to unknown {', '.join(sorted(unknown))}")
+        return self
+
+    def matches(self, event_id: str) -> bool:
+        return any(_is_glob(p) and fnmatch.fnmatchcase(event_id, p) or p == event_id for p in self.events)
+
+
+@dataclass
+class Enriched:
+    """What a plan found. `record` has one key per fetch (None / [] when missing or skipped)."""
+
+    record: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # required fetches whose record does not exist
+    skipped: list[str] = field(default_factory=list)  # fetches not run: a reference resolved to nothing
+    calls: int = 0  # ODataClient calls made (one per fetch run)
+    failed: dict[str, str] = field(default_factory=dict)  # on_error="skip" fetches that failed -> the error
+    open_url: str | None = None
+    document_key: str | None = None
+    title: str | None = None
+
+
+class _Client(Protocol):
+    base_url: str
+
+    async def get(self, entity_set: str, *, company: str | None, key: dict[str, Any],
+                  select: list[str] | None = None) -> dict[str, Any] | None: ...
+
+    async def query(self, entity_set: str, *, company: str | None, filter: Any = None,
+                    select: list[str] | None = None, orderby: Any = None,
+                    top: int | None = None) -> list[dict[str, Any]]: ...
+
+
+async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
+                 base_url: str | None = None) -> Enriched:
+    """Run `plan` for `event`.
+
+    Args:
+        client: an `ODataClient` (anything with its `get`/`query`).
+        base_url: root for `{base_url}` in `open_url`; defaults to the client's.
+
+    Returns:
+        Enriched: records, missing and skipped fetches, the number of calls, rendered open_url/document_key/title.
+
+    Raises:
+        ODataThrottled, ODataUnavailable: transient; retry later. Other ODataError: a request F&O refuses
+        (usually the plan names a field or entity set this environment lacks). EnrichmentPlanError: a template
+        resolved to an object where a value was needed.
+    """
+    company = event.legal_entity.lower() if event.legal_entity else None
+    context: dict[str, Any] = {
+        "event": event.payload,
+        "company": company if company is not None else NOTHING,
+        "base_url": (base_url or getattr(client, "base_url", "") or "").rstrip("/") or NOTHING,
+    }
+    result = Enriched()
+    for fetch in plan.fetches:
+        empty: Any = [] if fetch.many else None
+        conditions = _resolve(plan, fetch, context)
+        if conditions is None or (fetch.company and company is None):
+            result.record[fetch.name] = context[fetch.name] = empty
+            result.skipped.append(fetch.name)
+            continue
+        scope = company if fetch.company else None
+        result.calls += 1
+        try:
+            found = await _run(client, fetch, scope, conditions)
+        except ODataError as exc:
+            if exc.transient or isinstance(exc, ODataAuthError) or fetch.on_error == "raise":
+                raise
+            log.warning("enrichment plan %r fetch %r failed, carrying on: %s", plan.name, fetch.name, exc)
+            result.record[fetch.name] = context[fetch.name] = empty
+            result.failed[fetch.name] = str(exc)
+            continue
+        if found is None or (fetch.many and not found):
+            found = empty
+            if fetch.required:
+                result.missing.append(fetch.name)
+        result.record[fetch.name] = context[fetch.name] = found
+
+    result.open_url = _text(plan, "open_url", context, url=True)
+    result.document_key = _text(plan, "document_key", context)
+    result.title = _text(plan, "title", context)
+    return result
+
+
+def plan_for(event_id: str, plans: Iterable[EnrichmentPlan]) -> EnrichmentPlan | None:
+    """The plan for `event_id`: the first naming it exactly, else the first whose glob matches it."""
+    plans = list(plans)
+    for plan in plans:
+        if event_id in plan.events:
+            return plan
+    for plan in plans:
+        if any(_is_glob(p) and fnmatch.fnmatchcase(event_id, p) for p in plan.events):
+            return plan
+    return None
+
+
+def load_plan(raw: Any, *, position: int | None = None) -> EnrichmentPlan:
+    """An `EnrichmentPlan` from a plain dict (one TOML table).
+
+    Raises:
+        EnrichmentPlanError: naming the plan, the fetch (by name, else `#index`) and the field.
+    """
+    label = f"#{position}" if position is not None else None
+    if not isinstance(raw, dict):
+        raise EnrichmentPlanError(label, None, None, f"expected a table, got {type(raw).__name__}")
+    name = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else label
+    try:
+        return EnrichmentPlan.model_validate(raw)
+    except ValidationError as exc:
+        raise _plan_error(name, raw, exc) from None
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _is_glob(pattern: str) -> bool:
+    return not _GLOB_CHARS.isdisjoint(pattern)
+
+
+async def _run(client: _Client, fetch: Fetch, company: str | None, conditions: dict[str, Any]) -> Any:
+    if fetch.key is not None:
+        return await client.get(fetch.entity, company=company, key=conditions, select=fetch.select)
+    rows = await client.query(fetch.entity, company=company, filter=conditions, select=fetch.select,
+                              orderby=fetch.orderby, top=fetch.top if fetch.many else 1)
+    return rows if fetch.many else (rows[0] if rows else None)
+
+
+def _resolve(plan: EnrichmentPlan, fetch: Fetch, context: dict[str, Any]) -> dict[str, Any] | None:
+    """Key/filter values for this event, or None if any reference resolves to nothing."""
+    values: dict[str, Any] = {}
+    for name, raw in fetch.conditions.items():
+        if isinstance(raw, EnumLiteral):
+            values[name] = Enum(raw.enum, raw.value)
+            continue
+        if not isinstance(raw, str):
+            values[name] = raw
+            continue
+        try:
+            value = Template.parse(raw).render_value(context)
+        except ValueError as exc:
+            raise EnrichmentPlanError(plan.name, fetch.name, name, str(exc)) from None
+        if value is NOTHING:
+            return None
+        if isinstance(value, (dict, list)):
+            raise EnrichmentPlanError(plan.name, fetch.name, name, f"{raw} resolved to an object or array, not a value")
+        values[name] = value
+    return values
+
+
+def _text(plan: EnrichmentPlan, attribute: str, context: dict[str, Any], *, url: bool = False) -> str | None:
+    text = getattr(plan, attribute)
+    if text is None:
+        return None
+    try:
+        template = Template.parse(text)
+        value = template.render(context, url_quote_except=frozenset({"base_url"}) if url else frozenset())
+    except ValueError as exc:
+        raise EnrichmentPlanError(plan.name, None, attribute, str(exc)) from None
+    return None if value is NOTHING else value
+
+
+def _plan_error(name: str | None, raw: dict[str, Any], exc: ValidationError) -> EnrichmentPlanError:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        fetch = None
+        if len(loc) >= 2 and loc[0] == "fetches" and isinstance(loc[1], int):
+            index = loc[1]
+            fetches = raw.get("fetches")
+            item = fetches[index] if isinstance(fetches, Sequence) and index < len(fetches) else None
+            fetch = item["name"] if isinstance(item, dict) and isinstance(item.get("name"), str) else f"#{index}"
+            loc = loc[2:]
+        path = ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append((fetch, path or None, message))
+    fetch, path, message = problems[0]
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more: " + "; ".join(
+            f"{f + ' ' if f else ''}{p or ''}: {m}".strip() for f, p, m in problems[1:]) + ")"
+    return EnrichmentPlanError(name, fetch, path, message)

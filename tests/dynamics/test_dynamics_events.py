@@ -1,0 +1,203 @@
+"""parse_events: real payloads from dynamics.md §1.3, the 2021 envelope, and every rejection path."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from dynamics import BusinessEvent, EventRejected, parse_events
+
+# (a) real PO-confirmed payload, Nov 2021, older envelope
+REAL_2021 = (
+    b'{"BusinessEventId":"PurchaseOrderConfirmedBusinessEvent","ControlNumber":5637144576,'
+    b'"EventId":"55A81094-A14E-46A6-A12C-07ED5C5990C6","EventTime":"/Date(1637246655000)/",'
+    b'"LegalEntity":"brmf","MajorVersion":0,"MinorVersion":0,"PurchaseJournal":"BRMF-000018-2",'
+    b'"PurchaseOrderDate":"/Date(1637193600000)/","PurchaseOrderNumber":"BRMF-000018","PurchaseType":"Purch",'
+    b'"TransactionCurrencyAmount":90055.6,"TransactionCurrencyCode":"BRL","VendorAccount":"BRMF-000004"}'
+)
+# (b) current envelope
+CURRENT = {
+    "BusinessEventId": "PurchaseOrderConfirmedBusinessEvent", "BusinessEventLegalEntity": "USMF",
+    "ContextRecordSubject": "", "ControlNumber": 5637985363, "EventId": "9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C",
+    "EventTime": "/Date(1697470966000)/", "EventTimeIso8601": "2023-10-16T15:42:46.3440655Z",
+    "InitiatingUserAADObjectId": "{C600136F-6814-41D9-8642-40CA0EC4EDD4}", "LegalEntity": "usmf",
+    "MajorVersion": 0, "MinorVersion": 0, "ParentContextRecordSubjects": [], "PurchaseJournal": "00000123-1",
+    "PurchaseOrderDate": "/Date(1697414400000)/", "PurchaseOrderNumber": "00000123", "PurchaseType": "Purch",
+    "TransactionCurrencyAmount": 1250.0, "TransactionCurrencyCode": "USD", "VendorAccount": "US-101",
+}
+# (f) endpoint test message
+TEST_MESSAGE = (
+    '{"BusinessEventId":"BusinessEventsTestEndpointContract","BusinessEventLegalEntity":"001",'
+    '"ControlNumber":-9223372036854775808,"EventId":"{8d1220eb-1234-4cde-8f00-0123456789ab}",'
+    '"EventTime":"/Date(1697470966000+0000)/","MajorVersion":0,"MinorVersion":0}'
+)
+
+
+def one(body: Any) -> BusinessEvent:
+    events = parse_events(body if isinstance(body, (bytes, str)) else json.dumps(body))
+    assert len(events) == 1
+    return events[0]
+
+
+def rejected(body: Any) -> EventRejected:
+    with pytest.raises(EventRejected) as info:
+        parse_events(body if isinstance(body, (bytes, str)) else json.dumps(body))
+    return info.value
+
+
+def test_real_2021_payload_without_the_newer_envelope_fields() -> None:
+    event = one(REAL_2021)
+    assert event.business_event_id == "PurchaseOrderConfirmedBusinessEvent"
+    assert event.control_number == 5637144576
+    assert event.event_id == "55A81094-A14E-46A6-A12C-07ED5C5990C6"
+    assert event.legal_entity == "brmf"  # from the contract's LegalEntity
+    assert event.event_time == datetime(2021, 11, 18, 14, 44, 15, tzinfo=timezone.utc)
+    assert event.initiating_user_object_id is None
+    assert (event.major_version, event.minor_version) == (0, 0)
+    assert event.payload["TransactionCurrencyAmount"] == 90055.6
+    assert not event.is_test_event and not event.is_work_item
+
+
+def test_current_envelope_prefers_the_envelope_fields() -> None:
+    event = one(CURRENT)
+    assert event.legal_entity == "USMF"  # BusinessEventLegalEntity wins, casing as sent
+    assert event.event_time == datetime(2023, 10, 16, 15, 42, 46, 344065, tzinfo=timezone.utc)
+    assert event.initiating_user_object_id == "c600136f-6814-41d9-8642-40ca0ec4edd4"
+    assert event.payload == CURRENT  # everything kept, unknown fields too
+
+
+def test_endpoint_test_message_with_int64_min() -> None:
+    event = one(TEST_MESSAGE)
+    assert event.is_test_event
+    assert event.control_number == -(2**63)
+    assert event.event_id == "8D1220EB-1234-4CDE-8F00-0123456789AB"
+    assert event.legal_entity == "001"
+    assert event.event_time == datetime(2023, 10, 16, 15, 42, 46, tzinfo=timezone.utc)
+
+
+def test_work_item_events() -> None:
+    body = dict(CURRENT, BusinessEventId="Workflow_VendInvoiceReview_000123_VendInvoiceApproval_WorkItem",
+                WorkflowWorkItemOutcomes=["Approve", "Reject"])
+    assert one(body).is_work_item
+    assert not one(dict(CURRENT, BusinessEventId="Workflow_VendInvoiceReview_000123")).is_work_item
+    assert not one(dict(CURRENT, BusinessEventId="Workflow__WorkItem")).is_work_item
+
+
+def test_array_body_keeps_order_and_bom_is_tolerated() -> None:
+    events = parse_events(b"\xef\xbb\xbf" + json.dumps([CURRENT, json.loads(REAL_2021)]).encode())
+    assert [e.control_number for e in events] == [5637985363, 5637144576]
+
+
+def test_unknown_fields_and_extension_fields_are_kept() -> None:
+    event = one(dict(CURRENT, CustomerExtension={"nested": [1, 2, {"x": None}]}))
+    assert event.payload["CustomerExtension"] == {"nested": [1, 2, {"x": None}]}
+
+
+def test_events_are_hashable_and_comparable() -> None:
+    a, b = one(CURRENT), one(CURRENT)
+    assert a == b and hash(a) == hash(b)
+
+
+def test_integral_float_control_number_is_accepted_but_not_fractions() -> None:
+    assert one(dict(CURRENT, ControlNumber=5637144576.0)).control_number == 5637144576
+    assert rejected(dict(CURRENT, ControlNumber=5637144576.5)).field == "ControlNumber"
+
+
+def test_iso_time_with_offset_and_without_zone() -> None:
+    assert one(dict(CURRENT, EventTimeIso8601="2023-10-16T17:42:46+02:00")).event_time == datetime(
+        2023, 10, 16, 15, 42, 46, tzinfo=timezone.utc)
+    assert one(dict(CURRENT, EventTimeIso8601="2023-10-16T15:42:46")).event_time.tzinfo == timezone.utc
+
+
+def test_only_iso_time_is_enough_and_nil_initiator_is_none() -> None:
+    body = {k: v for k, v in CURRENT.items() if k != "EventTime"}
+    body["InitiatingUserAADObjectId"] = "{00000000-0000-0000-0000-000000000000}"
+    event = one(body)
+    assert event.event_time.year == 2023 and event.initiating_user_object_id is None
+
+
+def test_empty_optional_fields_are_tolerated() -> None:
+    event = one(dict(CURRENT, BusinessEventLegalEntity="", LegalEntity=None, InitiatingUserAADObjectId="",
+                     EventTimeIso8601=None))
+    assert event.legal_entity is None and event.initiating_user_object_id is None
+    assert event.event_time == datetime(2023, 10, 16, 15, 42, 46, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "changes,field,words",
+    [
+        ({"BusinessEventId": None}, "BusinessEventId", "missing"),
+        ({"BusinessEventId": ""}, "BusinessEventId", "empty"),
+        ({"BusinessEventId": "x" * 201}, "BusinessEventId", "200"),
+        ({"BusinessEventId": 12}, "BusinessEventId", "string"),
+        ({"BusinessEventId": "a\nb"}, "BusinessEventId", "control"),
+        ({"ControlNumber": None}, "ControlNumber", "missing"),
+        ({"ControlNumber": True}, "ControlNumber", "integer"),
+        ({"ControlNumber": "5637144576"}, "ControlNumber", "integer"),
+        ({"ControlNumber": 2**63}, "ControlNumber", "64-bit"),
+        ({"ControlNumber": -(2**63) - 1}, "ControlNumber", "64-bit"),
+        ({"ControlNumber": 1e300}, "ControlNumber", "integer"),
+        ({"EventId": "not-a-guid"}, "EventId", "GUID"),
+        ({"EventId": "{9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C"}, "EventId", "GUID"),
+        ({"EventId": None}, "EventId", "missing"),
+        ({"EventTime": "2023-10-16", "EventTimeIso8601": None}, "EventTime", "/Date"),
+        ({"EventTime": 1697470966000}, "EventTime", "/Date"),
+        ({"EventTime": "/Date(99999999999999999)/", "EventTimeIso8601": None}, "EventTime", "/Date"),
+        ({"EventTime": "/Date(999999999999999)/", "EventTimeIso8601": None}, "EventTime", "range"),
+        ({"EventTime": None, "EventTimeIso8601": None}, "EventTime", "missing"),
+        ({"EventTimeIso8601": "yesterday"}, "EventTimeIso8601", "ISO"),
+        ({"EventTimeIso8601": "2023-02-30T00:00:00Z"}, "EventTimeIso8601", "valid"),
+        ({"EventTimeIso8601": 5}, "EventTimeIso8601", "string"),
+        ({"BusinessEventLegalEntity": ["usmf"]}, "BusinessEventLegalEntity", "string"),
+        ({"InitiatingUserAADObjectId": "{C600136F}"}, "InitiatingUserAADObjectId", "GUID"),
+        ({"MajorVersion": "1"}, "MajorVersion", "integer"),
+    ],
+)
+def test_envelope_rejections_name_the_field(changes: dict[str, Any], field: str, words: str) -> None:
+    body = {k: v for k, v in {**CURRENT, **changes}.items() if v is not None or k in ("LegalEntity",)}
+    error = rejected(body)
+    assert error.field == field and error.index is None
+    assert words in error.reason and field in str(error)
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"[]", "empty array"),
+        (b"42", "object"),
+        (b'"text"', "object"),
+        (b"null", "object"),
+        (b"{not json", "JSON"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b'{"a": NaN}', "JSON"),
+        (b'{"a": 1, "a": 2}', "duplicate"),
+        (b'{"a": "\\ud800"}', "surrogate"),
+        (b"[" * 5000 + b"]" * 5000, "nested"),
+        (("[" + "{\"a\":" * 20 + "1" + "}" * 20 + "]").encode(), "nested"),
+        (json.dumps({f"k{i}": i for i in range(1001)}).encode(), "keys"),
+        (json.dumps([CURRENT] * 501).encode(), "too many"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "JSON"),
+    ],
+)
+def test_body_rejections(body: bytes, words: str) -> None:
+    error = rejected(body)
+    assert error.field == "body" and words in error.reason
+
+
+def test_array_errors_carry_the_index() -> None:
+    error = rejected([CURRENT, dict(CURRENT, EventId="nope")])
+    assert (error.index, error.field) == (1, "EventId")
+    assert str(error).startswith("event [1]: EventId")
+    error = rejected([CURRENT, 7])
+    assert (error.index, error.field) == (1, "body")
+
+
+def test_str_input_and_non_text_input() -> None:
+    assert one(REAL_2021.decode()).control_number == 5637144576
+    with pytest.raises(EventRejected):
+        parse_events(123)  # type: ignore[arg-type]
