@@ -348,3 +348,9 @@ def cards_preview(ctx: click.Context, out_dir: str, names: tuple[str, ...], data
                             data_file=Path(data_file) if data_file else None)
     for r in results:
         click.echo(str(r))
+
+
+# --- Teams app package ------------------------------------------------------------------------------------
+from connector.manifest import manifest_group  # noqa: E402  (the group is defined beside the package builder)
+
+main.add_command(manifest_group)

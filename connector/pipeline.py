@@ -86,6 +86,7 @@ class Pipeline:
         self._stopping = False
         self._claimer: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._latest: dict[str, Claim] = {}  # event id -> its claim as of the last recorded step
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -152,8 +153,17 @@ class Pipeline:
             log.warning("store unavailable while processing %s; its lease will expire and it resumes", claim.event.id)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug in a stage must not stop the pipeline; the lease expires and it is retried
+        except Exception as exc:
+            # A bug in a stage must not stop the pipeline, nor loop forever: it counts as a failed attempt,
+            # so an event that always fails this way is parked after max_attempts.
             log.exception("unexpected error processing event %s", claim.event.id)
+            try:
+                latest = self._latest.get(claim.event.id, claim)
+                await self._retry(latest, RetryLater(f"unexpected error: {type(exc).__name__}: {exc}"))
+            except Exception:
+                log.exception("could not reschedule event %s; its lease will expire", claim.event.id)
+        finally:
+            self._latest.pop(claim.event.id, None)
 
     async def run_once(self) -> bool:
         """Claim one due event and run it as far as it goes (tests). Returns False when nothing was due."""
@@ -165,6 +175,7 @@ class Pipeline:
 
     async def _process(self, claim: Claim) -> None:
         while True:
+            self._latest[claim.event.id] = claim
             event = claim.event
             stage = self.stages.get(event.stage)
             if stage is None:

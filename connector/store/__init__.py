@@ -1,5 +1,6 @@
 """The durable store: one Protocol (base.py), SQLite (embedded default) and MongoDB implementations."""
 
+from connector.store.factory import open_store
 from connector.store.base import (
     Claim,
     EnqueueResult,
@@ -18,6 +19,7 @@ from connector.store.base import (
 )
 
 __all__ = [
+    "open_store",
     "Claim",
     "EnqueueResult",
     "EventRecord",

@@ -163,3 +163,24 @@ async def test_concurrent_pipeline_processes_each_event_once(store) -> None:
         await p2.stop()
     assert len(seen) == 300 and set(seen.values()) == {1}
     assert set(seen) == set(ids)
+
+
+async def test_a_stage_that_crashes_is_retried_then_parked(store) -> None:
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+
+    async def a(ev):
+        return StageOutcome("b", {"a": 1})
+
+    async def b(ev):
+        raise KeyError("bug")
+
+    p = Pipeline(store, {"a": a, "b": b}, clock=clock, policy=RetryPolicy(max_attempts=2, backoff_base=1),
+                 rng=lambda: 0.0)
+    assert await p.run_once()
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.QUEUED and rec.stage == "b" and "KeyError" in rec.last_error
+    clock.now += 10
+    assert await p.run_once()
+    rec = await store.get_event(eid)
+    assert rec.status is EventStatus.FAILED and "gave up after 2 attempts" in rec.last_error

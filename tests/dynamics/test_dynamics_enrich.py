@@ -128,7 +128,7 @@ async def test_unconfirmed_posted_invoice_entity_does_not_stop_the_card(fno: Fak
     assert set(result.failed) == {"invoice", "lines"}  # the stand-in has no PostedVendorInvoice* sets: 404
     assert result.record["invoice"] is None and result.record["pendingInvoice"] is None
     assert result.record["vendor"]["VendorOrganizationName"] == "Fabrikam"
-    assert result.document_key == "vinv:usmf:US-101:INV-10023"
+    assert result.document_key == "po:usmf:INV-10023"  # no PurchaseOrderId on the event: threads by invoice
 
 
 async def test_errors_propagate(seeded: FakeFnO, make_client: MakeClient) -> None:

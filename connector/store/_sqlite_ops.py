@@ -1,0 +1,286 @@
+"""What the SQLite store does on its database thread: plain functions of a sqlite3 connection, one transaction each.
+
+Every write begins with BEGIN IMMEDIATE, so it holds SQLite's write lock from its first read: a claim or a fenced
+update cannot interleave with another process's. Called only through DbThread (never on the event loop).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from connector.store import _common as c
+from connector.store.base import (
+    Claim,
+    EnqueueResult,
+    EventRecord,
+    EventStatus,
+    HistoryEntry,
+    LeaseLost,
+    NewEvent,
+    NotFound,
+    PostedCard,
+    SecretRecord,
+    StoreError,
+)
+
+_EVENT_COLUMNS = (
+    "id, environment, business_event_id, control_number, event_id, legal_entity, payload, status, stage, attempts, "
+    "received_at, updated_at, next_attempt_at, data, last_error, lease_id, lease_expires_at"
+)
+_LEASED = "id = ? AND lease_id = ? AND status = 'processing'"
+
+
+class Tx:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: every write takes the write lock up front."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more
+
+
+def enqueue_batch(conn: sqlite3.Connection, items: Sequence[tuple[NewEvent, str, float]]) -> list[Any]:
+    """Group commit: every item in one transaction. If the batch fails on a constraint (one bad item), each
+    item is retried alone so the others are not refused for it; any other error refuses the whole batch."""
+    prepared: list[Any] = []
+    for event, first_stage, now in items:
+        try:
+            prepared.append((event, first_stage, now, json.dumps(event.payload)))
+        except (TypeError, ValueError) as exc:
+            prepared.append(exc)
+    ready = [p for p in prepared if not isinstance(p, BaseException)]
+    if not ready:
+        return prepared
+    try:
+        with Tx(conn):
+            answers = iter([_insert_event(conn, *p) for p in ready])
+    except sqlite3.IntegrityError:
+        if len(ready) == 1:
+            raise
+        answers = iter([_enqueue_alone(conn, p) for p in ready])
+    return [p if isinstance(p, BaseException) else next(answers) for p in prepared]
+
+
+def _enqueue_alone(conn: sqlite3.Connection, prepared: tuple[NewEvent, str, float, str]) -> Any:
+    try:
+        with Tx(conn):
+            return _insert_event(conn, *prepared)
+    except sqlite3.Error as exc:  # this caller's answer alone (mapped by DbThread like a raised error)
+        return exc
+
+
+def _insert_event(
+    conn: sqlite3.Connection, event: NewEvent, first_stage: str, now: float, payload: str
+) -> tuple[EnqueueResult, str]:
+    if event.ignore:
+        status, stage, outcome = EventStatus.IGNORED, "", c.OUTCOME_IGNORED
+    else:
+        status, stage, outcome = EventStatus.QUEUED, first_stage, c.OUTCOME_OK
+    new_id = c.new_id()
+    rows = conn.execute(
+        "INSERT INTO events (id, environment, business_event_id, control_number, event_id, legal_entity, payload, "
+        "status, stage, first_stage, attempts, received_at, updated_at, next_attempt_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+        "ON CONFLICT (environment, business_event_id, control_number) DO NOTHING RETURNING id",
+        (
+            new_id, event.environment, event.business_event_id, event.control_number, event.event_id,
+            event.legal_entity, payload, status.value, stage, first_stage, now, now, now,
+        ),
+    ).fetchall()
+    if rows:
+        _add_history(conn, new_id, now, c.STEP_RECEIVED, outcome, "")
+        return EnqueueResult.NEW, new_id
+    # The unique key refused it: find the stored one to answer with its id and note the duplicate.
+    stored = conn.execute(
+        "SELECT id FROM events WHERE environment = ? AND business_event_id = ? AND control_number = ?",
+        (event.environment, event.business_event_id, event.control_number),
+    ).fetchone()["id"]
+    _add_history(conn, stored, now, c.STEP_RECEIVED, c.OUTCOME_DUPLICATE, f"event id {event.event_id}")
+    return EnqueueResult.DUPLICATE, stored
+
+
+def _add_history(conn: sqlite3.Connection, event_id: str, at: float, step: str, outcome: str, detail: str) -> None:
+    conn.execute(
+        "INSERT INTO event_history (event_id, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+        (event_id, at, step, outcome, detail),
+    )
+
+
+def claim(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: float) -> Claim | None:
+    with Tx(conn):
+        # Two indexed probes rather than one OR: the first reads events_due in order and stops at one row.
+        candidates = conn.execute(
+            "SELECT seq, next_attempt_at FROM ("
+            " SELECT seq, next_attempt_at FROM events WHERE status = 'queued' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, seq LIMIT 1)"
+            " UNION ALL SELECT seq, next_attempt_at FROM ("
+            " SELECT seq, next_attempt_at FROM events WHERE status = 'processing' AND lease_expires_at <= ?"
+            " ORDER BY next_attempt_at, seq LIMIT 1)",
+            (now, now),
+        ).fetchall()
+        if not candidates:
+            return None
+        seq = min(candidates, key=lambda row: (row["next_attempt_at"], row["seq"]))["seq"]
+        lease_id = c.new_id()
+        expires = now + lease_seconds
+        row = conn.execute(
+            "UPDATE events SET status = 'processing', lease_id = ?, lease_expires_at = ?, claimed_by = ?, "
+            f"updated_at = ? WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
+            (lease_id, expires, worker, now, seq),
+        ).fetchall()[0]  # drained: no statement left open at COMMIT
+    return Claim(event=event_record(row), lease_id=lease_id, lease_expires_at=expires)
+
+
+def record_step(
+    conn: sqlite3.Connection,
+    claim: Claim,
+    step: str,
+    outcome: str,
+    detail: str,
+    data: dict[str, Any] | None,
+    next_stage: str | None,
+    now: float,
+) -> EventRecord:
+    event_id = claim.event.id
+    with Tx(conn):
+        current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
+        if current is None:
+            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+        merged = json.loads(current["data"])
+        merged.update(data or {})
+        sets, params = "data = ?, updated_at = ?", [json.dumps(merged), now]
+        if next_stage is not None:
+            sets += ", stage = ?, attempts = 0"
+            params.append(next_stage)
+        row = conn.execute(
+            f"UPDATE events SET {sets} WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
+            (*params, event_id, claim.lease_id),
+        ).fetchall()[0]  # drained: no statement left open at COMMIT
+        _add_history(conn, event_id, now, step, outcome, detail)
+    return event_record(row)
+
+
+def fenced(
+    conn: sqlite3.Connection, claim: Claim, sets: str, params: tuple[Any, ...], entry: tuple[float, str, str, str]
+) -> None:
+    """A write that ends a claim: refused with LeaseLost unless the claim's lease is still the event's lease."""
+    event_id = claim.event.id
+    with Tx(conn):
+        cur = conn.execute(
+            f"UPDATE events SET {sets}, updated_at = ? WHERE {_LEASED}", (*params, entry[0], event_id, claim.lease_id)
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+        _add_history(conn, event_id, *entry)
+
+
+def replay(conn: sqlite3.Connection, event_id: str, now: float, stage: str | None) -> EventRecord:
+    with Tx(conn):
+        row = conn.execute("SELECT status, stage, first_stage FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        if EventStatus(row["status"]) not in c.REPLAYABLE:
+            raise StoreError(f"event {event_id} is {row['status']}: only failed or done events can be replayed")
+        new_stage = stage or row["stage"] or row["first_stage"]
+        updated = conn.execute(
+            "UPDATE events SET status = 'queued', stage = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, "
+            f"last_error = NULL WHERE id = ? RETURNING {_EVENT_COLUMNS}",
+            (new_stage, now, now, event_id),
+        ).fetchall()[0]  # drained: no statement left open at COMMIT
+        _add_history(conn, event_id, now, c.STEP_REPLAY, c.OUTCOME_OK, f"from {row['status']} at stage {new_stage}")
+    return event_record(updated)
+
+
+def get_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
+    row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+    return event_record(row) if row else None
+
+
+def list_events(conn: sqlite3.Connection, status: EventStatus | None, limit: int, offset: int) -> list[EventRecord]:
+    where, params = ("WHERE status = ? ", [EventStatus(status).value]) if status is not None else ("", [])
+    rows = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM events {where}ORDER BY received_at DESC, seq DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    return [event_record(row) for row in rows]
+
+
+def history(conn: sqlite3.Connection, event_id: str) -> list[HistoryEntry]:
+    rows = conn.execute(
+        "SELECT at, step, outcome, detail FROM event_history WHERE event_id = ? ORDER BY seq", (event_id,)
+    ).fetchall()
+    return [HistoryEntry(at=r["at"], step=r["step"], outcome=r["outcome"], detail=r["detail"]) for r in rows]
+
+
+def count_by_status(conn: sqlite3.Connection) -> dict[EventStatus, int]:
+    counts = c.zero_counts()
+    for row in conn.execute("SELECT status, count(*) AS n FROM events GROUP BY status"):
+        counts[EventStatus(row["status"])] = row["n"]
+    return counts
+
+
+def read(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    with Tx(conn):
+        return conn.execute(sql, params).rowcount
+
+
+def event_record(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        environment=row["environment"],
+        business_event_id=row["business_event_id"],
+        control_number=row["control_number"],
+        event_id=row["event_id"],
+        legal_entity=row["legal_entity"],
+        payload=json.loads(row["payload"]),
+        status=EventStatus(row["status"]),
+        stage=row["stage"],
+        attempts=row["attempts"],
+        received_at=row["received_at"],
+        updated_at=row["updated_at"],
+        next_attempt_at=row["next_attempt_at"],
+        data=json.loads(row["data"]),
+        last_error=row["last_error"],
+        lease_id=row["lease_id"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def secret_record(row: sqlite3.Row) -> SecretRecord:
+    return SecretRecord(
+        name=row["name"],
+        ciphertext=bytes(row["ciphertext"]),
+        key_id=row["key_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def posted_card(row: sqlite3.Row) -> PostedCard:
+    return c.card_from_dict({name: row[name] for name in c.CARD_FIELDS})

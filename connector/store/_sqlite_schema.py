@@ -1,0 +1,96 @@
+"""The SQLite schema and its migrations. PRAGMA user_version is the version; MIGRATIONS[n] goes from n to n + 1.
+
+A later change appends a step (never edits a shipped one); migrate() applies what a database lacks, in one
+transaction, and refuses a database newer than this code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from connector.store.base import StoreUnavailable
+
+MIGRATIONS: list[list[str]] = [
+    [  # 0 -> 1
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            environment TEXT NOT NULL,
+            business_event_id TEXT NOT NULL,
+            control_number INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            legal_entity TEXT,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            first_stage TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            received_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT,
+            lease_id TEXT,
+            lease_expires_at REAL,
+            claimed_by TEXT,
+            CONSTRAINT events_dedup UNIQUE (environment, business_event_id, control_number)
+        )""",
+        # claim: equality on status, then next_attempt_at in order (not partial: the planner must pick it unaided)
+        "CREATE INDEX events_due ON events (status, next_attempt_at, seq)",
+        "CREATE INDEX events_leased ON events (status, lease_expires_at)",
+        "CREATE INDEX events_received ON events (received_at, seq)",
+        "CREATE INDEX events_status_received ON events (status, received_at, seq)",
+        """CREATE TABLE event_history (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            step TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX event_history_event ON event_history (event_id, seq)",
+        """CREATE TABLE secrets (
+            name TEXT PRIMARY KEY,
+            ciphertext BLOB NOT NULL,
+            key_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE TABLE installs (id TEXT PRIMARY KEY, active INTEGER NOT NULL, doc TEXT NOT NULL)",
+        """CREATE TABLE posted_cards (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            route TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            activity_id TEXT NOT NULL,
+            service_url TEXT NOT NULL,
+            thread_key TEXT,
+            channel_id TEXT,
+            digest_id TEXT,
+            posted_at REAL NOT NULL,
+            CONSTRAINT posted_cards_once UNIQUE (event_id, route, kind, conversation_id)
+        )""",
+        "CREATE INDEX posted_cards_thread ON posted_cards (thread_key, channel_id, posted_at, seq) "
+        "WHERE kind = 'thread'",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"SQLite {path} has schema version {version}; this connector knows up to {SCHEMA_VERSION}"
+            )
+        for step in MIGRATIONS[version:]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.rollback()
+        raise

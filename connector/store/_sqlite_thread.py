@@ -1,0 +1,212 @@
+"""One thread that owns one sqlite3 connection, behind awaitables, with group commit for batchable work.
+
+Every call is a job on a queue; the thread runs jobs one after another, so nothing blocks the event loop and the
+connection is never shared. Jobs submitted with `call_batched` that are waiting together (typically because they
+arrived while the previous transaction was committing) are handed to their batch function in one go, so one
+transaction and one fsync serve them all: group commit. Each caller still gets its own result, and only after the
+batch function returned (i.e. after its COMMIT).
+
+Knows nothing of the schema: callers hand it functions of the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BatchFn = Callable[[sqlite3.Connection, Sequence[Any]], Sequence[Any]]
+"""Runs many items in one transaction; returns one outcome per item: a value, or an exception instance (which is
+mapped like a raised one and raised to that item's caller only)."""
+
+
+@dataclass(slots=True)
+class _Job:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    fn: Callable[..., Any] | None = None  # solo job: fn(conn, *args)
+    args: tuple[Any, ...] = ()
+    batch_fn: BatchFn | None = None  # batched job: batch_fn(conn, [item, ...])
+    item: Any = None
+
+
+_STOP = object()
+
+
+class DbThread:
+    """The dedicated database thread.
+
+    Args:
+        connect: opens the connection; called on the thread.
+        map_error: turns an exception raised by a job into the one its caller sees (sqlite3.Error -> StoreError).
+        closed_error: builds the exception for calls made while the thread is not running.
+        max_batch: most items one batch function receives.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        map_error: Callable[[BaseException], BaseException],
+        closed_error: Callable[[], BaseException],
+        name: str = "sqlite-store",
+        max_batch: int = 512,
+    ) -> None:
+        self._connect = connect
+        self._map_error = map_error
+        self._closed_error = closed_error
+        self._name = name
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._accepting = False
+
+    @property
+    def running(self) -> bool:
+        return self._accepting
+
+    async def start(self) -> None:
+        """Start the thread and open the connection on it; raises what `connect` raised, mapped."""
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        self._stopped = loop.create_future()
+        self._thread = threading.Thread(target=self._main, args=(loop, opened), name=self._name, daemon=True)
+        self._thread.start()
+        try:
+            await opened
+        except BaseException:
+            await asyncio.shield(self._stopped)
+            self._thread.join()
+            self._thread = None
+            raise
+        self._accepting = True
+
+    async def stop(self) -> None:
+        """Run what is queued, close the connection and end the thread."""
+        if self._thread is None or self._stopped is None:
+            return
+        self._accepting = False
+        self._queue.put(_STOP)
+        await asyncio.shield(self._stopped)
+        self._thread.join()
+        self._thread = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) on the thread, alone."""
+        loop = asyncio.get_running_loop()
+        job = _Job(loop, loop.create_future(), fn=fn, args=args)
+        return await self._submit(job)
+
+    async def call_batched(self, batch_fn: BatchFn, item: Any) -> Any:
+        """Run item through batch_fn together with the other items waiting for the same batch_fn."""
+        loop = asyncio.get_running_loop()
+        job = _Job(loop, loop.create_future(), batch_fn=batch_fn, item=item)
+        return await self._submit(job)
+
+    async def _submit(self, job: _Job) -> Any:
+        if not self._accepting:
+            raise self._closed_error()
+        self._queue.put(job)
+        return await job.future
+
+    # --- on the thread ---------------------------------------------------------------------------------------
+    def _main(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            _deliver(loop, [(opened, False, self._map_error(exc))])
+            _deliver(loop, [(self._stopped, True, None)])
+            return
+        _deliver(loop, [(opened, True, None)])
+        try:
+            self._serve(conn)
+        finally:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                log.exception("closing the SQLite connection failed")
+            _deliver(loop, [(self._stopped, True, None)])
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < self._max_batch:  # whatever queued up while the last transaction committed
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            self._run(conn, jobs)
+            if stop:
+                return
+
+    def _run(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        batches: dict[BatchFn, list[_Job]] = {}
+        for job in jobs:
+            if job.batch_fn is not None:
+                batches.setdefault(job.batch_fn, []).append(job)
+        for batch_fn, group in batches.items():
+            try:
+                outcomes = list(batch_fn(conn, [job.item for job in group]))
+                results = [
+                    (job.future, False, self._map_error(out))
+                    if isinstance(out, BaseException)
+                    else (job.future, True, out)
+                    for job, out in zip(group, outcomes)
+                ]
+            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+                err = self._map_error(exc)
+                results = [(job.future, False, err) for job in group]
+            _deliver_by_loop(group, results)
+        for job in jobs:
+            if job.fn is None:
+                continue
+            try:
+                result = (job.future, True, job.fn(conn, *job.args))
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+                result = (job.future, False, self._map_error(exc))
+            _deliver(job.loop, [result])
+
+
+def _deliver_by_loop(jobs: list[_Job], results: list[tuple[Any, bool, Any]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for job, result in zip(jobs, results):
+        by_loop.setdefault(job.loop, []).append(result)
+    for loop, items in by_loop.items():
+        _deliver(loop, items)
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, results: list[tuple[Any, bool, Any]]) -> None:
+    """One wake-up of the loop per batch, however many callers it answers."""
+    try:
+        loop.call_soon_threadsafe(_resolve, results)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _resolve(results: list[tuple[Any, bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future is None or future.done():  # the caller was cancelled; the work is done regardless
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -1,0 +1,402 @@
+"""The MongoDB store, for several connector instances sharing one queue, through PyMongo's async API.
+
+Safe with many processes: a unique index deduplicates events, claims are single find_one_and_update calls, and every
+write that belongs to a claim names its lease id in the filter (no match: LeaseLost). Each event is one document
+with its history embedded (the newest `history_limit` entries), so a step, its data and its history entry are one
+atomic update. Writes use w=majority, j=true by default: nothing is acknowledged before it is journaled.
+
+Collections: events, secrets, installs, posted_cards, meta (schema version). Connection errors become
+StoreUnavailable. Knows nothing of HTTP, Teams or F&O; callers see only the dataclasses of base.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+from bson import Binary
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from connector.store import _common as c
+from connector.store import _mongo_docs as docs
+from connector.store.base import (
+    Claim,
+    EnqueueResult,
+    EventRecord,
+    EventStatus,
+    HistoryEntry,
+    Install,
+    LeaseLost,
+    NewEvent,
+    NotFound,
+    PostedCard,
+    SecretRecord,
+    StoreError,
+    StoreUnavailable,
+)
+
+SCHEMA_VERSION = 1
+DEFAULT_DATABASE = "ml_connector"
+_NO_HISTORY = {"history": 0}
+_RELEASE = {"lease_id": None, "lease_expires_at": None, "claimed_by": None}
+
+
+def _default_write_concern(db: Any) -> WriteConcern:
+    configured = getattr(db, "write_concern", None)
+    if isinstance(configured, WriteConcern) and not configured.is_server_default:
+        return configured
+    return WriteConcern(w="majority", j=True)
+
+
+class MongoStore:
+    """The Store on a MongoDB database.
+
+    Args:
+        client: an `AsyncMongoClient` (or a stand-in such as mongomock_motor's `AsyncMongoMockClient`).
+        database: the database name.
+        owns_client: close the client on close() (the factory's stores do; an injected client stays open).
+        history_limit: newest history entries kept per event (an endlessly re-sent event cannot grow forever).
+        write_concern: what writes wait for. Default: the client's, if its URL or options set one (w=..., journal=...);
+            otherwise majority, journaled.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        database: str = DEFAULT_DATABASE,
+        *,
+        owns_client: bool = False,
+        history_limit: int = 500,
+        write_concern: WriteConcern | None = None,
+    ) -> None:
+        self._client = client
+        self._owns_client = owns_client
+        self._history_limit = history_limit
+        self.database = database
+        db = client[database]
+        wc = write_concern or _default_write_concern(db)
+        self._events = db.get_collection("events", write_concern=wc)
+        self._secrets = db.get_collection("secrets", write_concern=wc)
+        self._installs = db.get_collection("installs", write_concern=wc)
+        self._cards = db.get_collection("posted_cards", write_concern=wc)
+        self._meta = db.get_collection("meta", write_concern=wc)
+
+    def __repr__(self) -> str:
+        return f"MongoStore(database={self.database!r})"
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except PyMongoError as exc:  # unreachable, timed out, not primary, refused (auth, validation)...
+            raise StoreUnavailable(f"MongoDB {self.database}: {action} failed: {exc}") from exc
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        with self._errors("open"):
+            meta = await self._meta.find_one({"_id": "schema"})
+            version = meta["version"] if meta else 0
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"MongoDB {self.database} has schema version {version}; this connector knows up to "
+                    f"{SCHEMA_VERSION}"
+                )
+            ev = self._events
+            await ev.create_index(
+                [("environment", ASCENDING), ("business_event_id", ASCENDING), ("control_number", ASCENDING)],
+                unique=True,
+                name="events_dedup",
+            )
+            await ev.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)], name="events_queued")
+            await ev.create_index([("status", ASCENDING), ("lease_expires_at", ASCENDING)], name="events_leased")
+            await ev.create_index([("received_at", DESCENDING), ("_id", DESCENDING)], name="events_received")
+            await ev.create_index(
+                [("status", ASCENDING), ("received_at", DESCENDING), ("_id", DESCENDING)], name="events_status"
+            )
+            await self._cards.create_index(
+                [("event_id", ASCENDING), ("route", ASCENDING), ("kind", ASCENDING), ("conversation_id", ASCENDING)],
+                unique=True,
+                name="posted_cards_once",
+            )
+            await self._cards.create_index(
+                [("thread_key", ASCENDING), ("channel_id", ASCENDING), ("kind", ASCENDING), ("posted_at", ASCENDING)],
+                name="posted_cards_thread",
+            )
+            if version < SCHEMA_VERSION:
+                await self._meta.update_one(
+                    {"_id": "schema"}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True
+                )
+
+    async def close(self) -> None:
+        if self._owns_client:
+            closing = self._client.close()
+            if inspect.isawaitable(closing):
+                await closing
+
+    # --- events ----------------------------------------------------------------------------------------------
+    async def enqueue(self, event: NewEvent, *, first_stage: str, now: float) -> tuple[EnqueueResult, str]:
+        status, stage, outcome = (
+            (EventStatus.IGNORED, "", c.OUTCOME_IGNORED)
+            if event.ignore
+            else (EventStatus.QUEUED, first_stage, c.OUTCOME_OK)
+        )
+        new_id = c.new_id()
+        doc = {
+            "_id": new_id,
+            "environment": event.environment,
+            "business_event_id": event.business_event_id,
+            "control_number": event.control_number,
+            "event_id": event.event_id,
+            "legal_entity": event.legal_entity,
+            "payload": event.payload,
+            "status": status.value,
+            "stage": stage,
+            "first_stage": first_stage,
+            "attempts": 0,
+            "received_at": now,
+            "updated_at": now,
+            "next_attempt_at": now,
+            "data": {},
+            "last_error": None,
+            **_RELEASE,
+            "history": [docs.entry(now, c.STEP_RECEIVED, outcome, "")],
+        }
+        with self._errors("enqueue"):
+            try:
+                await self._events.insert_one(doc)
+                return EnqueueResult.NEW, new_id
+            except DuplicateKeyError:
+                pass  # the unique index refused it: note the duplicate on the stored event
+            dedup = {
+                "environment": event.environment,
+                "business_event_id": event.business_event_id,
+                "control_number": event.control_number,
+            }
+            entry = docs.entry(now, c.STEP_RECEIVED, c.OUTCOME_DUPLICATE, f"event id {event.event_id}")
+            stored = await self._events.find_one_and_update(
+                dedup, {"$push": self._push(entry)}, projection={"_id": 1}
+            )
+        if stored is None:
+            raise StoreError(f"enqueue: duplicate key for {dedup} but no stored event matches it")
+        return EnqueueResult.DUPLICATE, stored["_id"]
+
+    async def claim(self, worker: str, *, now: float, lease_seconds: float) -> Claim | None:
+        lease_id = c.new_id()
+        expires = now + lease_seconds
+        claimable = {
+            "$or": [
+                {"status": EventStatus.QUEUED.value, "next_attempt_at": {"$lte": now}},
+                {"status": EventStatus.PROCESSING.value, "lease_expires_at": {"$lte": now}},
+            ]
+        }
+        update = {
+            "$set": {
+                "status": EventStatus.PROCESSING.value,
+                "lease_id": lease_id,
+                "lease_expires_at": expires,
+                "claimed_by": worker,
+                "updated_at": now,
+            }
+        }
+        with self._errors("claim"):
+            doc = await self._events.find_one_and_update(
+                claimable,
+                update,
+                sort=[("next_attempt_at", ASCENDING), ("_id", ASCENDING)],
+                projection=_NO_HISTORY,
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            return None
+        return Claim(event=docs.event_record(doc), lease_id=lease_id, lease_expires_at=expires)
+
+    async def record_step(
+        self,
+        claim: Claim,
+        *,
+        step: str,
+        outcome: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+        next_stage: str | None = None,
+        now: float,
+    ) -> Claim:
+        sets: dict[str, Any] = {"updated_at": now}
+        if data:
+            c.check_data_keys(data)
+            sets.update({f"data.{key}": value for key, value in data.items()})
+        if next_stage is not None:
+            sets.update(stage=next_stage, attempts=0)
+        doc = await self._fenced(claim, {"$set": sets}, docs.entry(now, step, outcome, detail))
+        return Claim(event=docs.event_record(doc), lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
+
+    async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
+        sets = {"status": EventStatus.DONE.value, "stage": "", "updated_at": now, **_RELEASE}
+        await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_DONE, c.OUTCOME_OK, detail))
+
+    async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
+        sets = {
+            "status": EventStatus.QUEUED.value,
+            "next_attempt_at": at,
+            "last_error": reason,
+            "updated_at": now,
+            **_RELEASE,
+        }
+        entry = docs.entry(now, claim.event.stage, c.OUTCOME_RETRY, reason)
+        await self._fenced(claim, {"$set": sets, "$inc": {"attempts": 1}}, entry)
+
+    async def park(self, claim: Claim, *, reason: str, now: float) -> None:
+        sets = {"status": EventStatus.FAILED.value, "last_error": reason, "updated_at": now, **_RELEASE}
+        await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
+
+    async def _fenced(self, claim: Claim, update: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+        """A write for a claim: matches only while the claim's lease is the event's lease."""
+        leased = {"_id": claim.event.id, "lease_id": claim.lease_id, "status": EventStatus.PROCESSING.value}
+        with self._errors("update"):
+            doc = await self._events.find_one_and_update(
+                leased,
+                {**update, "$push": self._push(entry)},
+                projection=_NO_HISTORY,
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise LeaseLost(f"event {claim.event.id}: lease {claim.lease_id} is no longer held")
+        return doc
+
+    async def replay(self, event_id: str, *, now: float, stage: str | None = None) -> EventRecord:
+        with self._errors("replay"):
+            for _ in range(5):  # the filter re-checks what we read; retry if an admin raced us
+                doc = await self._events.find_one({"_id": event_id}, _NO_HISTORY)
+                if doc is None:
+                    raise NotFound(f"no event {event_id}")
+                if EventStatus(doc["status"]) not in c.REPLAYABLE:
+                    raise StoreError(
+                        f"event {event_id} is {doc['status']}: only failed or done events can be replayed"
+                    )
+                new_stage = stage or doc["stage"] or doc["first_stage"]
+                entry = docs.entry(now, c.STEP_REPLAY, c.OUTCOME_OK, f"from {doc['status']} at stage {new_stage}")
+                sets = {
+                    "status": EventStatus.QUEUED.value,
+                    "stage": new_stage,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "updated_at": now,
+                    "last_error": None,
+                }
+                updated = await self._events.find_one_and_update(
+                    {"_id": event_id, "status": doc["status"], "updated_at": doc["updated_at"]},
+                    {"$set": sets, "$push": self._push(entry)},
+                    projection=_NO_HISTORY,
+                    return_document=ReturnDocument.AFTER,
+                )
+                if updated is not None:
+                    return docs.event_record(updated)
+        raise StoreError(f"event {event_id} kept changing during replay")
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        with self._errors("read"):
+            doc = await self._events.find_one({"_id": event_id}, _NO_HISTORY)
+        return docs.event_record(doc) if doc else None
+
+    async def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[EventRecord]:
+        query = {"status": EventStatus(status).value} if status is not None else {}
+        with self._errors("read"):
+            cursor = self._events.find(query, _NO_HISTORY).sort([("received_at", DESCENDING), ("_id", DESCENDING)])
+            found = await cursor.skip(offset).limit(limit).to_list(None)
+        return [docs.event_record(doc) for doc in found]
+
+    async def history(self, event_id: str) -> list[HistoryEntry]:
+        with self._errors("read"):
+            doc = await self._events.find_one({"_id": event_id}, {"history": 1})
+        entries = doc.get("history", []) if doc else []
+        return [HistoryEntry(at=e["at"], step=e["step"], outcome=e["outcome"], detail=e["detail"]) for e in entries]
+
+    async def count_by_status(self) -> dict[EventStatus, int]:
+        counts = c.zero_counts()
+        with self._errors("read"):
+            cursor = self._events.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+            if inspect.isawaitable(cursor):  # PyMongo's async aggregate is a coroutine; Motor-style stand-ins aren't
+                cursor = await cursor
+            rows = await cursor.to_list(None)
+        for row in rows:
+            counts[EventStatus(row["_id"])] = row["n"]
+        return counts
+
+    def _push(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"history": {"$each": [entry], "$slice": -self._history_limit}}
+
+    # --- secrets -------------------------------------------------------------------------------------------
+    async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None:
+        with self._errors("put secret"):
+            await self._secrets.update_one(
+                {"_id": name},
+                {
+                    "$set": {"ciphertext": Binary(bytes(ciphertext)), "key_id": key_id, "updated_at": now},
+                    "$setOnInsert": {"created_at": now},
+                },
+                upsert=True,
+            )
+
+    async def get_secret(self, name: str) -> SecretRecord | None:
+        with self._errors("read secret"):
+            doc = await self._secrets.find_one({"_id": name})
+        return docs.secret_record(doc) if doc else None
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        with self._errors("list secrets"):
+            found = await self._secrets.find({}).sort("_id", ASCENDING).to_list(None)
+        return [docs.secret_record(doc) for doc in found]
+
+    async def delete_secret(self, name: str) -> bool:
+        with self._errors("delete secret"):
+            result = await self._secrets.delete_one({"_id": name})
+        return result.deleted_count > 0
+
+    # --- installs ------------------------------------------------------------------------------------------
+    async def upsert_install(self, install: Install) -> None:
+        doc = c.install_to_dict(install)
+        # Channel ids contain dots ("19:...@thread.tacv2"): keep them out of field names.
+        doc["channels"] = [[channel_id, name] for channel_id, name in install.channels.items()]
+        doc["_id"] = doc.pop("id")
+        with self._errors("upsert install"):
+            await self._installs.replace_one({"_id": install.id}, doc, upsert=True)
+
+    async def get_install(self, install_id: str) -> Install | None:
+        with self._errors("read install"):
+            doc = await self._installs.find_one({"_id": install_id})
+        return docs.install_record(doc) if doc else None
+
+    async def list_installs(self, *, active_only: bool = False) -> list[Install]:
+        with self._errors("list installs"):
+            found = await self._installs.find({"active": True} if active_only else {}).sort("_id", ASCENDING).to_list(
+                None
+            )
+        return [docs.install_record(doc) for doc in found]
+
+    # --- posted cards --------------------------------------------------------------------------------------
+    async def record_card(self, card: PostedCard) -> bool:
+        doc = {name: getattr(card, name) for name in c.CARD_FIELDS}
+        with self._errors("record card"):
+            try:
+                await self._cards.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def cards_for_event(self, event_id: str) -> list[PostedCard]:
+        with self._errors("read cards"):
+            cursor = self._cards.find({"event_id": event_id}).sort([("posted_at", ASCENDING), ("_id", ASCENDING)])
+            found = await cursor.to_list(None)
+        return [c.card_from_dict(doc) for doc in found]
+
+    async def find_thread(self, thread_key: str, channel_id: str) -> PostedCard | None:
+        query = {"thread_key": thread_key, "channel_id": channel_id, "kind": "thread"}
+        with self._errors("read cards"):
+            cursor = self._cards.find(query).sort([("posted_at", ASCENDING), ("_id", ASCENDING)]).limit(1)
+            found = await cursor.to_list(None)
+        return c.card_from_dict(found[0]) if found else None

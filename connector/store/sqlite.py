@@ -1,0 +1,217 @@
+"""The embedded store: one SQLite file in WAL mode, written durably (synchronous=FULL), on one dedicated thread.
+
+An acknowledged event survives power loss: enqueue returns only after the COMMIT that holds it has been fsynced.
+To keep that affordable, enqueue calls that wait together share one transaction (group commit, see
+_sqlite_thread.py). Several processes may open the same file: every write transaction starts with BEGIN IMMEDIATE,
+so claims are serialized by SQLite's write lock and never overlap.
+
+Payload and data are JSON text (never pickle). The schema version is PRAGMA user_version; MIGRATIONS[n] takes the
+database from version n to n + 1.
+
+Knows nothing of HTTP, Teams or F&O; callers see only the dataclasses of base.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Any
+
+from connector.store import _common as c
+from connector.store import _sqlite_ops as ops
+from connector.store._sqlite_schema import SCHEMA_VERSION, migrate
+from connector.store._sqlite_thread import DbThread
+from connector.store.base import (
+    Claim,
+    EnqueueResult,
+    EventRecord,
+    EventStatus,
+    HistoryEntry,
+    Install,
+    NewEvent,
+    PostedCard,
+    SecretRecord,
+    StoreError,
+    StoreUnavailable,
+)
+
+MEMORY = ":memory:"
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+
+class SQLiteStore:
+    """The Store on a SQLite file.
+
+    Args:
+        path: the database file (created with its tables on open; its directory must exist), or ":memory:"
+            (tests only: nothing survives close).
+        busy_timeout: seconds to wait for another process's write lock before giving up (StoreUnavailable).
+        max_batch: most enqueue calls one group-commit transaction serves.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, max_batch: int = 512) -> None:
+        self.path = os.fspath(path)
+        self._busy_timeout = busy_timeout
+        self._db = DbThread(
+            self._connect,
+            map_error=self._map_error,
+            closed_error=lambda: StoreUnavailable(f"SQLite store {self.path} is not open"),
+            name=f"sqlite-store:{os.path.basename(self.path)}",
+            max_batch=max_batch,
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if not self._db.running:
+            await self._db.start()
+
+    async def close(self) -> None:
+        await self._db.stop()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if self.path != MEMORY:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreUnavailable(f"SQLite {self.path}: could not switch to WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")  # an acknowledged event survives power loss
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _map_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, (StoreError, ValueError, TypeError)):
+            return exc
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StoreError(f"SQLite {self.path}: constraint failed: {exc}")
+        if isinstance(exc, sqlite3.ProgrammingError):
+            return StoreError(f"SQLite {self.path}: {exc}")
+        if isinstance(exc, sqlite3.Error):  # locked beyond the timeout, disk I/O error, full, unable to open...
+            unavailable = StoreUnavailable(f"SQLite database {self.path} is unavailable: {exc}")
+            unavailable.__cause__ = exc
+            return unavailable
+        return exc
+
+    # --- events ----------------------------------------------------------------------------------------------
+    async def enqueue(self, event: NewEvent, *, first_stage: str, now: float) -> tuple[EnqueueResult, str]:
+        return await self._db.call_batched(ops.enqueue_batch, (event, first_stage, now))
+
+    async def claim(self, worker: str, *, now: float, lease_seconds: float) -> Claim | None:
+        return await self._db.call(ops.claim, worker, now, lease_seconds)
+
+    async def record_step(
+        self,
+        claim: Claim,
+        *,
+        step: str,
+        outcome: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+        next_stage: str | None = None,
+        now: float,
+    ) -> Claim:
+        if data:
+            c.check_data_keys(data)
+        record = await self._db.call(ops.record_step, claim, step, outcome, detail, data, next_stage, now)
+        return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
+
+    async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
+        sets = "status = 'done', stage = '', lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
+        await self._db.call(ops.fenced, claim, sets, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail))
+
+    async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
+        sets = (
+            "status = 'queued', next_attempt_at = ?, attempts = attempts + 1, last_error = ?, "
+            "lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
+        )
+        step = claim.event.stage
+        await self._db.call(ops.fenced, claim, sets, (at, reason), (now, step, c.OUTCOME_RETRY, reason))
+
+    async def park(self, claim: Claim, *, reason: str, now: float) -> None:
+        sets = "status = 'failed', last_error = ?, lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
+        await self._db.call(ops.fenced, claim, sets, (reason,), (now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
+
+    async def replay(self, event_id: str, *, now: float, stage: str | None = None) -> EventRecord:
+        return await self._db.call(ops.replay, event_id, now, stage)
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        return await self._db.call(ops.get_event, event_id)
+
+    async def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[EventRecord]:
+        return await self._db.call(ops.list_events, status, limit, offset)
+
+    async def history(self, event_id: str) -> list[HistoryEntry]:
+        return await self._db.call(ops.history, event_id)
+
+    async def count_by_status(self) -> dict[EventStatus, int]:
+        return await self._db.call(ops.count_by_status)
+
+    # --- secrets -------------------------------------------------------------------------------------------
+    async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None:
+        sql = (
+            "INSERT INTO secrets (name, ciphertext, key_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, key_id = excluded.key_id, "
+            "updated_at = excluded.updated_at"
+        )
+        await self._db.call(ops.write, sql, (name, bytes(ciphertext), key_id, now, now))
+
+    async def get_secret(self, name: str) -> SecretRecord | None:
+        rows = await self._db.call(ops.read, "SELECT * FROM secrets WHERE name = ?", (name,))
+        return ops.secret_record(rows[0]) if rows else None
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        rows = await self._db.call(ops.read, "SELECT * FROM secrets ORDER BY name", ())
+        return [ops.secret_record(row) for row in rows]
+
+    async def delete_secret(self, name: str) -> bool:
+        return await self._db.call(ops.write, "DELETE FROM secrets WHERE name = ?", (name,)) > 0
+
+    # --- installs ------------------------------------------------------------------------------------------
+    async def upsert_install(self, install: Install) -> None:
+        sql = (
+            "INSERT INTO installs (id, active, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET active = excluded.active, doc = excluded.doc"
+        )
+        doc = json.dumps(c.install_to_dict(install))
+        await self._db.call(ops.write, sql, (install.id, int(install.active), doc))
+
+    async def get_install(self, install_id: str) -> Install | None:
+        rows = await self._db.call(ops.read, "SELECT doc FROM installs WHERE id = ?", (install_id,))
+        return c.install_from_dict(json.loads(rows[0]["doc"])) if rows else None
+
+    async def list_installs(self, *, active_only: bool = False) -> list[Install]:
+        where = " WHERE active = 1" if active_only else ""
+        rows = await self._db.call(ops.read, f"SELECT doc FROM installs{where} ORDER BY id", ())
+        return [c.install_from_dict(json.loads(row["doc"])) for row in rows]
+
+    # --- posted cards --------------------------------------------------------------------------------------
+    async def record_card(self, card: PostedCard) -> bool:
+        names = ", ".join(c.CARD_FIELDS)
+        marks = ", ".join("?" for _ in c.CARD_FIELDS)
+        sql = f"INSERT INTO posted_cards ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        values = tuple(getattr(card, name) for name in c.CARD_FIELDS)
+        return await self._db.call(ops.write, sql, values) == 1
+
+    async def cards_for_event(self, event_id: str) -> list[PostedCard]:
+        sql = "SELECT * FROM posted_cards WHERE event_id = ? ORDER BY posted_at, seq"
+        return [ops.posted_card(row) for row in await self._db.call(ops.read, sql, (event_id,))]
+
+    async def find_thread(self, thread_key: str, channel_id: str) -> PostedCard | None:
+        sql = (
+            "SELECT * FROM posted_cards WHERE kind = 'thread' AND thread_key = ? AND channel_id = ? "
+            "ORDER BY posted_at, seq LIMIT 1"
+        )
+        rows = await self._db.call(ops.read, sql, (thread_key, channel_id))
+        return ops.posted_card(rows[0]) if rows else None

@@ -1,0 +1,98 @@
+"""open_store: URL forms, options, and the error for anything else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from connector.store.factory import open_store, sqlite_path
+from connector.store.mongo import MongoStore
+from connector.store.sqlite import SQLiteStore
+
+
+@pytest.mark.parametrize(
+    "url,path",
+    [
+        ("sqlite:///data/ml.db", "data/ml.db"),
+        ("sqlite:////var/lib/ml/ml.db", "/var/lib/ml/ml.db"),
+        ("sqlite://:memory:", ":memory:"),
+        ("sqlite:///with%20space.db", "with space.db"),
+        ("SQLITE:///x.db", "x.db"),
+    ],
+)
+def test_sqlite_urls(url: str, path: str) -> None:
+    assert sqlite_path(url) == path
+    store = open_store(url, busy_timeout=1.0)
+    assert isinstance(store, SQLiteStore) and store.path == path
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://relative.db", "sqlite:///x.db?mode=ro"])
+def test_bad_sqlite_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        open_store(url)
+
+
+def test_sqlite_rejects_unknown_options() -> None:
+    with pytest.raises(ValueError, match="database"):
+        open_store("sqlite:///x.db", database="x")
+
+
+async def test_sqlite_url_opens_a_file(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/ml.db")  # an absolute path makes four slashes
+    await store.open()
+    await store.close()
+    assert os.path.exists(tmp_path / "ml.db")
+
+
+@pytest.mark.parametrize(
+    "url,options,database",
+    [
+        ("mongodb://127.0.0.1:9/ml_prod", {}, "ml_prod"),
+        ("mongodb://u:p%40ss@h1:27017,h2:27017/ml_prod?replicaSet=rs0", {}, "ml_prod"),
+        ("mongodb://127.0.0.1:9/", {"database": "from_option"}, "from_option"),
+        ("mongodb://127.0.0.1:9", {}, "ml_connector"),
+    ],
+)
+async def test_mongodb_urls(url: str, options: dict, database: str) -> None:
+    store = open_store(url, **options)
+    assert isinstance(store, MongoStore) and store.database == database
+    await store.close()
+
+
+class _FakeClient:
+    def __init__(self, url: str, **kwargs: object) -> None:
+        self.url, self.kwargs = url, kwargs
+
+    def __getitem__(self, name: str):
+        from mongomock_motor import AsyncMongoMockClient
+
+        return AsyncMongoMockClient()[name]
+
+
+def test_mongodb_client_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DNS or sockets: the factory hands the URL and a short server selection timeout to AsyncMongoClient."""
+    import pymongo
+
+    monkeypatch.setattr(pymongo, "AsyncMongoClient", _FakeClient)
+    store = open_store("mongodb+srv://cluster0.example.net/ml_prod", server_selection_timeout=2, appname="mlc")
+    assert store.database == "ml_prod"
+    assert store._client.url == "mongodb+srv://cluster0.example.net/ml_prod"
+    assert store._client.kwargs == {"serverSelectionTimeoutMS": 2000, "socketTimeoutMS": 10000, "appname": "mlc"}
+    default = open_store("mongodb://h/db", operation_timeout=3)
+    assert default._client.kwargs == {"serverSelectionTimeoutMS": 5000, "socketTimeoutMS": 3000}
+
+
+@pytest.mark.parametrize("url", ["postgres://x/y", "redis://localhost", "ml.db", "/var/lib/ml.db"])
+def test_unknown_forms_name_the_accepted_ones(url: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert "sqlite:///" in message and "mongodb://" in message and "mongodb+srv://" in message
+
+
+def test_error_messages_do_not_echo_passwords() -> None:
+    with pytest.raises(ValueError) as caught:
+        open_store("postgres://user:hunter2@db/x")
+    assert "hunter2" not in str(caught.value)

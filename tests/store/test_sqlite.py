@@ -1,0 +1,222 @@
+"""SQLite specifics: durability settings, persistence, several processes on one file, unavailability, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import connector.store._sqlite_ops as sqlite_module
+from connector.store.base import EnqueueResult, EventStatus, StoreError, StoreUnavailable
+from connector.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+from .conftest import make_event
+
+T0 = 1_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    impl = SQLiteStore(tmp_path / "store.db", busy_timeout=0.2)
+    await impl.open()
+    yield impl
+    await impl.close()
+
+
+async def test_durability_settings(store: SQLiteStore) -> None:
+    def pragmas(conn: sqlite3.Connection) -> tuple:
+        return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0] for name in
+                     ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version"))
+
+    assert await store._db.call(pragmas) == ("wal", 2, 1, 200, SCHEMA_VERSION)  # synchronous 2 = FULL
+
+
+async def test_events_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = SQLiteStore(path)
+    await first.open()
+    _, event_id = await first.enqueue(make_event(1), first_stage="enrich", now=T0)
+    await first.put_secret("s", b"\x01\x02", "k1", now=T0)
+    await first.close()
+
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert (await again.get_event(event_id)).payload["PurchaseOrderNumber"] == "PO-00001"
+        assert (await again.enqueue(make_event(1), first_stage="enrich", now=T0))[0] is EnqueueResult.DUPLICATE
+        assert (await again.get_secret("s")).ciphertext == b"\x01\x02"
+    finally:
+        await again.close()
+
+
+async def test_another_process_sees_an_acknowledged_event(store: SQLiteStore) -> None:
+    """Once enqueue returned, the event is committed: a separate process reads it without our help."""
+    _, event_id = await store.enqueue(make_event(1), first_stage="enrich", now=T0)
+    code = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT id FROM events').fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", code, store.path], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == event_id, out.stderr
+
+
+async def test_two_stores_on_one_file_never_share_a_claim(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    a, b = SQLiteStore(path, busy_timeout=10), SQLiteStore(path, busy_timeout=10)
+    await a.open()
+    await b.open()
+    try:
+        await asyncio.gather(*(a.enqueue(make_event(n), first_stage="enrich", now=T0) for n in range(60)))
+        claims = await asyncio.gather(
+            *(s.claim(f"{name}{i}", now=T0, lease_seconds=60) for i in range(40) for name, s in (("a", a), ("b", b)))
+        )
+        taken = [c.event.id for c in claims if c is not None]
+        assert len(taken) == 60 and len(set(taken)) == 60
+        assert (await b.enqueue(make_event(3), first_stage="enrich", now=T0))[0] is EnqueueResult.DUPLICATE
+        assert (await a.count_by_status())[EventStatus.PROCESSING] == 60
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_locked_beyond_the_busy_timeout_is_unavailable(store: SQLiteStore) -> None:
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.enqueue(make_event(1), first_stage="enrich", now=T0)
+        other.execute("ROLLBACK")
+        assert (await store.enqueue(make_event(1), first_stage="enrich", now=T0))[0] is EnqueueResult.NEW
+    finally:
+        other.close()
+
+
+async def test_disk_full_is_unavailable_and_the_store_recovers(store: SQLiteStore) -> None:
+    pages = await store._db.call(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    await store._db.call(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    big = {"blob": "x" * 20_000}
+    with pytest.raises(StoreUnavailable, match="full"):
+        await store.enqueue(make_event(1, **big), first_stage="enrich", now=T0)
+    assert await store.list_events() == []  # rolled back
+    await store._db.call(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+    assert (await store.enqueue(make_event(1, **big), first_stage="enrich", now=T0))[0] is EnqueueResult.NEW
+
+
+async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
+    missing = SQLiteStore(tmp_path / "no-such-dir" / "store.db")
+    with pytest.raises(StoreUnavailable, match="unable to open"):
+        await missing.open()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await missing.enqueue(make_event(1), first_stage="enrich", now=T0)
+    await missing.close()
+
+
+async def test_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailable):
+        await SQLiteStore(path).open()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreUnavailable, match="schema version"):
+        await SQLiteStore(path).open()
+
+
+async def test_closed_store_refuses_calls(store: SQLiteStore) -> None:
+    await store.close()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.get_event("x")
+    await store.close()  # idempotent
+
+
+async def test_memory_database(tmp_path: Path) -> None:
+    mem = SQLiteStore(":memory:")
+    await mem.open()
+    try:
+        assert (await mem.enqueue(make_event(1), first_stage="enrich", now=T0))[0] is EnqueueResult.NEW
+        assert (await mem.enqueue(make_event(1), first_stage="enrich", now=T0))[0] is EnqueueResult.DUPLICATE
+    finally:
+        await mem.close()
+
+
+# --- group commit ---------------------------------------------------------------------------------------------------
+async def test_concurrent_enqueues_share_transactions(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    real = sqlite_module.enqueue_batch
+
+    def counting(conn, items):
+        sizes.append(len(items))
+        return real(conn, items)
+
+    monkeypatch.setattr(sqlite_module, "enqueue_batch", counting)
+    answers = await asyncio.gather(*(store.enqueue(make_event(n), first_stage="enrich", now=T0) for n in range(300)))
+    assert all(a[0] is EnqueueResult.NEW for a in answers)
+    assert sum(sizes) == 300
+    assert len(sizes) < 300 and max(sizes) > 1, sizes
+
+
+async def test_one_bad_event_does_not_fail_its_batch(store: SQLiteStore) -> None:
+    events = [make_event(n) for n in range(20)]
+    events[7] = make_event(7, bad=object())  # not JSON
+    answers = await asyncio.gather(
+        *(store.enqueue(e, first_stage="enrich", now=T0) for e in events), return_exceptions=True
+    )
+    assert isinstance(answers[7], TypeError)
+    assert all(a[0] is EnqueueResult.NEW for i, a in enumerate(answers) if i != 7)
+    assert (await store.count_by_status())[EventStatus.QUEUED] == 19
+
+
+async def test_constraint_failure_in_a_batch_only_fails_its_event(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sqlite_module._insert_event
+
+    def picky(conn, event, first_stage, now, payload):
+        if event.control_number == 3:
+            conn.execute("INSERT INTO event_history (event_id, at, step, outcome) VALUES ('nope', 0, 'x', 'y')")
+        return real(conn, event, first_stage, now, payload)
+
+    monkeypatch.setattr(sqlite_module, "_insert_event", picky)
+    answers = await asyncio.gather(
+        *(store.enqueue(make_event(n), first_stage="enrich", now=T0) for n in range(10)), return_exceptions=True
+    )
+    assert isinstance(answers[3], StoreError) and not isinstance(answers[3], StoreUnavailable)
+    assert sum(1 for a in answers if isinstance(a, tuple) and a[0] is EnqueueResult.NEW) == 9
+
+
+async def test_cancelled_caller_does_not_break_the_thread(store: SQLiteStore) -> None:
+    task = asyncio.create_task(store.enqueue(make_event(1), first_stage="enrich", now=T0))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    answer = await store.enqueue(make_event(1), first_stage="enrich", now=T0)
+    assert answer[0] in (EnqueueResult.NEW, EnqueueResult.DUPLICATE)
+
+
+async def test_waiting_for_the_database_does_not_block_the_event_loop(store: SQLiteStore) -> None:
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the store's write will wait up to its busy timeout (0.2 s)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(ticker())
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.enqueue(make_event(1), first_stage="enrich", now=T0)
+        assert ticks >= 5  # the loop kept running while the database thread waited
+    finally:
+        task.cancel()
+        other.execute("ROLLBACK")
+        other.close()
