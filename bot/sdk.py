@@ -1,0 +1,675 @@
+"""The one module that imports botbuilder: inbound auth, the activity handler, and raw Connector calls.
+
+Moving to the Microsoft 365 Agents SDK is a change of this file only; nothing else in bot/ (or outside it) sees a
+botbuilder, botframework or msrest type. What it does about botbuilder 4.17.1's quirks (bot-sdk.md):
+
+- Outbound token: botbuilder's credentials would run MSAL (sync, https-only, calls login.microsoftonline.com for
+  instance discovery). Our `ServiceClientCredentialsFactory` instead awaits OUR token callable in its async
+  `create_credentials` (called once per Connector client, i.e. per turn or proactive call) and hands botbuilder a
+  credentials object whose sync `get_access_token()` just returns that token. No MSAL, no blocking, no nested
+  event loop. A 401 from the Connector makes the poster call `refresh_token()` (force_refresh) and retry once.
+- Inbound auth: botbuilder answers 500 for a missing header, an expired token, an unknown key, a bad signature or
+  a key not endorsed for msteams. `make_messages_handler` checks the header first and maps every failure of
+  `authenticate_request` to 401 (JSON, from us), before the turn runs. botbuilder also ACCEPTS a key whose
+  `endorsements` list is empty; we require the activity's channel in it, as the .NET SDK does.
+- OpenID metadata: botbuilder fetches it with blocking `requests` (no timeout) inside the coroutine. We run the
+  whole `authenticate_request` on a small dedicated thread pool, each call in its own short-lived event loop,
+  bounded by `BotSettings.auth_timeout` (503 when the keys cannot be fetched). The bot's loop never stalls, and a
+  hung fetch cannot starve the default executor that msrest uses for Connector calls. `warm_up()` prefetches.
+- Connector calls go through msrest + requests in the default executor (not on the loop). We set their timeout
+  (botbuilder: 100 s), `verify` for a private CA, and switch off msrest's hidden urllib3 retries (408/5xx x3,
+  sleeping out a 503's Retry-After in the thread however long it is).
+- `TeamsInfo.get_team_channels` is sync I/O on the loop: we make the same call in a worker thread.
+- Action.Execute: botbuilder serializes `on_adaptive_card_invoke`'s answer twice (500). We answer
+  `adaptiveCard/action` ourselves in `on_invoke_activity` and write the HTTP response ourselves.
+- `continue_conversation(reference, callback, bot_app_id)` always gets `bot_app_id` (else no Authorization).
+- The turn error handler logs; it never posts exception text to Teams. Proactive callbacks capture their own
+  errors (the turn error handler would otherwise swallow them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import jwt
+from aiohttp import web
+from botbuilder.core import ActivityHandler, BotAdapter, InvokeResponse, TurnContext, serializer_helper
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
+    ConversationReference,
+    Entity,
+    Mention,
+)
+from botframework.connector.auth import (
+    AppCredentials,
+    AuthenticateRequestResult,
+    BotFrameworkAuthentication,
+    ClaimsIdentity,
+    ConnectorFactory,
+    JwtTokenExtractor,
+    ServiceClientCredentialsFactory,
+)
+from botframework.connector.auth.skill_validation import SkillValidation
+from botframework.connector.teams import TeamsConnectorClient
+from msrest.exceptions import ClientException, HttpOperationError
+
+from bot import activities
+from bot.errors import BotAuthError
+from bot.models import BotHandlers, BotSettings
+
+__all__ = ["BotRuntime", "ConnectorFailure", "GetToken", "make_messages_handler"]
+
+log = logging.getLogger(__name__)
+
+GetToken = Callable[..., Awaitable[str]]  # async get_token(*, force_refresh: bool = False) -> str
+
+_CHANNEL = "msteams"
+
+
+# --- outbound token -------------------------------------------------------------------------------------------
+
+
+class _NoToken(Exception):
+    """Our token callable failed when the Connector client was made; raised when a request needs the token."""
+
+
+class _TokenCredentials(AppCredentials):
+    """msrest credentials holding a token we already fetched (botbuilder's get_access_token is sync)."""
+
+    def __init__(self, app_id: str, oauth_scope: str, token: str | None, error: str | None) -> None:
+        super().__init__(app_id=app_id, oauth_scope=oauth_scope)
+        self._token = token
+        self._error = error
+
+    def get_access_token(self, force_refresh: bool = False) -> str:
+        if self._token is None:
+            raise _NoToken(self._error or "no token")
+        return self._token
+
+
+class _CallableCredentialsFactory(ServiceClientCredentialsFactory):
+    """Credentials from our async token callable instead of botbuilder's MSAL (any app type, any cloud)."""
+
+    def __init__(self, app_id: str, get_token: GetToken) -> None:
+        self._app_id = app_id
+        self._get_token = get_token
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return app_id == self._app_id
+
+    async def is_authentication_disabled(self) -> bool:
+        return False
+
+    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                 validate_authority: bool) -> AppCredentials:
+        if app_id != self._app_id:
+            # e.g. continue_conversation without bot_app_id: refuse rather than send anonymous requests
+            raise ValueError(f"Connector credentials asked for app id {app_id!r}; this bot is {self._app_id!r}")
+        try:
+            token = await self._get_token()
+        except Exception as exc:  # noqa: BLE001 - the provider's failure must not fail inbound turns that never post
+            log.warning("no Connector token (outbound calls of this turn will fail): %s", exc)
+            return _TokenCredentials(app_id, oauth_scope, None, f"{type(exc).__name__}: {exc}")
+        return _TokenCredentials(app_id, oauth_scope, token, None)
+
+
+# --- connector clients: timeout and CA -------------------------------------------------------------------------
+
+
+def _tune(config: Any, timeout: float, verify: str | None) -> None:
+    """Timeout, CA, and no hidden retries: msrest's default urllib3 policy retries 408/5xx three times and sleeps
+    out any Retry-After on 503 inside the worker thread, unbounded; our policy (posting.py) is the only one."""
+    config.connection.timeout = timeout
+    if verify:
+        config.connection.verify = verify
+    retry = config.retry_policy.policy
+    retry.total = retry.connect = retry.read = 0
+    retry.status_forcelist = frozenset()
+
+
+class _TunedConnectorFactory(ConnectorFactory):
+    def __init__(self, inner: ConnectorFactory, timeout: float, verify: str | None) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._verify = verify
+
+    async def create(self, service_url: str, audience: str = None):  # noqa: RUF013 - botbuilder's signature
+        client = await self._inner.create(service_url, audience)
+        _tune(client.config, self._timeout, self._verify)
+        return client
+
+
+# --- inbound authentication -------------------------------------------------------------------------------------
+
+
+class _AuthUnavailable(Exception):
+    """We could not check a token (signing keys unreachable or slow): answer 503, not 401."""
+
+
+def _run_in_new_loop(factory: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(factory())
+
+
+class _GuardedAuthentication(BotFrameworkAuthentication):
+    """botbuilder's authentication, run off the event loop, with every failure turned into BotAuthError."""
+
+    def __init__(self, inner: BotFrameworkAuthentication, settings: BotSettings, verify: str | None,
+                 executor: concurrent.futures.Executor) -> None:
+        self._inner = inner
+        self._settings = settings
+        self._verify = verify
+        self._executor = executor
+
+    def _precheck(self, auth_header: str | None) -> str:
+        """Cheap checks before any key is fetched. Returns the token's key id."""
+        if not auth_header:
+            raise BotAuthError("no Authorization header")
+        scheme, _, token = auth_header.partition(" ")
+        if scheme != "Bearer" or not token or token.count(".") != 2:
+            raise BotAuthError("Authorization header is not 'Bearer <jwt>'")
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise BotAuthError(f"unreadable token: {exc}") from None
+        if not isinstance(kid, str) or not kid:
+            raise BotAuthError("token has no key id")
+        # Only channel tokens: an emulator or skill token would send botbuilder to other metadata URLs.
+        if claims.get("iss") != self._settings.to_bot_from_channel_token_issuer:
+            raise BotAuthError(f"token issuer {claims.get('iss')!r} is not the channel's")
+        if SkillValidation.is_skill_claim(claims):
+            raise BotAuthError("skill tokens are not accepted")
+        return kid
+
+    async def _check_endorsement(self, kid: str, channel_id: str | None) -> None:
+        """The signing key must be endorsed for the activity's channel. botbuilder 4.17.1 skips this check when
+        the key's `endorsements` list is empty; the .NET SDK (and we) refuse such a key."""
+        metadata = JwtTokenExtractor.get_open_id_metadata(self._settings.to_bot_from_channel_openid_metadata_url)
+        key = await metadata.get(kid)  # cached: botbuilder fetched it a moment ago
+        endorsements = getattr(key, "endorsements", None) or []
+        if not channel_id or channel_id not in endorsements:
+            raise PermissionError(f"signing key {kid!r} is not endorsed for channel {channel_id!r}")
+
+    async def _off_loop(self, factory: Callable[[], Awaitable[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, _run_in_new_loop, factory)
+        try:
+            return await asyncio.wait_for(future, self._settings.auth_timeout)
+        except asyncio.TimeoutError:
+            raise _AuthUnavailable(f"token validation took over {self._settings.auth_timeout:g} s "
+                                   "(OpenID metadata unreachable?)") from None
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        kid = self._precheck(auth_header)
+
+        async def validate() -> AuthenticateRequestResult:
+            checked = await self._inner.authenticate_request(activity, auth_header)
+            await self._check_endorsement(kid, activity.channel_id)
+            return checked
+
+        try:
+            result = await self._off_loop(validate)
+        except (BotAuthError, _AuthUnavailable):
+            raise
+        except PermissionError as exc:  # wrong aud / iss / serviceurl
+            raise BotAuthError(str(exc) or "not authorized") from None
+        except OSError as exc:  # requests' errors while fetching the OpenID metadata or the keys
+            raise _AuthUnavailable(f"could not fetch the channel's signing keys: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - jwt errors, IndexError (unknown kid), endorsement Exception...
+            raise BotAuthError(f"{type(exc).__name__}: {exc}") from None
+        if result.connector_factory is not None:
+            result.connector_factory = _TunedConnectorFactory(
+                result.connector_factory, self._settings.connector_timeout, self._verify)
+        return result
+
+    async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str):
+        raise PermissionError("streaming connections are not supported")
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        return _TunedConnectorFactory(self._inner.create_connector_factory(claims_identity),
+                                      self._settings.connector_timeout, self._verify)
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity):
+        return await self._inner.create_user_token_client(claims_identity)
+
+    def create_bot_framework_client(self):
+        return self._inner.create_bot_framework_client()
+
+    def get_originating_audience(self) -> str:
+        return self._inner.get_originating_audience()
+
+    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
+        self._precheck(auth_header)
+        return await self._off_loop(lambda: self._inner.authenticate_channel_request(auth_header))
+
+    async def warm_up(self) -> bool:
+        """Fetch the OpenID metadata and keys once, off the loop, so the first activity does not pay for it."""
+        metadata = JwtTokenExtractor.get_open_id_metadata(self._settings.to_bot_from_channel_openid_metadata_url)
+
+        async def fetch() -> bool:
+            try:
+                await metadata.get("")  # refreshes when stale; a key id that matches nothing
+            except IndexError:
+                pass
+            return True
+
+        try:
+            return await self._off_loop(fetch)
+        except Exception as exc:  # noqa: BLE001 - best effort
+            log.warning("could not prefetch the channel's OpenID metadata: %s", exc)
+            return False
+
+
+def _config_object(settings: BotSettings) -> Any:
+    """botbuilder reads configuration as UPPER_SNAKE attributes of an object."""
+
+    class _Config:
+        APP_ID = settings.app_id
+        APP_TYPE = settings.app_type
+        APP_TENANTID = settings.tenant_id
+        VALIDATE_AUTHORITY = settings.validate_authority
+        TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = settings.to_bot_from_channel_token_issuer
+        TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL = settings.to_bot_from_channel_openid_metadata_url
+        TO_CHANNEL_FROM_BOT_LOGIN_URL = settings.to_channel_from_bot_login_url
+        TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = settings.to_channel_from_bot_oauth_scope
+
+    if settings.channel_service:
+        _Config.CHANNEL_SERVICE = settings.channel_service
+    if settings.oauth_url:
+        _Config.OAUTH_URL = settings.oauth_url
+    return _Config()
+
+
+# --- the activity handler -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Inbound:
+    """The raw JSON of the activity being processed, and whether its turn failed (per request, via contextvar)."""
+
+    raw: dict
+    failed: bool = False
+
+
+_INBOUND: contextvars.ContextVar[_Inbound | None] = contextvars.ContextVar("bot_inbound", default=None)
+
+
+def _to_activity(wire: Mapping[str, Any]) -> Activity:
+    """Our message JSON -> botbuilder Activity (mention entities need the Mention model to keep their fields)."""
+    body = dict(wire)
+    entities = body.pop("entities", None) or []
+    activity = Activity().deserialize(body)
+    if entities:
+        activity.entities = [
+            Mention(mentioned=ChannelAccount(id=e.get("mentioned", {}).get("id"),
+                                             name=e.get("mentioned", {}).get("name")),
+                    text=e.get("text"), type="mention")
+            if e.get("type") == "mention" else Entity(type=e.get("type"))
+            for e in entities
+        ]
+    return activity
+
+
+class _TeamsBot(ActivityHandler):
+    """Translates activities into our models and calls the handlers; answers Action.Execute itself."""
+
+    def __init__(self, handlers: BotHandlers, *, timeout: float, verify: str | None) -> None:
+        self._handlers = handlers
+        self._timeout = timeout
+        self._verify = verify
+
+    @staticmethod
+    def _raw(turn_context: TurnContext) -> dict:
+        inbound = _INBOUND.get()
+        if inbound is not None and inbound.raw.get("id") == turn_context.activity.id:
+            return inbound.raw
+        return turn_context.activity.serialize()
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        raw = self._raw(turn_context)
+        submit = activities.card_submit(raw)
+        if submit is not None:
+            result = await self._handlers.on_submit(submit)
+            if isinstance(result, dict):
+                if not submit.reply_to_id:
+                    log.warning("Action.Submit %s has no replyToId: the card cannot be updated", submit.activity_id)
+                    return
+                update = _to_activity(activities.card_message(result))
+                update.id = submit.reply_to_id
+                await turn_context.update_activity(update)
+            elif isinstance(result, str) and result:
+                await turn_context.send_activity(result)
+            return
+        on_message = getattr(self._handlers, "on_message", None)
+        message = activities.incoming_message(raw)
+        if on_message is None or message is None:
+            return
+        result = await on_message(message)
+        if isinstance(result, dict):
+            await turn_context.send_activity(_to_activity(activities.card_message(result)))
+        elif isinstance(result, str) and result:
+            await turn_context.send_activity(result)
+
+    async def on_installation_update(self, turn_context: TurnContext) -> None:
+        await self._install(turn_context)
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        raw = self._raw(turn_context)
+        if await self._install(turn_context):
+            return
+        event = activities.channel_event(raw)
+        if event is not None:
+            await self._handlers.on_channel_event(event)
+
+    async def _install(self, turn_context: TurnContext) -> bool:
+        raw = self._raw(turn_context)
+        event = activities.install_event(raw)
+        if event is None:
+            return False
+        if event.action == "remove":
+            await self._handlers.on_uninstall(event)
+            return True
+        if event.scope == "team" and event.team_id:
+            channels = await self._team_channels(turn_context, event.team_id)
+            if channels:
+                event = activities.install_event(raw, channels)
+        await self._handlers.on_install(event)
+        return True
+
+    async def _team_channels(self, turn_context: TurnContext, team_id: str) -> dict[str, str]:
+        """TeamsInfo.get_team_channels, off the loop (botbuilder makes it a sync requests call). Best effort."""
+        try:
+            connector = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
+            teams = TeamsConnectorClient(connector.config.credentials, turn_context.activity.service_url)
+            # short: Teams waits for our answer to the install activity while we list the channels
+            _tune(teams.config, min(self._timeout, 5.0), self._verify)
+            listing = await asyncio.to_thread(teams.teams.get_teams_channels, team_id)
+            # The General channel has no name on the wire; its id is the team's id.
+            return {c.id: c.name or ("General" if c.id == team_id else "") for c in listing.conversations or []}
+        except Exception as exc:  # noqa: BLE001 - best effort: the install is recorded without the channel list
+            log.warning("could not list the channels of team %s: %s", team_id, exc)
+            return {}
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        if turn_context.activity.name != "adaptiveCard/action":
+            return await super().on_invoke_activity(turn_context)
+        try:
+            execute = activities.card_execute(self._raw(turn_context))
+        except ValueError as exc:
+            return InvokeResponse(status=400, body=activities.invoke_error(400, "NotSupported", str(exc)))
+        result = await self._handlers.on_execute(execute)
+        return InvokeResponse(status=200, body=activities.invoke_body(result))
+
+
+async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+    """Log with the traceback; never show the exception's text in Teams."""
+    activity = turn_context.activity
+    log.error("bot turn failed: %s %s (activity %s)", activity.type, activity.name or "", activity.id,
+              exc_info=(type(error), error, error.__traceback__))
+    inbound = _INBOUND.get()
+    if inbound is not None:
+        inbound.failed = True
+    if activity.type == ActivityTypes.invoke and not turn_context.turn_state.get(BotAdapter._INVOKE_RESPONSE_KEY):
+        body = activities.invoke_error(500, "InternalError", "The action could not be completed. Try again later.")
+        await turn_context.send_activity(
+            Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=200, body=body)))
+
+
+# --- the messages endpoint ----------------------------------------------------------------------------------------
+
+
+def _json_error(status: int, error: str) -> web.Response:
+    return web.json_response({"error": error}, status=status)
+
+
+def _invoke_http_response(invoke: InvokeResponse) -> web.Response:
+    body = invoke.body
+    if body is None:
+        return web.Response(status=invoke.status or 200)
+    if not isinstance(body, (dict, list, str, int, float, bool)):
+        body = serializer_helper(body)
+    return web.json_response(body, status=invoke.status or 200)
+
+
+def make_messages_handler(adapter: CloudAdapter, bot: ActivityHandler
+                          ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler for `POST /api/messages`.
+
+    Answers 401 (JSON) for any token problem before the turn runs, 503 when the signing keys cannot be fetched,
+    400/415 for a body that is not an activity, the invoke response for invokes, 500 (no detail) when the turn
+    failed, else 201.
+    """
+    auth = adapter.bot_framework_authentication
+    if not isinstance(auth, _GuardedAuthentication):
+        raise TypeError("make_messages_handler needs the adapter built by BotRuntime")
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return _json_error(405, "method_not_allowed")
+        header = request.headers.get("Authorization", "")
+        if not header.strip():
+            log.warning("refused inbound activity: no Authorization header")
+            return _json_error(401, "unauthorized")
+        if request.content_type != "application/json":
+            return _json_error(415, "unsupported_media_type")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _json_error(400, "bad_request")
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
+            return _json_error(400, "bad_request")
+        try:
+            activity = Activity().deserialize(body)
+        except Exception:  # noqa: BLE001 - msrest DeserializationError and friends
+            return _json_error(400, "bad_request")
+        try:
+            result = await auth.authenticate_request(activity, header)
+        except BotAuthError as exc:
+            log.warning("refused inbound activity %s: %s", body.get("id"), exc.reason)
+            return _json_error(401, "unauthorized")
+        except _AuthUnavailable as exc:
+            log.error("could not check inbound activity %s: %s", body.get("id"), exc)
+            return _json_error(503, "unavailable")
+        inbound = _Inbound(raw=body)
+        token = _INBOUND.set(inbound)
+        try:
+            invoke = await adapter.process_activity(result, activity, bot.on_turn)
+        except Exception:  # noqa: BLE001 - errors becomes a response here, with no internals
+            log.exception("inbound activity %s failed outside the turn", body.get("id"))
+            return _json_error(500, "internal")
+        finally:
+            _INBOUND.reset(token)
+        if invoke is not None:
+            return _invoke_http_response(invoke)
+        if inbound.failed:
+            return _json_error(500, "internal")
+        return web.Response(status=201)
+
+    return messages
+
+
+# --- raw Connector calls (posting.py adds the retry policy and the error tree) -----------------------------------
+
+
+class ConnectorFailure(Exception):
+    """A Connector call that failed, as plain values (posting.py classifies it).
+
+    Args:
+        status: HTTP status, or None when no answer came (network, timeout, no token).
+        target: "METHOD /v3/..." for messages.
+        headers: response headers (Retry-After lives here).
+        body: response body text (Teams' error JSON).
+    """
+
+    def __init__(self, status: int | None, target: str, *, headers: Mapping[str, str] | None = None,
+                 body: str = "", message: str = "") -> None:
+        self.status = status
+        self.target = target
+        self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
+        self.body = body
+        self.message = message
+        super().__init__(f"{target}: {status if status is not None else message}")
+
+
+def _failure(target: str, exc: BaseException) -> ConnectorFailure:
+    if isinstance(exc, HttpOperationError) and getattr(exc, "response", None) is not None:
+        response = exc.response
+        try:
+            text = response.text
+        except Exception:  # noqa: BLE001
+            text = ""
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        return ConnectorFailure(response.status_code, target, headers=headers, body=text or "", message=str(exc))
+    if isinstance(exc, _NoToken):
+        return ConnectorFailure(None, target, message=f"no Connector token: {exc}")
+    return ConnectorFailure(None, target, message=f"{type(exc).__name__}: {exc}")
+
+
+_FOREIGN = (ClientException, _NoToken, OSError)  # msrest (HTTP errors, ClientRequestError), token, requests
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class BotRuntime:
+    """The bot: adapter + activity handler wired to our handlers and token callable, and raw Connector calls.
+
+    Args:
+        settings: plain values from our config.
+        get_token: `async get_token(*, force_refresh=False) -> str` for the Connector scope (connector/tokens.py).
+        handlers: what inbound activities are translated into (see BotHandlers).
+        ca_file: CA bundle for https Connector endpoints signed by a private CA (the sandbox); None = system.
+    """
+
+    def __init__(self, settings: BotSettings, get_token: GetToken, handlers: BotHandlers, *,
+                 ca_file: str | None = None) -> None:
+        self.settings = settings
+        self._get_token = get_token
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bot-auth")
+        factory = _CallableCredentialsFactory(settings.app_id, get_token)
+        inner = ConfigurationBotFrameworkAuthentication(_config_object(settings), credentials_factory=factory)
+        self._auth = _GuardedAuthentication(inner, settings, ca_file, self._executor)
+        self.adapter = CloudAdapter(self._auth)
+        self.adapter.on_turn_error = _on_turn_error
+        self.bot = _TeamsBot(handlers, timeout=settings.connector_timeout, verify=ca_file)
+
+    def messages_handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The aiohttp handler for `POST /api/messages`."""
+        return make_messages_handler(self.adapter, self.bot)
+
+    async def warm_up(self) -> bool:
+        """Prefetch the channel's OpenID metadata and signing keys (off the loop). False if it failed."""
+        return await self._auth.warm_up()
+
+    async def close(self) -> None:
+        """Release the authentication threads (a hung metadata fetch is abandoned, not awaited)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def refresh_token(self) -> None:
+        """Force our token callable to fetch a new Connector token (after a 401)."""
+        await self._get_token(force_refresh=True)
+
+    # Each call below is one Connector request (raises ConnectorFailure); posting.py retries.
+
+    async def create_conversation(self, service_url: str, tenant_id: str, *, channel_id: str | None = None,
+                                  member_id: str | None = None,
+                                  activity: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
+        """POST /v3/conversations: a new channel thread (channel_id + activity) or a 1:1 chat (member_id).
+
+        Returns:
+            (conversation id, id of the first message or None when no activity was sent).
+        """
+        channel_data: dict[str, Any] = {"tenant": {"id": tenant_id}}
+        if channel_id:
+            channel_data["channel"] = {"id": channel_id}
+        params = ConversationParameters(
+            is_group=bool(channel_id),
+            bot=ChannelAccount(id=self.settings.bot_id),
+            members=[ChannelAccount(id=member_id)] if member_id else None,
+            channel_data=channel_data,
+            activity=_to_activity(activity) if activity is not None else None,
+            tenant_id=tenant_id,
+        )
+        outcome = _Outcome()
+
+        async def capture(turn_context: TurnContext) -> None:
+            outcome.value = (turn_context.activity.conversation.id, turn_context.activity.id)
+
+        target = "POST /v3/conversations"
+        try:
+            await self.adapter.create_conversation(self.settings.app_id, capture, params, _CHANNEL, service_url)
+        except _FOREIGN as exc:
+            raise _failure(target, exc) from exc
+        conversation_id, first_id = outcome.value
+        return conversation_id, first_id if activity is not None else None
+
+    async def send_to_conversation(self, service_url: str, conversation_id: str,
+                                   activity: Mapping[str, Any]) -> str:
+        """POST /v3/conversations/{id}/activities (a thread id posts into the thread). Returns the message id."""
+
+        async def call(turn_context: TurnContext, client: Any) -> Any:
+            response = await client.conversations.send_to_conversation(
+                conversation_id, self._addressed(turn_context, activity))
+            return response.id if response is not None else None
+
+        return await self._proactive(service_url, conversation_id, call,
+                                     f"POST /v3/conversations/{conversation_id}/activities")
+
+    async def update_activity(self, service_url: str, conversation_id: str, activity_id: str,
+                              activity: Mapping[str, Any]) -> None:
+        """PUT /v3/conversations/{id}/activities/{activity id}: replace a message in place."""
+
+        async def call(turn_context: TurnContext, client: Any) -> None:
+            update = self._addressed(turn_context, activity)
+            update.id = activity_id
+            await client.conversations.update_activity(conversation_id, activity_id, update)
+
+        await self._proactive(service_url, conversation_id, call,
+                              f"PUT /v3/conversations/{conversation_id}/activities/{activity_id}")
+
+    @staticmethod
+    def _addressed(turn_context: TurnContext, wire: Mapping[str, Any]) -> Activity:
+        reference = TurnContext.get_conversation_reference(turn_context.activity)
+        reference.activity_id = None  # the continuation's id is random: never a replyToId
+        return TurnContext.apply_conversation_reference(_to_activity(wire), reference)
+
+    async def _proactive(self, service_url: str, conversation_id: str,
+                         call: Callable[[TurnContext, Any], Awaitable[Any]], target: str) -> Any:
+        reference = ConversationReference(
+            channel_id=_CHANNEL, service_url=service_url,
+            conversation=ConversationAccount(id=conversation_id),
+            bot=ChannelAccount(id=self.settings.bot_id))
+        outcome = _Outcome()
+
+        async def callback(turn_context: TurnContext) -> None:
+            # Errors are kept here: raised inside the pipeline they would reach the turn error handler.
+            try:
+                client = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
+                outcome.value = await call(turn_context, client)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, translated
+                outcome.error = exc
+
+        try:
+            await self.adapter.continue_conversation(reference, callback, self.settings.app_id)
+        except _FOREIGN as exc:
+            raise _failure(target, exc) from exc
+        if outcome.error is not None:
+            if isinstance(outcome.error, _FOREIGN):
+                raise _failure(target, outcome.error) from outcome.error
+            raise outcome.error
+        return outcome.value

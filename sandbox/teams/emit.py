@@ -1,0 +1,143 @@
+"""Things that happen in Teams and reach the bot: installs, channel events, messages, card button clicks.
+
+Each `emit` kind changes the world the way Teams would and sends the matching signed activities (activities.py,
+channel.py). Used by `POST /_sandbox/teams/emit`, the page's button clicks and the Graph stand-in's app installs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.teams import activities as acts
+from sandbox.teams.service import TeamsService
+from sandbox.teams.world import CARD_TYPE
+
+
+class EmitError(ValueError):
+    """Bad emit arguments (unknown team, user, kind...): answered 400."""
+
+
+def _person(svc: TeamsService, args: dict, default: str = "adele"):
+    key = args.get("user") or args.get("from") or default
+    person = svc.world.person(str(key))
+    if person is None:
+        raise EmitError(f"unknown user {key!r}")
+    return person
+
+
+def _team(svc: TeamsService, args: dict):
+    team = svc.world.team(str(args.get("team") or ""))
+    if team is None:
+        raise EmitError(f"unknown team {args.get('team')!r}")
+    return team
+
+
+def _channel(svc: TeamsService, team, args: dict):
+    channel = svc.world.find_channel(team, args.get("channel"))
+    if channel is None:
+        raise EmitError(f"unknown channel {args.get('channel')!r} in team {team.name!r}")
+    return channel
+
+
+async def _send_all(svc: TeamsService, activities: list[dict], defect: str | None) -> dict:
+    deliveries = [await svc.channel.send(a, defect=defect) for a in activities]
+    return {"deliveries": [d.as_json() for d in deliveries],
+            "status": deliveries[-1].status if deliveries else None,
+            "body": deliveries[-1].body if deliveries else None}
+
+
+async def emit(svc: TeamsService, args: dict[str, Any]) -> dict:
+    """Run one emit; returns what was sent and how the bot answered. Raises EmitError for bad arguments."""
+    kind = args.get("kind")
+    w, url, defect, silent = svc.world, svc.channel.service_url, args.get("defect"), bool(args.get("silent"))
+    if kind in ("install", "uninstall"):
+        team = _team(svc, args)
+        team.installed = kind == "install"
+        by = _person(svc, args, "patti")
+        return {} if silent else await _send_all(svc, acts.team_install(w, url, team, by, remove=kind == "uninstall"),
+                                                 defect)
+    if kind in ("install_personal", "uninstall_personal"):
+        person = _person(svc, args)
+        return await personal_install(svc, person, remove=kind == "uninstall_personal", silent=silent,
+                                      defect=defect)
+    if kind in ("block", "unblock"):
+        person = _person(svc, args)
+        (w.blocked_users.add if kind == "block" else w.blocked_users.discard)(person.object_id)
+        return {}
+    if kind in ("channel_created", "channel_renamed", "channel_deleted"):
+        team = _team(svc, args)
+        if kind == "channel_created":
+            channel = w.add_channel(team, str(args.get("name") or "New channel"))
+        else:
+            channel = _channel(svc, team, args)
+            if kind == "channel_renamed":
+                channel.name = str(args.get("name") or channel.display_name)
+            else:
+                channel.deleted = True
+        event = {"channel_created": "channelCreated", "channel_renamed": "channelRenamed",
+                 "channel_deleted": "channelDeleted"}[kind]
+        out = {"channel": {"id": channel.id, "name": channel.display_name}}
+        if not silent and team.installed:  # only an installed bot hears about channels
+            out.update(await _send_all(svc, [acts.channel_event(w, url, team, channel, event,
+                                                                _person(svc, args, "patti"))], defect))
+        return out
+    if kind == "message" and not args.get("team"):  # 1:1 chat with the bot (the app must be installed for the user)
+        by = _person(svc, args)
+        if by.object_id not in w.personal_installs:
+            raise EmitError(f"the app is not installed for {by.name}: emit install_personal first")
+        act = acts.personal_message(w, url, by, str(args.get("text") or "hello"))
+        act["id"] = w.next_message_id()
+        w.add_message(w.personal_thread(by), act, svc.clock(), sender=by.object_id, message_id=act["id"])
+        return await _send_all(svc, [act], defect)
+    if kind == "message":
+        team = _team(svc, args)
+        channel = _channel(svc, team, args)
+        by = _person(svc, args)
+        mid = w.next_message_id()
+        conv = args.get("conversation") or f"{channel.id};messageid={mid}"
+        act = acts.channel_message(w, url, team, channel, by, str(args.get("text") or "hello"),
+                                   mention_bot=args.get("mention_bot", True), conversation_id=conv, message_id=mid)
+        thread = w.threads.get(conv) or w.new_channel_thread(team, channel, mid)
+        w.add_message(thread, act, svc.clock(), sender=by.object_id, message_id=mid)
+        return await _send_all(svc, [act], defect)
+    if kind in ("submit", "execute"):
+        return await card_action(svc, args)
+    raise EmitError(f"unknown kind {kind!r}")
+
+
+async def personal_install(svc: TeamsService, person, *, remove: bool = False, silent: bool = False,
+                           defect: str | None = None) -> dict:
+    w = svc.world
+    (w.personal_installs.discard if remove else w.personal_installs.add)(person.object_id)
+    if not remove:
+        w.personal_thread(person)
+    if silent:
+        return {}
+    return await _send_all(svc, acts.personal_install(w, svc.channel.service_url, person, remove=remove), defect)
+
+
+async def card_action(svc: TeamsService, args: dict) -> dict:
+    """A user presses a card button: Action.Submit → `message` with value; Action.Execute → invoke.
+
+    args: user, conversation, reply_to (the card's message id), kind "submit"|"execute", value/data, verb, action_id.
+    An Action.Execute answer carrying a card replaces that card for this user only.
+    """
+    w, url = svc.world, svc.channel.service_url
+    person = _person(svc, args)
+    conv, reply_to = args.get("conversation"), args.get("reply_to")
+    if not conv or not reply_to:
+        raise EmitError("conversation and reply_to are required")
+    inputs = args.get("inputs") or {}
+    if args.get("kind") == "submit":
+        value = {**(args.get("value") or args.get("data") or {}), **inputs}
+        act = acts.submit(w, url, str(conv), str(reply_to), person, value)
+        return await _send_all(svc, [act], args.get("defect"))
+    data = {**(args.get("data") or {}), **inputs}
+    act = acts.execute(w, url, str(conv), str(reply_to), person, verb=str(args.get("verb") or ""), data=data,
+                       action_id=args.get("action_id"))
+    out = await _send_all(svc, [act], args.get("defect"))
+    body = out.get("body")
+    if isinstance(body, dict) and body.get("type") == CARD_TYPE and isinstance(body.get("value"), dict):
+        w.viewer_cards[(person.object_id, str(reply_to))] = body["value"]
+        out["replaced"] = True
+    return out

@@ -1,0 +1,41 @@
+"""The Teams half as a sandbox service starter (see sandbox/runner.py): `await start_teams_services(ctx)`.
+
+Registers the bot's app in the Entra stand-in (secret + Graph app roles), starts the channel/Connector/page
+(plain http, as botbuilder accepts for the channel) and Graph (https, sandbox CA), and adds "teams" and "graph"
+to sandbox.json. Options read from ctx.options (all optional):
+  bot_app_id, bot_endpoint (the bot's /api/messages; else set it later with POST {admin_url}/knobs),
+  teams_renderer_dir (e.g. cards/vendor), teams_preinstalled (True or team names), teams_app_external_id,
+  graph_resource (default https://graph.microsoft.com).
+Duck-typed on the context (state, services, options, ca, host, cleanups) so it does not import the runner.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from sandbox.people import TENANT_ID
+from sandbox.teams.server import start_teams
+
+DEFAULT_BOT_APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "ml-connector-sandbox-bot"))
+BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"]
+
+
+async def start_teams_services(ctx: Any) -> None:
+    opts = {k: v for k, v in (ctx.options or {}).items() if v is not None}
+    issuer = ctx.services["entra"]
+    bot_app_id = opts.get("bot_app_id", DEFAULT_BOT_APP_ID)
+    graph_resource = opts.get("graph_resource", "https://graph.microsoft.com")
+    secret = secrets.token_urlsafe(32)
+    issuer.register_app(bot_app_id, secret=secret, roles={graph_resource: list(BOT_GRAPH_ROLES)})
+    running = await start_teams(
+        host=ctx.host, ca=ctx.ca, verify_token=issuer.verify, bot_endpoint=opts.get("bot_endpoint"),
+        bot_app_id=bot_app_id, tenant_id=TENANT_ID, renderer_dir=opts.get("teams_renderer_dir"),
+        teams_app_external_id=opts.get("teams_app_external_id"), graph_resource=graph_resource,
+        preinstalled=opts.get("teams_preinstalled", False))
+    ctx.cleanups.append(running.close)
+    ctx.services["teams"] = running
+    state = running.state
+    state["teams"].update(bot_app_password=secret, bot_tenant_id=TENANT_ID)
+    ctx.state.update(state)
