@@ -2,6 +2,9 @@
 
 from connector.store.factory import open_store
 from connector.store.base import (
+    Approval,
+    AuditEntry,
+    UserMapping,
     Claim,
     EnqueueResult,
     EventRecord,
@@ -19,6 +22,9 @@ from connector.store.base import (
 )
 
 __all__ = [
+    "Approval",
+    "AuditEntry",
+    "UserMapping",
     "open_store",
     "Claim",
     "EnqueueResult",

@@ -141,6 +141,67 @@ class PostedCard:
     posted_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class Approval:
+    """The state of one F&O workflow work item as the connector tracks it (key: environment + work_item_id).
+
+    Statuses: "pending" (buttons live), "submitting" (a decision job is on its way to F&O), "decided" (F&O
+    completed it through us; see outcome), "closed" (no longer pending in F&O for another reason: decided there
+    directly, recalled, failed; see fo_status), "superseded" (delegated or escalated: see superseded_by).
+    """
+
+    environment: str
+    work_item_id: str
+    event_id: str  # the work item event whose cards show this approval
+    status: str = "pending"
+    assignee_fo_user: str | None = None
+    assignee_object_id: str | None = None  # Entra object id of the current assignee (who may decide)
+    assignee_name: str | None = None
+    subject: str | None = None
+    outcomes: list[str] = field(default_factory=list)
+    outcome: str | None = None  # the decision, once decided
+    comment: str | None = None
+    decided_by_object_id: str | None = None
+    decided_by_name: str | None = None
+    decided_at: float | None = None
+    fo_status: str | None = None  # F&O's WorkflowWorkItems.Status as last seen
+    superseded_by: str | None = None  # work item id that replaced this one
+    reminders_sent: int = 0
+    last_reminder_at: float | None = None
+    next_check_at: float = 0.0  # when the reconciler looks at it next
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One approval action, appended and never changed: presses (refusals included), decisions, F&O answers."""
+
+    at: float
+    environment: str
+    work_item_id: str
+    action: str  # "press", "refused", "submitted", "completed", "not-pending", "failed", "superseded", "reconciled", "reminder"
+    actor_object_id: str | None = None
+    actor_name: str | None = None
+    outcome: str | None = None
+    comment: str | None = None
+    card: str | None = None  # which copy: "<conversation id>/<activity id>" or "execute"
+    detail: str = ""  # F&O's answer, the reason for a refusal...
+
+
+@dataclass(frozen=True)
+class UserMapping:
+    """F&O user → Entra user, cached with an expiry (or pinned by configuration)."""
+
+    environment: str
+    fo_user: str
+    object_id: str | None  # None: known not to map (negative cache)
+    upn: str | None
+    display_name: str | None
+    expires_at: float
+    source: str = "graph"  # "graph" | "config"
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable state of the service. All methods may raise StoreUnavailable."""
@@ -227,3 +288,32 @@ class Store(Protocol):
 
     async def find_thread(self, thread_key: str, channel_id: str) -> PostedCard | None:
         """The first card posted as a new thread ("thread" kind) for this document key in this channel."""
+
+    # --- approvals ------------------------------------------------------------------------------------------
+    async def upsert_approval(self, approval: Approval) -> None:
+        """Insert or replace by (environment, work_item_id)."""
+
+    async def get_approval(self, environment: str, work_item_id: str) -> Approval | None: ...
+
+    async def transition_approval(
+        self, environment: str, work_item_id: str, *, from_status: tuple[str, ...], changes: dict[str, Any]
+    ) -> Approval | None:
+        """Compare-and-set: apply `changes` (field -> value) only if the current status is in from_status.
+        Returns the updated approval, or None if the status did not match (someone else moved it first)."""
+
+    async def list_approvals(
+        self, *, status: str | None = None, due_before: float | None = None, limit: int = 100
+    ) -> list[Approval]:
+        """Filter by status and by next_check_at <= due_before; oldest next_check_at first."""
+
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
+    async def list_audit(
+        self, *, environment: str | None = None, work_item_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Newest first."""
+
+    async def put_user_mapping(self, mapping: UserMapping) -> None: ...
+
+    async def get_user_mapping(self, environment: str, fo_user: str) -> UserMapping | None:
+        """Case-insensitive on fo_user. Returns expired mappings too (the caller checks expires_at)."""
