@@ -20,13 +20,22 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
+from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, EnvironmentSettings, Settings
+from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
+from connector.installs import InstallRecorder
+from connector.outbox import Outbox
+from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
+from connector.routes import routes_from_config
+from connector.teams_bot import ConnectorBotHandlers
+from connector.teams_config import TeamsSettings, bot_settings_values, teams_settings
 from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_redaction, master_key_from_environment
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
-from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope
+from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
 from connector.web import (
     CLOCK,
     ENDPOINTS,
@@ -57,6 +66,14 @@ class Services:
     tokens: TokenProvider | None = None
     environments: dict[str, EnvironmentRuntime] = field(default_factory=dict)
     pipeline: Pipeline | None = None
+    teams: TeamsSettings | None = None
+    bot: BotRuntime | None = None
+    poster: TeamsPoster | None = None
+    graph: GraphClient | None = None
+    outbox: Outbox | None = None
+    catalog: Catalog | None = None
+    installs: InstallRecorder | None = None
+    handlers: ConnectorBotHandlers | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,19 +92,16 @@ def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-async def load_credential(box: SecretBox, env: EnvironmentSettings, settings: Settings) -> Any:
-    name = env.credential or settings.identity.credential
-    kind = env.credential_type or settings.identity.credential_type
+async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: str | None, owner: str) -> Any:
+    """The client secret or certificate key stored under `name`, as a token-library credential."""
     try:
         value = await box.get(name)
     except SecretNotFound:
         raise ConfigError(
-            f"environment '{env.name}': the credential secret '{name}' is not stored; "
-            f"run `ml-connector secrets set {name}`"
+            f"{owner}: the credential secret '{name}' is not stored; run `ml-connector secrets set {name}`"
         ) from None
     if kind == "certificate":
-        return ClientCertificate(private_key_pem=value, thumbprint=env.certificate_thumbprint
-                                 or settings.identity.certificate_thumbprint)
+        return ClientCertificate(private_key_pem=value, thumbprint=thumbprint)
     return ClientSecret(value)
 
 
@@ -107,6 +121,9 @@ def create_app(
     services = Services(settings=settings, store=store or open_store(settings.store.url))
     app[SERVICES] = services
     app[STORE] = services.store
+    endpoints = EventEndpoints([])  # filled in at start, once the tokens are decrypted
+    app[ENDPOINTS] = endpoints
+    app[WAKE] = lambda: services.pipeline.wake() if services.pipeline else None
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
@@ -127,7 +144,7 @@ def create_app(
             authority_host=settings.cloud.endpoint("authority_host"),
             ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
         )
-        endpoints = []
+        env_endpoints = []
         for env in settings.environments:
             try:
                 token = (await services.secrets.get(env.event_secret_name)).reveal()
@@ -135,8 +152,14 @@ def create_app(
                 log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
                           env.name, env.name)
                 token = ""
-            endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
-            credential = await load_credential(services.secrets, env, settings)
+            env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
+            credential = await load_credential(
+                services.secrets,
+                name=env.credential or settings.identity.credential,
+                kind=env.credential_type or settings.identity.credential_type,
+                thumbprint=env.certificate_thumbprint or settings.identity.certificate_thumbprint,
+                owner=f"environment '{env.name}'",
+            )
             get_token = services.tokens.token_source(
                 env.tenant_id or settings.identity.tenant_id,
                 env.client_id or settings.identity.client_id,
@@ -152,16 +175,68 @@ def create_app(
                 max_inline_wait=settings.odata.max_inline_wait,
                 default_retry_after=settings.odata.default_retry_after,
                 max_pages=settings.odata.max_pages,
+                ssl=client_ssl_context(settings.cloud.ca_bundle),
             )
             services.environments[env.name] = EnvironmentRuntime(env.name, env.base_url, odata)
-        app[ENDPOINTS] = EventEndpoints(endpoints)
+        app[ENDPOINTS].replace(env_endpoints)
         yield
+
+    async def teams_ctx(app: web.Application) -> AsyncIterator[None]:
+        teams = services.teams
+        assert teams is not None and services.secrets is not None and services.tokens is not None
+        if not teams.enabled:
+            log.warning("no [bot] app_id configured: events are stored and enriched, but not posted to Teams")
+            yield
+            return
+        tenant = teams.tenant_id or settings.identity.tenant_id
+        credential = await load_credential(services.secrets, name=teams.credential, kind=teams.credential_type,
+                                           thumbprint=teams.certificate_thumbprint, owner="[bot]")
+        bot_token = services.tokens.token_source(
+            tenant, teams.app_id, credential, settings.cloud.endpoint("bot_oauth_scope").rstrip("/") + "/.default")
+        services.installs = InstallRecorder(services.store, clock)
+        services.handlers = ConnectorBotHandlers(services.installs)
+        ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
+        services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
+                                  services.handlers, ca_file=ca)
+        services.extra["messages_handler"] = services.bot.messages_handler()
+        if not await services.bot.warm_up():
+            log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")
+        services.poster = TeamsPoster(services.bot)
+        if teams.graph:
+            graph_url = settings.cloud.endpoint("graph_url")
+            graph_token = services.tokens.token_source(
+                tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
+            services.graph = GraphClient(services.session, graph_url, graph_token,
+                                         ssl=client_ssl_context(settings.cloud.ca_bundle))
+        yield
+        if services.outbox is not None:
+            await services.outbox.close()
+        await services.bot.close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         plans = plans_from_config(settings.enrichment)
+        teams = services.teams
+        delivering = teams is not None and teams.enabled and services.poster is not None
         stages: dict[str, Stage] = {
-            "enrich": make_enrich_stage(services.environments, plans, next_stage=""),
+            "enrich": make_enrich_stage(services.environments, plans, next_stage="deliver" if delivering else ""),
         }
+        if delivering:
+            assert teams is not None and services.catalog is not None and services.poster is not None
+            deps = DeliveryDeps(
+                store=services.store,
+                outbox=None,  # type: ignore[arg-type]  (set just below: the digest renderer needs deps)
+                catalog=services.catalog,
+                routes=routes_from_config(settings.routes),
+                graph=services.graph,
+                environments={e.name: e.base_url for e in settings.environments},
+                clock=clock,
+                max_lines=settings.cards.max_lines,
+                max_bytes=settings.cards.max_bytes,
+            )
+            services.outbox = Outbox(services.poster, Pacer(), make_digest_renderer(deps),
+                                     digest_after=teams.digest_after, digest_max=teams.digest_max)
+            deps.outbox = services.outbox
+            stages["deliver"] = make_deliver_stage(deps)
         services.pipeline = Pipeline(
             services.store,
             stages,
@@ -172,14 +247,30 @@ def create_app(
                                settings.pipeline.backoff_max),
             clock=clock,
         )
-        app[WAKE] = services.pipeline.wake
         if start_pipeline:
             await services.pipeline.start()
         yield
         await services.pipeline.stop()
 
-    app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, pipeline_ctx])
+    # Fail fast on configuration the service cannot run with (before any resource is opened).
+    services.teams = teams_settings(settings)
+    routes_from_config(settings.routes)
+    plans_from_config(settings.enrichment)
+    try:
+        services.catalog = Catalog.load(settings.cards.template_dir)
+    except TemplateInvalid as exc:
+        raise ConfigError(f"[cards] template_dir: {exc}") from None
+
+    app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, teams_ctx, pipeline_ctx])
     add_routes(app)
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        handler = services.extra.get("messages_handler")
+        if handler is None:
+            return web.json_response({"error": "not_found", "detail": "the Teams bot is not configured"}, status=404)
+        return await handler(request)
+
+    app.router.add_post("/api/messages", messages)
     return app
 
 

@@ -354,3 +354,15 @@ def cards_preview(ctx: click.Context, out_dir: str, names: tuple[str, ...], data
 from connector.manifest import manifest_group  # noqa: E402  (the group is defined beside the package builder)
 
 main.add_command(manifest_group)
+
+
+# --- demo -------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--once", is_flag=True, help="play the scenario, check every event reached its card, and exit")
+@click.option("--burst", default=60, show_default=True, help="size of the burst that turns into digest cards")
+@click.option("--keep", is_flag=True, help="keep the temporary folder (store, sandbox state and logs)")
+def demo(once: bool, burst: int, keep: bool) -> None:
+    """Run the whole product against the local sandbox, with no configuration."""
+    from connector.demo import run_demo
+
+    sys.exit(run_demo(once=once, burst=burst, keep=keep))

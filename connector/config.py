@@ -125,6 +125,7 @@ class CloudSettings(_Section):
     bot_login_url: str | None = None  # token endpoint for the bot's outbound token (derived from authority)
     bot_channel_service: str | None = None
     bot_service_url: str | None = None  # global proactive service URL when no install recorded one
+    graph_resource: str | None = None  # the Graph token's resource when it differs from graph_url (sandbox)
     ca_bundle: Path | None = None  # extra CA trusted for outbound TLS (the sandbox's CA)
 
     def endpoint(self, key: str) -> str:

@@ -23,7 +23,7 @@ from bot import (
     TeamsThrottled,
     TeamsUnavailable,
 )
-from cards import Catalog, CardsError, render
+from cards import Catalog, CardsError, render_card as render
 from connector.carddata import (
     DIGEST_TEMPLATE,
     UNAVAILABLE_TEMPLATE,

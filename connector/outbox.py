@@ -116,7 +116,8 @@ class Outbox:
             batch, kind = self._next_batch(key, queue)
             head = batch[0]
             thread_key = f"thread:{key}"
-            await self._pacer.acquire([thread_key, f"tenant:{head.tenant_id}"])
+            keys = [thread_key, f"tenant:{head.tenant_id}"]
+            slot = await self._pacer.acquire(keys)
             card = head.card
             digest_id = None
             if kind == "digest":
@@ -131,15 +132,18 @@ class Outbox:
                     )
             except TeamsThrottled as exc:
                 # Pacing should prevent this; if Teams disagrees, honour its Retry-After and try again.
+                self._pacer.settle(keys, slot)
                 log.warning("Teams throttled channel %s; waiting %.1fs", key, exc.retry_after)
                 self._pacer.penalize(thread_key, exc.retry_after)
                 continue
             except Exception as exc:  # delivered to the waiting stage, which decides retry or park
+                self._pacer.settle(keys, slot)
                 for item in batch:
                     queue.remove(item)
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            self._pacer.settle(keys, slot)
             self.posts += 1
             if kind == "digest":
                 self.digests += 1

@@ -54,6 +54,18 @@ class SlidingWindowLimiter:
         while self._sent and self._sent[0] <= horizon:
             self._sent.popleft()
 
+    def settle(self, reserved: float, actual: float) -> None:
+        """Move a reservation to when the send really finished: Teams counts a request when it arrives, which
+        may be later than its slot (a slow first request), never later than its completion."""
+        if actual <= reserved:
+            return
+        try:
+            self._sent.remove(reserved)
+        except ValueError:
+            return  # already pruned
+        items = sorted([*self._sent, actual])
+        self._sent = deque(items)
+
     def backlog_seconds(self, n: int, now: float) -> float:
         """How long n more sends would take from now at the fastest allowed pace (without reserving them)."""
         if n <= 0:
@@ -98,12 +110,19 @@ class Pacer:
             lim.record(t)
         return t
 
-    async def acquire(self, keys: list[str]) -> None:
-        """Wait for a reserved slot."""
+    async def acquire(self, keys: list[str]) -> float:
+        """Wait for a reserved slot; returns it (give it to settle() once the send has finished)."""
         t = self.reserve(keys)
         delay = t - self.clock()
         if delay > 0:
             await self.sleep(delay)
+        return t
+
+    def settle(self, keys: list[str], slot: float) -> None:
+        """The send reserved at `slot` has finished now: count it at its completion time."""
+        now = self.clock()
+        for key in keys:
+            self.limiter(key).settle(slot, now)
 
     def penalize(self, key: str, retry_after: float) -> None:
         """Teams answered 429 anyway: no send on this key before Retry-After has passed."""

@@ -82,6 +82,9 @@ class EventEndpoints:
     """Token → environment, compared in constant time against every configured token."""
 
     def __init__(self, environments: list[EventEnvironment]) -> None:
+        self.replace(environments)
+
+    def replace(self, environments: list[EventEnvironment]) -> None:
         self._environments = [e for e in environments if e.token]
 
     def match(self, token: str) -> EventEnvironment | None:

@@ -12,7 +12,8 @@ from sandbox.runner import start_sandbox
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    running = await start_sandbox(Path(args.state_dir), host=args.host, fno_page_size=args.fno_page_size)
+    running = await start_sandbox(Path(args.state_dir), host=args.host, fno_page_size=args.fno_page_size,
+                                  teams_renderer_dir=args.teams_renderer_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -20,6 +21,8 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"sandbox ready: {Path(args.state_dir).resolve() / 'sandbox.json'}", flush=True)
     print(f"  F&O   {running.state['fno']['base_url']}", flush=True)
     print(f"  Entra {running.state['entra']['authority_host']}", flush=True)
+    if "teams" in running.state:
+        print(f"  Teams {running.state['teams']['page_url']}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--state-dir", required=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--fno-page-size", type=int, default=None)
+    serve.add_argument("--teams-renderer-dir", default=None,
+                       help="folder with Microsoft's card renderer (cards/vendor) for the Teams page")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
     return 0

@@ -93,16 +93,53 @@ def vendor_payment_posted(header: dict[str, Any], line: dict[str, Any]) -> dict[
             "PaymentReference": line["PaymentReference"], "Voucher": line["Voucher"]}
 
 
+# Workflow events (dynamics.md §1.2): ids are generated per workflow configuration, e.g. for the vendor invoice
+# review workflow number 000123 whose approval element is VendInvoiceApproval:
+#   workflow type     Workflow_VendInvoiceReview_000123                            (workflow started / completed)
+#   workflow element  Workflow_VendInvoiceReview_000123_VendInvoiceApproval        (element completed)
+#   work item         Workflow_VendInvoiceReview_000123_VendInvoiceApproval_WorkItem
+def workflow_type_event_id(workflow: str, instance: int) -> str:
+    return f"Workflow_{workflow}_{instance:06d}"
+
+
+def workflow_element_event_id(workflow: str, instance: int, element: str) -> str:
+    return f"{workflow_type_event_id(workflow, instance)}_{element}"
+
+
 def workflow_event_id(workflow: str, instance: int, element: str) -> str:
-    """e.g. Workflow_VendInvoiceReview_000123_VendInvoiceApproval_WorkItem (ids are per workflow configuration)."""
-    return f"Workflow_{workflow}_{instance:06d}_{element}_WorkItem"
+    """The work item event id, e.g. Workflow_VendInvoiceReview_000123_VendInvoiceApproval_WorkItem."""
+    return f"{workflow_element_event_id(workflow, instance, element)}_WorkItem"
+
+
+def _outcomes(item: dict[str, Any]) -> list[str]:
+    return [o.strip() for o in (item["Outcomes"] or "").split(",") if o.strip()]
 
 
 def workflow_work_item(item: dict[str, Any], *, approver_email: str, document: str,
                        instruction: str) -> dict[str, Any]:
-    """Workflow work item fields (hypothesis built from the names in the workflow docs)."""
-    outcomes = [o.strip() for o in (item["Outcomes"] or "").split(",") if o.strip()]
+    """Workflow work item fields (hypothesis built from the names in the workflow docs). Raised for every new
+    work item: on submit, and for the new item of a delegation or an escalation."""
     return {"WorkflowWorkItemInstanceId": item["Id"], "WorkflowWorkItemSubject": item["Subject"],
             "WorkflowUserEmail": approver_email, "WorkItemOwner": item["UserId"], "WorkflowDocument": document,
             "WorkflowDocumentId": item["DocumentId"], "WorkflowStepInstruction": instruction,
-            "WorkflowWorkItemOutcomes": outcomes, "LegalEntity": item["CompanyId"]}
+            "WorkflowWorkItemOutcomes": _outcomes(item), "LegalEntity": item["CompanyId"]}
+
+
+def workflow_element_completed(item: dict[str, Any], *, element: str, document: str) -> dict[str, Any]:
+    """Workflow element event fields when an approval step completes (ours, synthetic: F&O documents the event,
+    not its fields). `item` is the completed work item."""
+    return {"LegalEntity": item["CompanyId"], "WorkflowDocument": document, "WorkflowDocumentId": item["DocumentId"],
+            "WorkflowElementName": element, "WorkflowElementStatus": "Completed",
+            "WorkflowWorkItemCompletedBy": item["CompletedBy"],
+            "WorkflowWorkItemCompletedDateTime": ms_date(item["CompletedDateTime"]),
+            "WorkflowWorkItemComment": item["Comment"] or "", "WorkflowWorkItemInstanceId": item["Id"],
+            "WorkflowWorkItemOutcome": item["Outcome"], "WorkItemOwner": item["UserId"]}
+
+
+def workflow_status_changed(item: dict[str, Any], *, status: str, changed_by: str, document: str,
+                            document_status: str | None) -> dict[str, Any]:
+    """Workflow type event fields when the workflow ends (ours, synthetic): `status` "Completed" (final approval
+    or rejection) or "Canceled" (recalled). `item` is the work item that was pending when it ended."""
+    return {"LegalEntity": item["CompanyId"], "WorkflowDocument": document, "WorkflowDocumentId": item["DocumentId"],
+            "WorkflowDocumentStatus": document_status or "", "WorkflowStatus": status,
+            "WorkflowStatusChangedBy": changed_by, "WorkflowWorkItemInstanceId": item["Id"]}

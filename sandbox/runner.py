@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from sandbox import contracts
 from sandbox.entra import EntraIssuer, serve_entra
 from sandbox.fno import FnoConfig, FnoService, add_fno_admin_routes, create_fno_app
 from sandbox.people import TENANT_ID
@@ -101,7 +102,12 @@ async def start_fno(ctx: SandboxContext) -> None:
     ctx.state["fno"] = {"base_url": base, "environment": ENVIRONMENT, "client_id": client_id,
                         "client_secret": secret, "admin_url": f"{base}/_sandbox"}
     ctx.state["sender"] = {"admin_url": f"{base}/_sandbox/events"}
-    ctx.state["scenario"] = {"url": f"{base}/_sandbox/scenario"}
+    ctx.state["scenario"] = {
+        "url": f"{base}/_sandbox/scenario",
+        # what an F&O admin would activate in the business event catalog for this scenario
+        "event_ids": [contracts.PO_CONFIRMED, contracts.VENDOR_INVOICE_POSTED, contracts.VENDOR_PAYMENT_POSTED,
+                      scenario.work_item_event_id, scenario.element_event_id, scenario.workflow_event_id],
+    }
 
 
 SERVICE_STARTERS: list[ServiceStarter] = [start_entra, start_fno]  # the Teams half appends its starters here
@@ -133,14 +139,16 @@ def write_state_file(state_dir: Path, state: dict[str, Any]) -> Path:
 
 async def start_sandbox(state_dir: Path | str, *, host: str = "127.0.0.1", fno_page_size: int | None = None,
                         seed: int = 20261126, today: dt.date | None = None,
-                        extra_starters: Sequence[ServiceStarter] = ()) -> RunningSandbox:
+                        extra_starters: Sequence[ServiceStarter] = (),
+                        teams_renderer_dir: str | None = None) -> RunningSandbox:
     """Start every stand-in and write `state_dir/sandbox.json` once all listen. Close with `await .close()`."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "sandbox.json").unlink(missing_ok=True)
     ca = make_ca(state_dir)
     ctx = SandboxContext(state_dir, host, ca, {"ca_cert": str(ca.cert_path), "tenant_id": TENANT_ID},
-                         {"fno_page_size": fno_page_size, "seed": seed, "today": today})
+                         {"fno_page_size": fno_page_size, "seed": seed, "today": today,
+                          "teams_renderer_dir": teams_renderer_dir})
     running = RunningSandbox(ctx.state, ctx)
     try:
         for starter in [*SERVICE_STARTERS, *extra_starters]:

@@ -18,7 +18,10 @@ BUYERS = {"usmf": "alex", "demf": "johanna", "gbsi": "grady"}
 AP_CLERKS = {"usmf": "lynne", "demf": "jurgen", "gbsi": "isaiah"}
 TREASURY = {"usmf": "nestor", "demf": "johanna", "gbsi": "isaiah"}
 TAX_RATE = {"usmf": 0.0, "demf": 0.19, "gbsi": 0.20}
-WORK_ITEM_OUTCOMES = "Approve,Reject,RequestChange,Delegate"
+WORK_ITEM_OUTCOMES = "Approve,Reject,RequestChange"  # complete's outcomes; delegation is not an outcome
+SENIOR_APPROVER = "megan"  # the CFO approves vendor invoices above the threshold (in the invoice currency)
+SENIOR_APPROVAL_THRESHOLD = 10_000.0
+ESCALATION_USER = "megan"  # where escalations go (the step's escalation path)
 
 VENDOR_NAMES = {
     "usmf": ["Fabrikam Supplies", "Northwind Traders", "Tailspin Freight", "Litware Components",
@@ -216,7 +219,7 @@ def _work_item(state: FnoState, rng: random.Random, le: str, ref: str, invoice_n
         "CompanyId": le, "DocumentType": "VendorInvoice", "DocumentId": ref, "Outcomes": WORK_ITEM_OUTCOMES,
         "CompletedBy": APPROVERS[le] if completed else "", "Outcome": "Approve" if completed else "",
         "Comment": "OK" if completed else "", "CompletedDateTime": created + dt.timedelta(hours=2) if completed
-        else None})
+        else None, "ReassignedTo": "", "ReassignedWorkItemId": "", "PreviousWorkItemId": "", "IsEscalated": "No"})
 
 
 def _payments(state: FnoState, rng: random.Random, le: str, currency: str, today: dt.date) -> None:

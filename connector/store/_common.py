@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
-from connector.store.base import EventStatus, Install, PostedCard
+from connector.store.base import Approval, AuditEntry, EventStatus, Install, PostedCard, UserMapping
 
 # History vocabulary (HistoryEntry.step / .outcome) written by the stores themselves; stages write their own.
 STEP_RECEIVED = "received"  # outcome "ok", "ignored" or "duplicate"
@@ -87,3 +87,66 @@ def card_from_dict(doc: dict[str, Any]) -> PostedCard:
 def zero_counts() -> dict[EventStatus, int]:
     """count_by_status reports every status, zero included, so callers can index it without .get()."""
     return {status: 0 for status in EventStatus}
+
+
+# --- approvals, audit, user mappings ----------------------------------------------------------------------------
+APPROVAL_FIELDS = tuple(f.name for f in fields(Approval))
+APPROVAL_KEY = ("environment", "work_item_id")
+APPROVAL_CHANGEABLE = frozenset(APPROVAL_FIELDS) - frozenset(APPROVAL_KEY)
+AUDIT_FIELDS = tuple(f.name for f in fields(AuditEntry))
+USER_MAPPING_FIELDS = tuple(f.name for f in fields(UserMapping))
+
+
+def check_transition(from_status: tuple[str, ...], changes: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Validate a transition_approval call; returns the statuses as a list and the changes normalized.
+
+    A bare string for from_status is refused (it would silently become a tuple of letters and never match), and so is
+    an empty one. `changes` may name any Approval field but the key; outcomes become a plain list.
+    """
+    if isinstance(from_status, str) or not from_status:
+        raise ValueError(f"from_status must be a non-empty tuple of statuses, got {from_status!r}")
+    statuses = list(from_status)
+    if not all(isinstance(s, str) for s in statuses):
+        raise ValueError(f"from_status must hold strings, got {from_status!r}")
+    key = sorted(set(changes) & set(APPROVAL_KEY))
+    if key:
+        raise ValueError(f"transition_approval cannot change the approval's key: {', '.join(key)}")
+    unknown = sorted(str(name) for name in set(changes) - APPROVAL_CHANGEABLE)
+    if unknown:
+        raise ValueError(f"transition_approval: unknown Approval fields: {', '.join(unknown)}")
+    normalized = dict(changes)
+    if "outcomes" in normalized:
+        normalized["outcomes"] = list(normalized["outcomes"] or [])
+    return statuses, normalized
+
+
+def approval_to_dict(approval: Approval) -> dict[str, Any]:
+    doc = asdict(approval)
+    doc["outcomes"] = list(approval.outcomes)
+    return doc
+
+
+def approval_from_dict(doc: dict[str, Any]) -> Approval:
+    values = {k: doc[k] for k in APPROVAL_FIELDS if k in doc}
+    values["outcomes"] = list(values.get("outcomes") or [])
+    return Approval(**values)
+
+
+def audit_from_dict(doc: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(**{k: doc[k] for k in AUDIT_FIELDS if k in doc})
+
+
+def fo_user_key(fo_user: str) -> str:
+    """User mappings are case-insensitive on the F&O user id: both stores key them on this folded form."""
+    return fo_user.casefold()
+
+
+def user_mapping_from_dict(doc: dict[str, Any]) -> UserMapping:
+    return UserMapping(**{k: doc[k] for k in USER_MAPPING_FIELDS if k in doc})
+
+
+def check_limit(limit: int) -> int:
+    """MongoDB reads limit 0 as "no limit" and SQLite as "no rows": refuse it (and negatives) so both agree."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    return limit

@@ -13,6 +13,8 @@ from typing import Any
 
 from connector.store import _common as c
 from connector.store.base import (
+    Approval,
+    AuditEntry,
     Claim,
     EnqueueResult,
     EventRecord,
@@ -24,6 +26,7 @@ from connector.store.base import (
     PostedCard,
     SecretRecord,
     StoreError,
+    UserMapping,
 )
 
 _EVENT_COLUMNS = (
@@ -31,6 +34,8 @@ _EVENT_COLUMNS = (
     "received_at, updated_at, next_attempt_at, data, last_error, lease_id, lease_expires_at"
 )
 _LEASED = "id = ? AND lease_id = ? AND status = 'processing'"
+_APPROVAL_COLUMNS = ", ".join(c.APPROVAL_FIELDS)
+_APPROVAL_KEY = "environment = ? AND work_item_id = ?"
 
 
 class Tx:
@@ -284,3 +289,77 @@ def secret_record(row: sqlite3.Row) -> SecretRecord:
 
 def posted_card(row: sqlite3.Row) -> PostedCard:
     return c.card_from_dict({name: row[name] for name in c.CARD_FIELDS})
+
+
+# --- approvals ------------------------------------------------------------------------------------------------
+def approval_values(approval: Approval) -> tuple[Any, ...]:
+    """The approvals row for an Approval, in c.APPROVAL_FIELDS order (outcomes as JSON text)."""
+    return tuple(_approval_column(name, getattr(approval, name)) for name in c.APPROVAL_FIELDS)
+
+
+def _approval_column(name: str, value: Any) -> Any:
+    return json.dumps(list(value or [])) if name == "outcomes" else value
+
+
+def transition_approval(
+    conn: sqlite3.Connection, environment: str, work_item_id: str, from_status: list[str], changes: dict[str, Any]
+) -> Approval | None:
+    """Compare-and-set in one statement: the WHERE re-checks the status under the write lock, so of any number of
+    concurrent callers (threads or processes) exactly one matches a given status."""
+    names = sorted(changes)  # validated against c.APPROVAL_CHANGEABLE by the caller: safe as column names
+    sets = ", ".join(f"{name} = ?" for name in names) or "status = status"
+    marks = ", ".join("?" for _ in from_status)
+    params = [_approval_column(name, changes[name]) for name in names]
+    with Tx(conn):
+        rows = conn.execute(
+            f"UPDATE approvals SET {sets} WHERE {_APPROVAL_KEY} AND status IN ({marks}) "
+            f"RETURNING {_APPROVAL_COLUMNS}",
+            (*params, environment, work_item_id, *from_status),
+        ).fetchall()  # drained: no statement left open at COMMIT
+    return approval_record(rows[0]) if rows else None
+
+
+def list_approvals(
+    conn: sqlite3.Connection, status: str | None, due_before: float | None, limit: int
+) -> list[Approval]:
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if due_before is not None:
+        where.append("next_check_at <= ?")
+        params.append(due_before)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = conn.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals {clause}"
+        "ORDER BY next_check_at, environment, work_item_id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [approval_record(row) for row in rows]
+
+
+def list_audit(
+    conn: sqlite3.Connection, environment: str | None, work_item_id: str | None, limit: int
+) -> list[AuditEntry]:
+    where, params = [], []
+    if environment is not None:
+        where.append("environment = ?")
+        params.append(environment)
+    if work_item_id is not None:
+        where.append("work_item_id = ?")
+        params.append(work_item_id)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = conn.execute(
+        f"SELECT {', '.join(c.AUDIT_FIELDS)} FROM audit {clause}ORDER BY at DESC, seq DESC LIMIT ?", (*params, limit)
+    ).fetchall()
+    return [c.audit_from_dict(dict(row)) for row in rows]
+
+
+def approval_record(row: sqlite3.Row) -> Approval:
+    values = {name: row[name] for name in c.APPROVAL_FIELDS}
+    values["outcomes"] = json.loads(values["outcomes"])
+    return c.approval_from_dict(values)
+
+
+def user_mapping(row: sqlite3.Row) -> UserMapping:
+    return c.user_mapping_from_dict(dict(row))

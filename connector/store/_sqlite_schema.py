@@ -74,6 +74,62 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX posted_cards_thread ON posted_cards (thread_key, channel_id, posted_at, seq) "
         "WHERE kind = 'thread'",
     ],
+    [  # 1 -> 2: approvals (compare-and-set on status), their audit log, F&O user -> Entra user mappings
+        """CREATE TABLE approvals (
+            seq INTEGER PRIMARY KEY,
+            environment TEXT NOT NULL,
+            work_item_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            assignee_fo_user TEXT,
+            assignee_object_id TEXT,
+            assignee_name TEXT,
+            subject TEXT,
+            outcomes TEXT NOT NULL DEFAULT '[]',
+            outcome TEXT,
+            comment TEXT,
+            decided_by_object_id TEXT,
+            decided_by_name TEXT,
+            decided_at REAL,
+            fo_status TEXT,
+            superseded_by TEXT,
+            reminders_sent INTEGER NOT NULL DEFAULT 0,
+            last_reminder_at REAL,
+            next_check_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            CONSTRAINT approvals_key UNIQUE (environment, work_item_id)
+        )""",
+        # list_approvals: by status then next_check_at in order, or next_check_at alone (no status given)
+        "CREATE INDEX approvals_status_due ON approvals (status, next_check_at, environment, work_item_id)",
+        "CREATE INDEX approvals_due ON approvals (next_check_at, environment, work_item_id)",
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            environment TEXT NOT NULL,
+            work_item_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor_object_id TEXT,
+            actor_name TEXT,
+            outcome TEXT,
+            comment TEXT,
+            card TEXT,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX audit_item ON audit (environment, work_item_id, at, seq)",
+        "CREATE INDEX audit_at ON audit (at, seq)",
+        """CREATE TABLE user_mappings (
+            environment TEXT NOT NULL,
+            fo_user_key TEXT NOT NULL,
+            fo_user TEXT NOT NULL,
+            object_id TEXT,
+            upn TEXT,
+            display_name TEXT,
+            expires_at REAL NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (environment, fo_user_key)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

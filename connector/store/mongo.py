@@ -5,8 +5,10 @@ write that belongs to a claim names its lease id in the filter (no match: LeaseL
 with its history embedded (the newest `history_limit` entries), so a step, its data and its history entry are one
 atomic update. Writes use w=majority, j=true by default: nothing is acknowledged before it is journaled.
 
-Collections: events, secrets, installs, posted_cards, meta (schema version). Connection errors become
-StoreUnavailable. Knows nothing of HTTP, Teams or F&O; callers see only the dataclasses of base.py.
+Collections: events, secrets, installs, posted_cards, approvals (a status change is one find_one_and_update
+filtered on the expected status: compare-and-set), audit (append-only), user_mappings (keyed on the case-folded F&O
+user), meta (schema version). Connection errors become StoreUnavailable. Knows nothing of HTTP, Teams or F&O;
+callers see only the dataclasses of base.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from connector.store import _common as c
 from connector.store import _mongo_docs as docs
 from connector.store.base import (
+    Approval,
+    AuditEntry,
     Claim,
     EnqueueResult,
     EventRecord,
@@ -36,9 +40,10 @@ from connector.store.base import (
     SecretRecord,
     StoreError,
     StoreUnavailable,
+    UserMapping,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: approvals, audit, user_mappings
 DEFAULT_DATABASE = "ml_connector"
 _NO_HISTORY = {"history": 0}
 _RELEASE = {"lease_id": None, "lease_expires_at": None, "claimed_by": None}
@@ -82,6 +87,9 @@ class MongoStore:
         self._secrets = db.get_collection("secrets", write_concern=wc)
         self._installs = db.get_collection("installs", write_concern=wc)
         self._cards = db.get_collection("posted_cards", write_concern=wc)
+        self._approvals = db.get_collection("approvals", write_concern=wc)
+        self._audit = db.get_collection("audit", write_concern=wc)
+        self._user_mappings = db.get_collection("user_mappings", write_concern=wc)
         self._meta = db.get_collection("meta", write_concern=wc)
 
     def __repr__(self) -> str:
@@ -124,6 +132,26 @@ class MongoStore:
             await self._cards.create_index(
                 [("thread_key", ASCENDING), ("channel_id", ASCENDING), ("kind", ASCENDING), ("posted_at", ASCENDING)],
                 name="posted_cards_thread",
+            )
+            await self._approvals.create_index(
+                [("environment", ASCENDING), ("work_item_id", ASCENDING)], unique=True, name="approvals_key"
+            )
+            await self._approvals.create_index(
+                [("status", ASCENDING), ("next_check_at", ASCENDING), ("environment", ASCENDING),
+                 ("work_item_id", ASCENDING)],
+                name="approvals_status_due",
+            )
+            await self._approvals.create_index(
+                [("next_check_at", ASCENDING), ("environment", ASCENDING), ("work_item_id", ASCENDING)],
+                name="approvals_due",
+            )
+            await self._audit.create_index(
+                [("environment", ASCENDING), ("work_item_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)],
+                name="audit_item",
+            )
+            await self._audit.create_index([("at", DESCENDING), ("_id", DESCENDING)], name="audit_at")
+            await self._user_mappings.create_index(
+                [("environment", ASCENDING), ("fo_user_key", ASCENDING)], unique=True, name="user_mappings_key"
             )
             if version < SCHEMA_VERSION:
                 await self._meta.update_one(
@@ -400,3 +428,86 @@ class MongoStore:
             cursor = self._cards.find(query).sort([("posted_at", ASCENDING), ("_id", ASCENDING)]).limit(1)
             found = await cursor.to_list(None)
         return c.card_from_dict(found[0]) if found else None
+
+    # --- approvals -----------------------------------------------------------------------------------------
+    async def _replace_upsert(self, collection: Any, key: dict[str, Any], doc: dict[str, Any]) -> None:
+        """replace_one(upsert=True) on a unique key. Two upserts racing for a new key may both try to insert; the
+        unique index refuses the loser (servers before 4.2 do not retry it themselves), so retry it as a replace."""
+        for attempt in range(3):
+            try:
+                await collection.replace_one(key, doc, upsert=True)
+                return
+            except DuplicateKeyError:
+                if attempt == 2:
+                    raise StoreError(f"upsert of {key} kept colliding on its unique key") from None
+
+    async def upsert_approval(self, approval: Approval) -> None:
+        doc = c.approval_to_dict(approval)
+        key = {"environment": approval.environment, "work_item_id": approval.work_item_id}
+        with self._errors("upsert approval"):
+            await self._replace_upsert(self._approvals, key, doc)
+
+    async def get_approval(self, environment: str, work_item_id: str) -> Approval | None:
+        with self._errors("read approval"):
+            doc = await self._approvals.find_one({"environment": environment, "work_item_id": work_item_id})
+        return c.approval_from_dict(doc) if doc else None
+
+    async def transition_approval(
+        self, environment: str, work_item_id: str, *, from_status: tuple[str, ...], changes: dict[str, Any]
+    ) -> Approval | None:
+        statuses, checked = c.check_transition(from_status, changes)
+        expected = {"environment": environment, "work_item_id": work_item_id, "status": {"$in": statuses}}
+        with self._errors("transition approval"):
+            if checked:
+                doc = await self._approvals.find_one_and_update(
+                    expected, {"$set": checked}, return_document=ReturnDocument.AFTER
+                )
+            else:  # nothing to change ($set may not be empty): the answer is whether the status matches
+                doc = await self._approvals.find_one(expected)
+        return c.approval_from_dict(doc) if doc else None
+
+    async def list_approvals(
+        self, *, status: str | None = None, due_before: float | None = None, limit: int = 100
+    ) -> list[Approval]:
+        query: dict[str, Any] = {}
+        if status is not None:
+            query["status"] = status
+        if due_before is not None:
+            query["next_check_at"] = {"$lte": due_before}
+        order = [("next_check_at", ASCENDING), ("environment", ASCENDING), ("work_item_id", ASCENDING)]
+        with self._errors("list approvals"):
+            found = await self._approvals.find(query).sort(order).limit(c.check_limit(limit)).to_list(None)
+        return [c.approval_from_dict(doc) for doc in found]
+
+    # --- audit (append-only) ---------------------------------------------------------------------------------
+    async def append_audit(self, entry: AuditEntry) -> None:
+        doc = {"_id": c.new_id(), **{name: getattr(entry, name) for name in c.AUDIT_FIELDS}}
+        with self._errors("append audit"):
+            await self._audit.insert_one(doc)
+
+    async def list_audit(
+        self, *, environment: str | None = None, work_item_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        query: dict[str, Any] = {}
+        if environment is not None:
+            query["environment"] = environment
+        if work_item_id is not None:
+            query["work_item_id"] = work_item_id
+        with self._errors("list audit"):
+            cursor = self._audit.find(query).sort([("at", DESCENDING), ("_id", DESCENDING)])
+            found = await cursor.limit(c.check_limit(limit)).to_list(None)
+        return [c.audit_from_dict(doc) for doc in found]
+
+    # --- user mappings -------------------------------------------------------------------------------------
+    async def put_user_mapping(self, mapping: UserMapping) -> None:
+        key = {"environment": mapping.environment, "fo_user_key": c.fo_user_key(mapping.fo_user)}
+        doc = {**key, **{name: getattr(mapping, name) for name in c.USER_MAPPING_FIELDS}}
+        with self._errors("put user mapping"):
+            await self._replace_upsert(self._user_mappings, key, doc)
+
+    async def get_user_mapping(self, environment: str, fo_user: str) -> UserMapping | None:
+        with self._errors("read user mapping"):
+            doc = await self._user_mappings.find_one(
+                {"environment": environment, "fo_user_key": c.fo_user_key(fo_user)}
+            )
+        return c.user_mapping_from_dict(doc) if doc else None

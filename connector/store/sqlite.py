@@ -5,8 +5,9 @@ To keep that affordable, enqueue calls that wait together share one transaction 
 _sqlite_thread.py). Several processes may open the same file: every write transaction starts with BEGIN IMMEDIATE,
 so claims are serialized by SQLite's write lock and never overlap.
 
-Payload and data are JSON text (never pickle). The schema version is PRAGMA user_version; MIGRATIONS[n] takes the
-database from version n to n + 1.
+Payload, data and an approval's outcomes are JSON text (never pickle). The schema version is PRAGMA user_version;
+MIGRATIONS[n] takes the database from version n to n + 1. An approval's status changes by compare-and-set: one
+UPDATE ... WHERE status IN (...) RETURNING, under the write lock.
 
 Knows nothing of HTTP, Teams or F&O; callers see only the dataclasses of base.py.
 """
@@ -23,6 +24,8 @@ from connector.store import _sqlite_ops as ops
 from connector.store._sqlite_schema import SCHEMA_VERSION, migrate
 from connector.store._sqlite_thread import DbThread
 from connector.store.base import (
+    Approval,
+    AuditEntry,
     Claim,
     EnqueueResult,
     EventRecord,
@@ -34,6 +37,7 @@ from connector.store.base import (
     SecretRecord,
     StoreError,
     StoreUnavailable,
+    UserMapping,
 )
 
 MEMORY = ":memory:"
@@ -215,3 +219,58 @@ class SQLiteStore:
         )
         rows = await self._db.call(ops.read, sql, (thread_key, channel_id))
         return ops.posted_card(rows[0]) if rows else None
+
+    # --- approvals -----------------------------------------------------------------------------------------
+    async def upsert_approval(self, approval: Approval) -> None:
+        names = ", ".join(c.APPROVAL_FIELDS)
+        marks = ", ".join("?" for _ in c.APPROVAL_FIELDS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in c.APPROVAL_FIELDS if name not in c.APPROVAL_KEY)
+        sql = (
+            f"INSERT INTO approvals ({names}) VALUES ({marks}) "
+            f"ON CONFLICT (environment, work_item_id) DO UPDATE SET {updates}"
+        )
+        await self._db.call(ops.write, sql, ops.approval_values(approval))
+
+    async def get_approval(self, environment: str, work_item_id: str) -> Approval | None:
+        sql = f"SELECT {', '.join(c.APPROVAL_FIELDS)} FROM approvals WHERE environment = ? AND work_item_id = ?"
+        rows = await self._db.call(ops.read, sql, (environment, work_item_id))
+        return ops.approval_record(rows[0]) if rows else None
+
+    async def transition_approval(
+        self, environment: str, work_item_id: str, *, from_status: tuple[str, ...], changes: dict[str, Any]
+    ) -> Approval | None:
+        statuses, checked = c.check_transition(from_status, changes)
+        return await self._db.call(ops.transition_approval, environment, work_item_id, statuses, checked)
+
+    async def list_approvals(
+        self, *, status: str | None = None, due_before: float | None = None, limit: int = 100
+    ) -> list[Approval]:
+        return await self._db.call(ops.list_approvals, status, due_before, c.check_limit(limit))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        names = ", ".join(c.AUDIT_FIELDS)
+        marks = ", ".join("?" for _ in c.AUDIT_FIELDS)
+        values = tuple(getattr(entry, name) for name in c.AUDIT_FIELDS)
+        await self._db.call(ops.write, f"INSERT INTO audit ({names}) VALUES ({marks})", values)
+
+    async def list_audit(
+        self, *, environment: str | None = None, work_item_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        return await self._db.call(ops.list_audit, environment, work_item_id, c.check_limit(limit))
+
+    async def put_user_mapping(self, mapping: UserMapping) -> None:
+        names = ("fo_user_key", *c.USER_MAPPING_FIELDS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in c.USER_MAPPING_FIELDS if name != "environment")
+        sql = (
+            f"INSERT INTO user_mappings ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+            f"ON CONFLICT (environment, fo_user_key) DO UPDATE SET {updates}"
+        )
+        values = (c.fo_user_key(mapping.fo_user), *(getattr(mapping, name) for name in c.USER_MAPPING_FIELDS))
+        await self._db.call(ops.write, sql, values)
+
+    async def get_user_mapping(self, environment: str, fo_user: str) -> UserMapping | None:
+        sql = (
+            f"SELECT {', '.join(c.USER_MAPPING_FIELDS)} FROM user_mappings WHERE environment = ? AND fo_user_key = ?"
+        )
+        rows = await self._db.call(ops.read, sql, (environment, c.fo_user_key(fo_user)))
+        return ops.user_mapping(rows[0]) if rows else None

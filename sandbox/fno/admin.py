@@ -4,8 +4,10 @@ POST throttle {count|seconds, retry_after}    resource pressure: 429 for everyon
 POST limits {requests, execution_seconds, concurrent, window_seconds, penalty_seconds, user_limits}
 POST fail {status, count, path_prefix}        the next `count` /data requests under the prefix answer `status`
 POST config {page_size, latency_ms, unknown_client_status, assignee_only, validate_action, complete_action,
-             outcome_param, comment_param}; GET config
-GET stats; POST stats/reset                   requests per set and status, 429s sent, recent requests, row counts
+             outcome_param, comment_param, action_latency_ms: {action: ms}, action_latency_commit_first}; GET config
+GET stats; POST stats/reset                   requests per set and status, 429s sent, recent requests, row counts,
+                                              validate_calls / complete_calls: {work item id: n}
+GET work-items?status=&user=&document_id=&id=  work items (OData field format), oldest first
 POST delete {entity_set, key}                 remove a record ("record no longer exists")
 GET record?entity_set=..&<key>=..             read one record without auth (for tests and the demo)
 POST apps {client_id, user_id, name}; GET apps   the "Microsoft Entra ID applications" table
@@ -18,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.fno import workflow
 from sandbox.fno.odata import SERVICE, Fault, FnoService, Stats
 from sandbox.fno.state import to_odata_row
 
@@ -75,7 +78,10 @@ async def set_config(request: web.Request) -> web.Response:
     for name, value in body.items():
         if name in ("base_url", "environment") or not hasattr(cfg, name):
             raise web.HTTPBadRequest(text=f"unknown or read-only setting {name}")
-        setattr(cfg, name, type(getattr(cfg, name))(value))
+        try:
+            setattr(cfg, name, type(getattr(cfg, name))(value))
+        except (TypeError, ValueError):
+            raise web.HTTPBadRequest(text=f"bad value for {name}: {value!r}") from None
     return web.json_response(dataclasses.asdict(cfg))
 
 
@@ -117,6 +123,17 @@ async def record(request: web.Request) -> web.Response:
     return web.json_response(to_odata_row(et, row))
 
 
+async def work_items(request: web.Request) -> web.Response:
+    svc, q = _svc(request), request.query
+    et = svc.state.entity_type(workflow.SET)
+    filters = {"Status": q.get("status"), "UserId": q.get("user"), "DocumentId": q.get("document_id"),
+               "Id": q.get("id")}
+    rows = [r for r in svc.state.rows(workflow.SET)
+            if all(v is None or (r[k] or "").lower() == v.lower() for k, v in filters.items())]
+    rows.sort(key=lambda r: (r["CreatedDateTime"] is None, r["CreatedDateTime"] or 0))
+    return web.json_response([to_odata_row(et, r) for r in rows])
+
+
 async def add_app(request: web.Request) -> web.Response:
     body = await _body(request)
     if not body.get("client_id") or not body.get("user_id"):
@@ -140,5 +157,6 @@ def add_fno_admin_routes(app: web.Application) -> None:
     app.router.add_post(f"{p}/stats/reset", reset_stats)
     app.router.add_post(f"{p}/delete", delete)
     app.router.add_get(f"{p}/record", record)
+    app.router.add_get(f"{p}/work-items", work_items)
     app.router.add_post(f"{p}/apps", add_app)
     app.router.add_get(f"{p}/apps", list_apps)

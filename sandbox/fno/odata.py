@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from sandbox.fno import workflow
 from sandbox.fno.metadata import metadata_xml
 from sandbox.fno.query import QueryError, parse_key, parse_query, run_query
 from sandbox.fno.state import NAMESPACE, EntityType, FnoState, to_odata_row
@@ -39,7 +40,10 @@ class FnoConfig:
     complete_action: str = "complete"
     outcome_param: str = "outcome"
     comment_param: str = "comment"
-    assignee_only: bool = False  # complete by someone other than the assignee -> 403
+    assignee_only: bool = False  # complete by someone other than the assignee -> 403 (validate -> false)
+    # per bound action (by its configured name, e.g. {"complete": 5000}): extra time before F&O answers
+    action_latency_ms: dict[str, float] = field(default_factory=dict)
+    action_latency_commit_first: bool = False  # False: wait, then act (F&O is slow); True: act, then answer late
 
 
 @dataclass
@@ -56,10 +60,13 @@ class Stats:
     by_status: Counter = field(default_factory=Counter)
     throttled: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=200))
+    validate_calls: Counter = field(default_factory=Counter)  # work item id -> validate calls that reached F&O
+    complete_calls: Counter = field(default_factory=Counter)  # work item id -> complete calls (any answer)
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.total, "by_set": dict(self.by_set), "by_status": {str(k): v for k, v in
-                self.by_status.items()}, "throttled": self.throttled, "recent": list(self.recent)}
+                self.by_status.items()}, "throttled": self.throttled, "recent": list(self.recent),
+                "validate_calls": dict(self.validate_calls), "complete_calls": dict(self.complete_calls)}
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,10 @@ def _next_link(base: str, request: web.Request, skip: int, top: int | None) -> s
 
 
 async def action(request: web.Request) -> web.Response:
+    """Bound actions on one work item: validate (is it still actionable?) and complete (see fno/workflow.py).
+
+    Calls that get here (auth and throttling passed) are counted per work item in stats (validate_calls,
+    complete_calls), whatever they answer."""
     svc, caller = request.app[SERVICE], request[CALLER]
     tail = request.match_info["tail"]
     segment, _, action_name = tail.partition("/")
@@ -280,44 +291,50 @@ async def action(request: web.Request) -> web.Response:
     prefix = NAMESPACE + "."
     name = action_name[len(prefix):] if action_name.startswith(prefix) else None
     cfg = svc.config
-    if et.set_name != "WorkflowWorkItems" or key_text is None or name not in (cfg.validate_action,
-                                                                               cfg.complete_action):
+    if et.set_name != workflow.SET or key_text is None or name not in (cfg.validate_action, cfg.complete_action):
         raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{tail}'.")
+    key = parse_key(et, key_text)
+    stored = svc.state.get(et.set_name, key)
+    counter = svc.stats.validate_calls if name == cfg.validate_action else svc.stats.complete_calls
+    counter[stored["Id"] if stored else str(key.get("Id"))] += 1
     try:
         params = await request.json() if request.can_read_body else {}
     except ValueError:
         raise FnoError(400, "The request body is not valid JSON.") from None
     if not isinstance(params, dict):
         raise FnoError(400, "The action parameters must be a JSON object.")
-    item = svc.state.get(et.set_name, parse_key(et, key_text))
+    delay = float(cfg.action_latency_ms.get(name, 0) or 0) / 1000
+    if delay and not cfg.action_latency_commit_first:
+        await svc.sleep(delay)
+    # from here to the answer nothing awaits: the check and the change are one transaction
+    item = svc.state.get(et.set_name, key)
     if item is None:
         raise FnoError(404, f"Resource not found for the segment '{et.set_name}'.")
-    actionable = item["Status"] in ("Pending", "Delegated")
-    mine = (item["UserId"] or "").lower() == caller.user_id.lower()
     if name == cfg.validate_action:
-        ok = actionable and (mine or not cfg.assignee_only)
-        return _json({"@odata.context": f"{_base(svc, request)}/data/$metadata#Edm.Boolean", "value": ok})
-    return await _complete(svc, caller, item, params, actionable, mine)
+        ok = workflow.is_pending(item) and (workflow.is_assignee(item, caller.user_id) or not cfg.assignee_only)
+        response = _json({"@odata.context": f"{_base(svc, request)}/data/$metadata#Edm.Boolean", "value": ok})
+    else:
+        response = await _complete(svc, caller, item, params)
+    if delay and cfg.action_latency_commit_first:
+        await svc.sleep(delay)
+    return response
 
 
-async def _complete(svc: FnoService, caller: Caller, item: dict[str, Any], params: dict[str, Any],
-                    actionable: bool, mine: bool) -> web.Response:
+async def _complete(svc: FnoService, caller: Caller, item: dict[str, Any], params: dict[str, Any]) -> web.Response:
     cfg = svc.config
-    if not actionable:
-        raise FnoError(400, "An error has occurred.", f"Work item {item['Id']} cannot be completed: its status is "
-                       f"{item['Status']}.", "Microsoft.Dynamics.Ax.Xpp.ErrorException")
-    if cfg.assignee_only and not mine:
-        raise FnoError(403, "An error has occurred.", f"User {caller.user_id} is not the assignee of work item "
-                       f"{item['Id']} ({item['UserId']}).")
-    outcome = params.get(cfg.outcome_param)
-    allowed = [o.strip() for o in (item["Outcomes"] or "").split(",") if o.strip()]
-    if not isinstance(outcome, str) or (allowed and outcome not in allowed):
-        raise FnoError(400, "An error has occurred.", f"Outcome '{outcome}' is not one of {allowed} "
-                       f"(parameter '{cfg.outcome_param}').", "Microsoft.Dynamics.Ax.Xpp.ErrorException")
-    comment = params.get(cfg.comment_param) or ""
-    svc.state.update("WorkflowWorkItems", item, Status="Completed", CompletedBy=caller.user_id, Outcome=outcome,
-                     Comment=str(comment), CompletedDateTime=svc.now())
-    for hook in svc.on_complete:
+    xpp = "Microsoft.Dynamics.Ax.Xpp.ErrorException"
+    if not workflow.is_pending(item):
+        text = f"Work item {item['Id']} is not pending: its status is {item['Status']}."
+        raise FnoError(400, text, f"{text} The work item cannot be completed.", xpp)
+    if cfg.assignee_only and not workflow.is_assignee(item, caller.user_id):
+        text = f"User {caller.user_id} is not the assignee of work item {item['Id']} ({item['UserId']})."
+        raise FnoError(403, text, text, xpp)
+    try:
+        workflow.complete(svc.state, item, by_user=caller.user_id, outcome=params.get(cfg.outcome_param),
+                          comment=params.get(cfg.comment_param), now=svc.now())
+    except workflow.WorkItemError as err:
+        raise FnoError(err.status, err.message, f"{err.message} (parameter '{cfg.outcome_param}')", xpp) from None
+    for hook in svc.on_complete:  # the scenario: document status and business events
         result = hook(item, caller)
         if asyncio.iscoroutine(result):
             await result

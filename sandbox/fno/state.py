@@ -93,7 +93,8 @@ ENTITY_TYPES: tuple[EntityType, ...] = (
        "MethodOfPayment TransactionText Voucher"),
     _t("WorkflowWorkItems", "WorkflowWorkItem", "Id",
        "Status:WorkflowWorkItemStatus Subject Description DueDateTime:datetime CreatedDateTime:datetime UserId "
-       "CompanyId DocumentType DocumentId Outcomes CompletedBy Outcome Comment CompletedDateTime:datetime"),
+       "CompanyId DocumentType DocumentId Outcomes CompletedBy Outcome Comment CompletedDateTime:datetime "
+       "ReassignedTo ReassignedWorkItemId PreviousWorkItemId IsEscalated:NoYes"),  # (ours) from Outcomes on
     _t("SystemUsers", "SystemUser", "UserID",
        "UserName Alias Email NetworkDomain Company Enabled:bool AccountType:UserAccountType"),
     _t("CustomersV3", "CustomerV3", "dataAreaId CustomerAccount",

@@ -231,9 +231,11 @@ class World:
 
 
 def default_world(bot_app_id: str, tenant_id: str, bot_name: str = "ML Connector") -> World:
-    """The demo organisation: a finance team (US), a procurement team (DE) and an IT team the app is not in."""
+    """The demo organisation: finance and procurement teams (US), a procurement team (DE) and an IT team."""
     w = World(bot_app_id, tenant_id, bot_name)
     w.add_team("Finance Operations", ["Purchasing", "Accounts Payable", "Approvals", "Payments"])
+    w.add_team("Procurement", ["Purchase orders", "Invoices", "Payments", "Approvals"],
+               ["adele", "alex", "megan", "lidia", "lynne", "nestor", "patti", "diego"])
     w.add_team("Einkauf DE", ["Bestellungen", "Rechnungen"],
                ["johanna", "jurgen", "adele", "megan", "patti"])
     w.add_team("IT Helpdesk", ["Alerts"], ["patti", "diego", "isaiah"])

@@ -48,3 +48,14 @@ def test_backlog_estimate_does_not_reserve() -> None:
     pacer = Pacer(clock=lambda: 0.0, margin=0.0)
     assert pacer.backlog_seconds("thread:x", 61) == 30.0
     assert pacer.reserve(["thread:x"]) == 0.0
+
+
+def test_settle_counts_a_slow_send_at_its_completion() -> None:
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0], margin=0.0, thread_windows=((2, 1.0),), tenant_windows=((100, 1.0),))
+    first = pacer.reserve(["thread:a"])
+    now[0] = 0.6  # the first post took 0.6 s (token, connection): Teams saw it arrive late
+    pacer.settle(["thread:a"], first)
+    pacer.reserve(["thread:a"])
+    # without settling, the third send would fit at t=1.0; Teams would count 0.6 and 1.0 inside (0.0, 1.0]+...
+    assert pacer.reserve(["thread:a"]) == 1.6

@@ -1,0 +1,345 @@
+"""`ml-connector demo`: the whole product on one machine, against the sandbox, with no configuration.
+
+It starts the sandbox (Entra ID, F&O, Bot Framework/Teams, Graph) in its own process, configures the connector
+from the sandbox's state file with generated secrets and an embedded SQLite store in a temporary folder, installs
+the app into the "Procurement" team, plays a month-end scenario through the F&O stand-in (POs confirmed,
+invoices and a payment posted, a work item awaiting approval, duplicate deliveries, a throttling episode, a burst
+that turns into digest cards), prints what became of each event, and keeps running until Ctrl-C so the sandbox
+Teams page can be explored. With --once it checks that every event reached its card, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+import cards
+from connector.app import SERVICES, Services, create_app
+from connector.carddata import summarize
+from connector.config import (
+    CloudSettings,
+    EnvironmentSettings,
+    IdentitySettings,
+    LoggingSettings,
+    ODataSettings,
+    PipelineSettings,
+    ServerSettings,
+    Settings,
+    StoreSettings,
+)
+from connector.secrets import MasterKey, SecretBox, generate_master_key
+from connector.store import EventStatus, open_store
+
+TEAM = "Procurement"
+STARTUP_DEADLINE = 90.0
+SETTLE_DEADLINE = 300.0
+
+
+class DemoFailed(Exception):
+    """The demo could not run (a part did not start) or, with --once, an event did not reach its card."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_routes() -> list[dict[str, Any]]:
+    return [
+        {"name": "purchase-orders", "events": ["PurchaseOrderConfirmedBusinessEvent", "VendorInvoicePostedBusinessEvent"],
+         "team": TEAM, "channel": "Purchase orders", "mention": ["initiator"], "threading": "document"},
+        {"name": "invoices", "events": ["VendorInvoicePostedBusinessEvent"], "team": TEAM, "channel": "Invoices",
+         "mention": ["initiator"]},
+        {"name": "payments", "events": ["VendorPaymentPostedBusinessEvent"], "team": TEAM, "channel": "Payments",
+         "mention": ["initiator"]},
+        {"name": "approvals", "events": ["Workflow_*_WorkItem"], "team": TEAM, "channel": "Approvals",
+         "mention": ["approver"], "personal": True},
+    ]
+
+
+def demo_settings(state: dict[str, Any], workdir: Path, port: int) -> Settings:
+    teams, graph, fno = state["teams"], state["graph"], state["fno"]
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}"),
+        store=StoreSettings(url=f"sqlite:///{workdir / 'demo.db'}"),
+        cloud=CloudSettings(
+            name="custom",
+            authority_host=state["entra"]["authority_host"],
+            graph_url=graph["graph_url"],
+            graph_resource=graph.get("resource"),
+            bot_oauth_scope="https://api.botframework.com",
+            bot_token_issuer=teams.get("token_issuer", "https://api.botframework.com"),
+            bot_openid_metadata_url=teams["openid_metadata_url"],
+            ca_bundle=Path(state["ca_cert"]),
+        ),
+        identity=IdentitySettings(tenant_id=state["tenant_id"], client_id=fno["client_id"],
+                                  credential="fo-client-secret"),
+        environments=[EnvironmentSettings(name=fno["environment"], base_url=fno["base_url"])],
+        pipeline=PipelineSettings(poll_interval=0.2, backoff_base=0.5, backoff_max=5.0),
+        odata=ODataSettings(max_inline_wait=5.0, default_retry_after=2.0),
+        logging=LoggingSettings(level="WARNING"),
+        bot={"app_id": teams["bot_app_id"], "tenant_id": teams.get("bot_tenant_id", state["tenant_id"]),
+             "credential": "bot-app-secret", "digest_after": 8.0, "digest_max": 25,
+             "teams_app_external_id": graph.get("teams_app_external_id")},
+        routes=demo_routes(),
+    )
+
+
+@dataclass
+class Demo:
+    once: bool = False
+    burst: int = 60
+    out: Callable[[str], None] = print
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ml-connector-demo-")))
+    keep: bool = False
+    burst_numbers: set[int] = field(default_factory=set)
+
+    async def run(self) -> int:
+        sandbox = None
+        runner = None
+        try:
+            sandbox, state = await self._start_sandbox()
+            port = free_port()
+            settings = demo_settings(state, self.workdir, port)
+            key = MasterKey.from_text(generate_master_key())
+            token = await self._store_secrets(settings, key, state)
+            app = create_app(settings, master_key=key)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            services = app[SERVICES]
+            self.out(f"connector listening on http://127.0.0.1:{port} (store: {settings.store.url})")
+            ssl_ctx = ssl.create_default_context(cafile=state["ca_cert"])
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
+                await self._install_app(http, state, port, services)
+                await self._connect_fno(http, state, f"http://127.0.0.1:{port}/api/dynamics/events/{token}")
+                await self._play(http, state, services)
+                ok = await self._report(http, state, services)
+            if self.once:
+                return 0 if ok else 1
+            self.out(f"\nOpen the sandbox Teams page to see the cards: {state['teams']['page_url']}")
+            self.out("Press Ctrl-C to stop.")
+            await wait_for_interrupt()
+            return 0
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            if sandbox is not None:
+                sandbox.terminate()
+                try:
+                    sandbox.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    sandbox.kill()
+            if not self.keep:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- steps ----------------------------------------------------------------------------------------------
+    async def _start_sandbox(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+        state_dir = self.workdir / "sandbox"
+        renderer = Path(cards.__file__).resolve().parent / "vendor"
+        log = open(self.workdir / "sandbox.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(state_dir),
+             "--teams-renderer-dir", str(renderer)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        state_file = state_dir / "sandbox.json"
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not state_file.exists():
+            if proc.poll() is not None:
+                raise DemoFailed(f"the sandbox exited with code {proc.returncode}; see {self.workdir / 'sandbox.log'}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise DemoFailed("the sandbox did not start within 90 s")
+            await asyncio.sleep(0.1)
+        state = json.loads(state_file.read_text())
+        self.out("sandbox up: Entra ID, F&O (OData + business events), Bot Framework/Teams, Graph")
+        return proc, state
+
+    async def _store_secrets(self, settings: Settings, key: MasterKey, state: dict[str, Any]) -> str:
+        import secrets as pysecrets
+
+        store = open_store(settings.store.url)
+        await store.open()
+        try:
+            box = SecretBox(store, key)
+            await box.put("fo-client-secret", state["fno"]["client_secret"])
+            await box.put("bot-app-secret", state["teams"]["bot_app_password"])
+            token = pysecrets.token_urlsafe(32)
+            await box.put(settings.environments[0].event_secret_name, token)
+        finally:
+            await store.close()
+        return token
+
+    async def _install_app(self, http: aiohttp.ClientSession, state: dict[str, Any], port: int,
+                           services: Services) -> None:
+        admin = state["teams"]["admin_url"]
+        await _post(http, f"{admin}/knobs", {"bot_endpoint": f"http://127.0.0.1:{port}/api/messages"})
+        await _post(http, f"{admin}/emit", {"kind": "install", "team": TEAM})
+        deadline = time.monotonic() + 30
+        while True:
+            installs = await services.store.list_installs(active_only=True)
+            team = next((i for i in installs if i.team_name == TEAM), None)
+            if team and len(team.channels) >= 5:
+                break
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"the bot did not record the install into {TEAM}")
+            await asyncio.sleep(0.1)
+        self.out(f"app installed in team '{TEAM}' with channels: {', '.join(sorted(team.channels.values()))}")
+
+    async def _connect_fno(self, http: aiohttp.ClientSession, state: dict[str, Any], url: str) -> None:
+        sender = state["sender"]["admin_url"]
+        endpoint = await _post(http, f"{sender}/endpoints", {"url": url, "name": "ml-connector (demo)"})
+        await _post(http, f"{sender}/activate", {"event_ids": state["scenario"]["event_ids"],
+                                                  "endpoint": endpoint["id"]})
+        self.out("F&O business events activated for the connector's endpoint (test message acknowledged)")
+
+    async def _play(self, http: aiohttp.ClientSession, state: dict[str, Any], services: Services) -> None:
+        scenario, sender, fno = state["scenario"]["url"], state["sender"]["admin_url"], state["fno"]["admin_url"]
+        self.out("\nplaying month-end in F&O:")
+        await _post(http, f"{sender}/config", {"duplicate_next": 3})
+        self.out("  - the next 3 events are delivered twice (F&O delivers at least once)")
+        await _post(http, f"{fno}/fno/throttle", {"count": 3, "retry_after": 2})
+        self.out("  - F&O answers the next 3 OData calls with 429, Retry-After 2 s (service protection)")
+        played = (await _post(http, f"{scenario}/month_end", {"legal_entity": "usmf"}))["events"]
+        self.out(f"  - month-end: {_describe(played)}")
+        burst = (await _post(http, f"{scenario}/burst", {"count": self.burst, "concurrency": 10}))["events"]
+        self.burst_numbers = {e["ControlNumber"] for e in burst}
+        self.out(f"  - a burst of {len(burst)} PO re-confirmations into one channel (more than Teams allows at once)")
+        await _post(http, f"{sender}/drain", {})
+        await self._settle(services)
+
+    async def _settle(self, services: Services) -> None:
+        deadline = time.monotonic() + SETTLE_DEADLINE
+        tty = sys.stdout.isatty()
+        last = ""
+        while True:
+            counts = await services.store.count_by_status()
+            busy = counts.get(EventStatus.QUEUED, 0) + counts.get(EventStatus.PROCESSING, 0)
+            outbox = services.outbox
+            line = (f"  events: {sum(counts.values())} stored, {counts.get(EventStatus.DONE, 0)} done, "
+                    f"{busy} in progress, {counts.get(EventStatus.FAILED, 0)} failed; Teams posts: "
+                    f"{outbox.posts if outbox else 0} ({outbox.digests if outbox else 0} digests)")
+            if tty:
+                sys.stdout.write("\r" + line.ljust(len(last)))
+                sys.stdout.flush()
+            elif line != last and (busy == 0 or int(time.monotonic()) % 5 == 0):
+                self.out(line)
+            last = line
+            if busy == 0:
+                break
+            if time.monotonic() > deadline:
+                raise DemoFailed("events were still in progress after 5 minutes")
+            await asyncio.sleep(0.25)
+        if tty:
+            sys.stdout.write("\n")
+
+    async def _report(self, http: aiohttp.ClientSession, state: dict[str, Any], services: Services) -> bool:
+        store = services.store
+        records = list(reversed(await store.list_events(limit=100_000)))
+        install = next(i for i in await store.list_installs() if i.team_name == TEAM)
+        problems: list[str] = []
+        self.out("\nevent -> card")
+        digests: dict[str, int] = {}
+        burst_single = 0
+        for r in records:
+            if r.status is EventStatus.IGNORED:
+                continue
+            posted = await store.cards_for_event(r.id)
+            row = summarize({"event": r.payload, "eventType": r.business_event_id, "legalEntity": r.legal_entity,
+                             "record": (r.data.get("enrichment") or {}).get("record") or {}})
+            if r.status is not EventStatus.DONE:
+                problems.append(f"{r.id} {r.business_event_id}: {r.status.value} ({r.last_error})")
+            if not posted:
+                problems.append(f"{r.id} {r.business_event_id}: no card")
+            for c in posted:
+                if c.kind == "digest" and c.digest_id:
+                    digests[c.digest_id] = digests.get(c.digest_id, 0) + 1
+            if r.control_number in self.burst_numbers:
+                burst_single += 0 if any(c.kind == "digest" for c in posted) else 1
+                continue
+            amount = f"{row['amount']:,.2f} {row['currency']}" if isinstance(row["amount"], (int, float)) else ""
+            where = "; ".join(f"{c.kind} in {install.channels.get(c.channel_id or '', c.channel_id)}" for c in posted)
+            self.out(f"  {_short(r.business_event_id):<19} {row['title'][:26]:<26} {row['vendor'][:26]:<26} "
+                     f"{amount:>15}  -> {where or 'no card'}")
+        if self.burst_numbers:
+            self.out(f"  burst of {len(self.burst_numbers)} PO confirmations -> {burst_single} posted one by one, "
+                     f"{sum(digests.values())} carried by {len(digests)} digest card(s) (Teams allows "
+                     f"~60 posts per 30 s per channel)")
+        teams_stats = await _get(http, f"{state['teams']['admin_url']}/stats")
+        sender_errors = await _get(http, f"{state['sender']['admin_url']}/errors")
+        throttled = teams_stats.get("status_429", teams_stats.get("throttled", 0))
+        ignored = sum(1 for r in records if r.status is EventStatus.IGNORED)
+        dupes = 0
+        for r in records:
+            dupes += sum(1 for h in await store.history(r.id) if h.outcome == "duplicate")
+        self.out(f"\n{len(records) - ignored} events stored once ({dupes} duplicate deliveries absorbed, "
+                 f"{ignored} test/ignored), {services.outbox.posts if services.outbox else 0} Teams posts, "
+                 f"{throttled} Teams 429s, {len(sender_errors.get('errors', []) if isinstance(sender_errors, dict) else sender_errors)} F&O "
+                 "delivery errors")
+        if problems:
+            self.out("problems:\n  " + "\n  ".join(problems[:20]))
+        if self.once:
+            self.out("demo check: " + ("every event reached its card" if not problems else "FAILED"))
+        return not problems
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with http.post(url, json=body) as r:
+        text = await r.text()
+        if r.status >= 400:
+            raise DemoFailed(f"POST {url} answered {r.status}: {text[:300]}")
+        return json.loads(text) if text else {}
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as r:
+        return await r.json()
+
+
+def _short(event_id: str) -> str:
+    if event_id.endswith("_WorkItem"):
+        return "approval requested"
+    return {"PurchaseOrderConfirmedBusinessEvent": "PO confirmed", "VendorInvoicePostedBusinessEvent": "invoice posted",
+            "VendorPaymentPostedBusinessEvent": "payment posted"}.get(event_id, event_id[:22])
+
+
+def _describe(events: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        name = _short(e.get("BusinessEventId", "?"))
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
+async def wait_for_interrupt() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run_demo(*, once: bool = False, burst: int = 60, keep: bool = False) -> int:
+    demo = Demo(once=once, burst=burst, keep=keep)
+    try:
+        return asyncio.run(demo.run())
+    except DemoFailed as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,56 @@
+"""What the bot does with each inbound Teams activity: installs are recorded, card presses go to approvals.
+
+This is the connector's side of bot.BotHandlers; the bot (bot/sdk.py) has already checked the Bot Framework
+token and translated the activity into our models.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from bot import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent
+from connector.installs import InstallRecorder
+
+log = logging.getLogger(__name__)
+
+NOT_ENABLED = "Approvals from Teams are not enabled for this connector; please decide in Dynamics 365."
+
+
+class ApprovalHandlers(Protocol):
+    async def handle_submit(self, submit: CardSubmit) -> str | dict | None: ...
+
+    async def handle_execute(self, execute: CardExecute) -> dict | str: ...
+
+
+class ConnectorBotHandlers:
+    def __init__(self, installs: InstallRecorder, approvals: ApprovalHandlers | None = None) -> None:
+        self.installs = installs
+        self.approvals = approvals
+
+    async def on_install(self, event: InstallEvent) -> None:
+        await self.installs.on_install(event)
+
+    async def on_uninstall(self, event: InstallEvent) -> None:
+        await self.installs.on_uninstall(event)
+
+    async def on_channel_event(self, event: ChannelEvent) -> None:
+        await self.installs.on_channel_event(event)
+
+    async def on_submit(self, submit: CardSubmit) -> str | dict | None:
+        if self.approvals is None:
+            return NOT_ENABLED
+        return await self.approvals.handle_submit(submit)
+
+    async def on_execute(self, execute: CardExecute) -> dict | str:
+        if self.approvals is None:
+            return NOT_ENABLED
+        return await self.approvals.handle_execute(execute)
+
+    async def on_message(self, message: IncomingMessage) -> str | dict | None:
+        # Teams holds no financial records: the bot answers questions by pointing at Dynamics, nothing more.
+        return ("I post Dynamics 365 events and approvals here. Open the card's 'Open in Dynamics' button for "
+                "details; decisions are made with the card's buttons.")
+
+    def describe(self) -> dict[str, Any]:
+        return {"approvals": self.approvals is not None}

@@ -1,0 +1,68 @@
+"""The [bot] section: the Teams bot's identity and delivery settings, validated at start.
+
+Kept apart from connector/config.py because only the Teams side reads it; its keys are documented in README.md
+("Configuration"). An empty app_id turns the Teams side off: events are then stored and enriched only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connector.config import ConfigError, Settings
+
+
+class TeamsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = ""  # the bot's Entra app (client) id; also the Azure Bot resource's Microsoft App ID
+    app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = "SingleTenant"
+    tenant_id: str | None = None  # default: [identity].tenant_id
+    credential: str = "bot-app-secret"  # stored secret: the bot app's client secret (or PEM key)
+    credential_type: Literal["secret", "certificate"] = "secret"
+    certificate_thumbprint: str | None = None
+    graph: bool = True  # look users up in Microsoft Graph for @mentions (needs User.Read.All)
+    digest_after: float = Field(30.0, ge=0)  # a channel backlog longer than this (s) goes out as digest cards
+    digest_max: int = Field(50, ge=2, le=200)  # events per digest card
+    # The Teams app package (`ml-connector manifest build`):
+    teams_app_id: str | None = None  # manifest id; default derived from app_id
+    teams_app_external_id: str | None = None  # the manifest id as the org catalog knows it (per-user installs)
+    developer_name: str | None = None
+    website_url: str | None = None
+    privacy_url: str | None = None
+    terms_url: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id)
+
+
+def teams_settings(settings: Settings) -> TeamsSettings:
+    try:
+        return TeamsSettings(**settings.bot)
+    except ValidationError as exc:
+        lines = ["invalid configuration ([bot]):"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  bot.{key}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def bot_settings_values(settings: Settings, teams: TeamsSettings) -> dict[str, Any]:
+    """Plain values for bot.BotSettings from our cloud and [bot] settings."""
+    cloud = settings.cloud
+    tenant = teams.tenant_id or settings.identity.tenant_id or None
+    login_tenant = tenant if teams.app_type == "SingleTenant" and tenant else "botframework.com"
+    return {
+        "app_id": teams.app_id,
+        "app_type": teams.app_type,
+        "tenant_id": tenant,
+        "channel_service": cloud.endpoint("bot_channel_service") or None,
+        "to_bot_from_channel_token_issuer": cloud.endpoint("bot_token_issuer"),
+        "to_bot_from_channel_openid_metadata_url": cloud.endpoint("bot_openid_metadata_url"),
+        "to_channel_from_bot_login_url": cloud.bot_login_url
+        or f"{cloud.endpoint('authority_host')}/{login_tenant}/oauth2/v2.0/token",
+        "to_channel_from_bot_oauth_scope": cloud.endpoint("bot_oauth_scope"),
+    }
