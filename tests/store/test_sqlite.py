@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 import connector.store._sqlite_ops as sqlite_module
-from connector.store.base import EnqueueResult, EventStatus, StoreError, StoreUnavailable
+import connector.store._sqlite_schema as schema_module
+from connector.store.base import (
+    Approval,
+    AuditEntry,
+    EnqueueResult,
+    EventStatus,
+    Install,
+    PostedCard,
+    StoreError,
+    StoreUnavailable,
+    UserMapping,
+)
 from connector.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 from .conftest import make_event
@@ -220,3 +231,195 @@ async def test_waiting_for_the_database_does_not_block_the_event_loop(store: SQL
         task.cancel()
         other.execute("ROLLBACK")
         other.close()
+
+
+# --- approvals: schema version 2 ------------------------------------------------------------------------------------
+def _approval(work_item_id: str = "WI-1", **kw: object) -> Approval:
+    return Approval(
+        environment="contoso-prod", work_item_id=work_item_id, event_id="evt-1", outcomes=["Approve", "Reject"],
+        next_check_at=T0 + 60, created_at=T0, updated_at=T0, **kw,  # type: ignore[arg-type]
+    )
+
+
+def _tables(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").fetchall()
+        return dict(rows)
+    finally:
+        conn.close()
+
+
+def test_shipped_migrations_are_never_edited() -> None:
+    """A database at version n was made by MIGRATIONS[:n] as they were shipped: editing one would leave such
+    databases different from new ones. Append a step instead (and pin its hash here once shipped)."""
+    import hashlib
+    import json
+
+    shipped = {0: "255690c02955b302389037fc4e507d5f69acf8e3a6edd92309fdfcfb2e4ae564"}
+    for index, digest in shipped.items():
+        assert hashlib.sha256(json.dumps(schema_module.MIGRATIONS[index]).encode()).hexdigest() == digest, index
+    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 2
+
+
+async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v1.db"
+    # The previous release: the same code, knowing only the first migration.
+    with monkeypatch.context() as old:
+        old.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:1])
+        old.setattr(schema_module, "SCHEMA_VERSION", 1)
+        v1 = SQLiteStore(path)
+        await v1.open()
+        _, event_id = await v1.enqueue(make_event(1), first_stage="enrich", now=T0)
+        await v1.enqueue(make_event(2), first_stage="enrich", now=T0 + 1)
+        claim = await v1.claim("w1", now=T0 + 2, lease_seconds=30)
+        await v1.complete(claim, now=T0 + 3, detail="posted")
+        await v1.put_secret("fno.client_secret", b"\x00\x01", "k1", now=T0)
+        install = Install(id="team:1", scope="team", tenant_id="t", service_url="https://smba/", bot_id="28:a",
+                          channels={"19:a@thread.tacv2": "General"}, installed_at=T0, updated_at=T0)
+        await v1.upsert_install(install)
+        card = PostedCard(event_id=event_id, route="po", conversation_id="c1", activity_id="a1",
+                          service_url="https://smba/", kind="thread", thread_key="usmf/PO-1", channel_id="19:a",
+                          posted_at=T0)
+        assert await v1.record_card(card)
+        before = (await v1.list_events(limit=10), await v1.history(event_id))
+        await v1.close()
+    assert "approvals" not in _tables(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+
+    new = SQLiteStore(path)
+    await new.open()
+    try:
+        assert await new._db.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == 2
+        # the old data, untouched
+        assert (await new.list_events(limit=10), await new.history(event_id)) == before
+        assert (await new.get_event(event_id)).status is EventStatus.DONE
+        assert (await new.enqueue(make_event(1), first_stage="enrich", now=T0))[0] is EnqueueResult.DUPLICATE
+        assert (await new.get_secret("fno.client_secret")).ciphertext == b"\x00\x01"
+        assert await new.get_install("team:1") == install
+        assert await new.cards_for_event(event_id) == [card]
+        assert (await new.claim("w2", now=T0 + 10, lease_seconds=30)).event.control_number == 2
+        # the new tables, working
+        await new.upsert_approval(_approval())
+        assert await new.transition_approval(
+            "contoso-prod", "WI-1", from_status=("pending",), changes={"status": "submitting"}
+        ) is not None
+        await new.append_audit(AuditEntry(at=T0, environment="contoso-prod", work_item_id="WI-1", action="press"))
+        await new.put_user_mapping(UserMapping("contoso-prod", "Alex", "oid", "a@x", "Alex", T0))
+        assert (await new.get_user_mapping("contoso-prod", "ALEX")).object_id == "oid"
+    finally:
+        await new.close()
+
+    # a migrated database has exactly the schema of a new one
+    fresh = SQLiteStore(tmp_path / "fresh.db")
+    await fresh.open()
+    await fresh.close()
+    assert _tables(path) == _tables(tmp_path / "fresh.db")
+    assert {"approvals", "audit", "user_mappings"} <= set(_tables(path))
+
+
+async def test_a_failed_migration_leaves_version_1_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "v1.db"
+    with monkeypatch.context() as old:
+        old.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:1])
+        old.setattr(schema_module, "SCHEMA_VERSION", 1)
+        v1 = SQLiteStore(path)
+        await v1.open()
+        _, event_id = await v1.enqueue(make_event(1), first_stage="enrich", now=T0)
+        await v1.close()
+    broken = [*schema_module.MIGRATIONS[:1], [*schema_module.MIGRATIONS[1], "CREATE TABLE events (x)"]]
+    with monkeypatch.context() as bad:
+        bad.setattr(schema_module, "MIGRATIONS", broken)
+        with pytest.raises(StoreUnavailable):
+            await SQLiteStore(path).open()
+    assert "approvals" not in _tables(path)  # all of the step or none of it
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert (await again.get_event(event_id)).control_number == 1
+        assert await again.get_approval("contoso-prod", "WI-1") is None
+    finally:
+        await again.close()
+
+
+async def test_approvals_audit_and_mappings_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.upsert_approval(_approval())
+    decided = await first.transition_approval(
+        "contoso-prod", "WI-1", from_status=("pending",), changes={"status": "decided", "outcome": "Approve"}
+    )
+    entry = AuditEntry(at=T0, environment="contoso-prod", work_item_id="WI-1", action="completed", detail="200")
+    await first.append_audit(entry)
+    mapping = UserMapping("contoso-prod", "Alex", None, None, None, T0 + 5, source="config")
+    await first.put_user_mapping(mapping)
+    await first.close()
+
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert await again.get_approval("contoso-prod", "WI-1") == decided
+        assert await again.list_audit() == [entry]
+        assert await again.get_user_mapping("contoso-prod", "alex") == mapping
+        assert await again.transition_approval(
+            "contoso-prod", "WI-1", from_status=("pending",), changes={"status": "submitting"}
+        ) is None  # the decision persisted: a press after a restart is still refused
+    finally:
+        await again.close()
+
+
+async def test_two_stores_on_one_file_make_one_decision(tmp_path: Path) -> None:
+    """Two connections (as two processes would have), each on its own thread: the WHERE under the write lock
+    still lets exactly one of the twenty presses through."""
+    path = tmp_path / "shared.db"
+    a, b = SQLiteStore(path, busy_timeout=10), SQLiteStore(path, busy_timeout=10)
+    await a.open()
+    await b.open()
+    try:
+        for n in range(5):
+            await a.upsert_approval(_approval(f"WI-{n}"))
+        presses = [
+            s.transition_approval("contoso-prod", f"WI-{n}", from_status=("pending",),
+                                  changes={"status": "submitting", "outcome": f"{name}{i}"})
+            for n in range(5) for i in range(10) for name, s in (("a", a), ("b", b))
+        ]
+        answers = await asyncio.gather(*presses)
+        winners = [x for x in answers if x is not None]
+        assert sorted(w.work_item_id for w in winners) == [f"WI-{n}" for n in range(5)]
+        for w in winners:
+            assert await b.get_approval("contoso-prod", w.work_item_id) == w
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_transition_locked_beyond_the_busy_timeout_is_unavailable(store: SQLiteStore) -> None:
+    await store.upsert_approval(_approval())
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.transition_approval(
+                "contoso-prod", "WI-1", from_status=("pending",), changes={"status": "submitting"}
+            )
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.append_audit(AuditEntry(at=T0, environment="e", work_item_id="w", action="press"))
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert (await store.get_approval("contoso-prod", "WI-1")).status == "pending"  # the refused one changed nothing
+
+
+async def test_unjsonable_outcomes_are_refused_and_change_nothing(store: SQLiteStore) -> None:
+    with pytest.raises(TypeError):
+        await store.upsert_approval(_approval(outcomes=[object()]))
+    with pytest.raises(TypeError):
+        await store.transition_approval(
+            "contoso-prod", "WI-1", from_status=("pending",), changes={"outcomes": [object()]}
+        )
+    assert await store.get_approval("contoso-prod", "WI-1") is None

@@ -1,0 +1,307 @@
+"""Adaptive Cards Template Language: expand a JSON template against data, JSON in and JSON out.
+
+Follows Microsoft's adaptivecards-templating 2.3.1 (``Template.prepare`` / ``internalExpand``):
+- every string holding ``${`` is parsed up front, so a syntax error anywhere fails the whole template;
+- a string that is exactly one ``${expr}`` keeps the value's JSON type; other strings are joined piecewise, a
+  piece that fails to evaluate is left as ``${expr}`` and a missing field as ``${path}``;
+- ``$data`` (array: repeat, ``$index`` set; empty: drop; object: new scope), ``$when`` (anything but a true
+  boolean drops the element), ``$root``, ``$host``, ``$_acTemplateVersion``; reserved keys never reach the output;
+- in arrays, null items are dropped and array items are spliced in.
+Where we differ on purpose (unknown functions, backticks, lambdas, limits, F&O dates) see
+tests/cards/test_differential.py.
+
+This module knows nothing about Teams, mentions or card size: ``cards.render`` does that around ``expand``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from .errors import TemplateError
+from .expressions import ExpressionSyntaxError, Interpolation, Node, State, parse_interpolation
+from .functions import UNDEFINED, EvalError, to_string
+
+__all__ = ["expand"]
+
+MAX_NESTING = 64            # JSON depth of a template
+MAX_TEMPLATE_NODES = 50_000  # values in a template
+MAX_OUTPUT_NODES = 200_000   # objects and arrays produced by one expansion (repeats multiply)
+
+_VERSION = {"major": 2, "minor": 3, "patch": 1, "suffix": ""}  # the templating release we follow
+_RESERVED = frozenset(["$data", "$when", "$root", "$index", "$host", "$_acTemplateVersion"])
+_SIMPLE_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
+
+
+class _Fail(Exception):
+    """A failure inside the walk; JSON path segments are added while it unwinds (free when nothing fails)."""
+
+    def __init__(self, reason: str, expression: str | None = None):
+        super().__init__(reason)
+        self.reason, self.expression, self.segments = reason, expression, []
+
+
+class _Obj:
+    """A prepared template object: its ordinary members plus its $data and $when."""
+
+    __slots__ = ("items", "has_data", "data", "has_when", "when")
+
+    def __init__(self, items: list[tuple[str, Any]], has_data: bool, data: Any, has_when: bool, when: Any):
+        self.items, self.has_data, self.data, self.has_when, self.when = items, has_data, data, has_when, when
+
+
+def _segment(key: str | int) -> str:
+    if isinstance(key, int):
+        return f"[{key}]"
+    return f".{key}" if _SIMPLE_KEY.match(key) else f"[{json.dumps(key, ensure_ascii=False)}]"
+
+
+# ---------------------------------------------------------------- prepare (Template.prepare)
+
+def _prepare(node: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Fail(f"template has more than {MAX_TEMPLATE_NODES} values")
+    t = type(node)
+    if t is str:
+        try:
+            return parse_interpolation(node)
+        except ExpressionSyntaxError as exc:
+            raise _Fail(str(exc), node) from None
+    if t is not list and t is not dict:
+        return node
+    if depth >= MAX_NESTING:
+        raise _Fail(f"template nested deeper than {MAX_NESTING}")
+    if t is list:
+        out = []
+        for i, item in enumerate(node):
+            try:
+                out.append(_prepare(item, depth + 1, budget))
+            except _Fail as f:
+                f.segments.append(_segment(i))
+                raise
+        return out
+    items = []
+    for key, value in node.items():
+        try:
+            prepared = _prepare(value, depth + 1, budget)
+        except _Fail as f:
+            f.segments.append(_segment(key))
+            raise
+        if key not in _RESERVED:
+            items.append((key, prepared))
+    data = node.get("$data", UNDEFINED)
+    if type(data) is str:
+        data = parse_interpolation(data)
+    return _Obj(items, "$data" in node, data, "$when" in node, _prepare_when(node))
+
+
+def _prepare_when(node: dict[str, Any]) -> Any:
+    when = node.get("$when", UNDEFINED)
+    return parse_interpolation(when) if type(when) is str else when
+
+
+# ---------------------------------------------------------------- expand (Template.internalExpand)
+
+class _Run:
+    __slots__ = ("st", "budget")
+
+    def __init__(self, st: State):
+        self.st, self.budget = st, MAX_OUTPUT_NODES
+
+
+def _expand(node: Any, run: _Run) -> Any:
+    t = type(node)
+    if t is str:
+        return node
+    if t is Interpolation:
+        return _binding(node, run.st)
+    if t is _Obj:
+        return _expand_object(node, run)
+    if t is list:
+        run.budget -= 1
+        if run.budget < 0:
+            raise _Fail(f"expansion produced more than {MAX_OUTPUT_NODES} objects and arrays")
+        out: list[Any] = []
+        for i, item in enumerate(node):
+            try:
+                v = _expand(item, run)
+            except _Fail as f:
+                f.segments.append(_segment(i))
+                raise
+            if v is None:
+                continue
+            if type(v) is list:
+                out.extend(v)
+            else:
+                out.append(None if v is UNDEFINED else v)
+        return out
+    return node
+
+
+def _expand_object(node: _Obj, run: _Run) -> Any:
+    st = run.st
+    saved_data, saved_index = st.data, st.index
+    contexts: list[Any]
+    repeat = False
+    if node.has_data:
+        dc = node.data
+        if type(dc) is Interpolation:
+            dc = _binding(dc, st, copy=False)
+        if type(dc) is list:
+            contexts, repeat = dc, True
+        else:
+            contexts = [dc]
+    else:
+        contexts = [UNDEFINED]
+    results = []
+    try:
+        for i, ctx in enumerate(contexts):
+            if repeat:
+                st.index = i
+            if ctx is not UNDEFINED:
+                st.data = ctx
+            if node.has_when and not _when(node.when, st):
+                continue
+            run.budget -= 1
+            if run.budget < 0:
+                raise _Fail(f"expansion produced more than {MAX_OUTPUT_NODES} objects and arrays")
+            out = {}
+            for key, value in node.items:
+                try:
+                    v = _expand(value, run)
+                except _Fail as f:
+                    f.segments.append(_segment(key))
+                    raise
+                if v is not UNDEFINED:
+                    out[key] = v
+            results.append(out)
+    finally:
+        st.data, st.index = saved_data, saved_index
+    if not results:
+        return None
+    return results[0] if len(results) == 1 else results
+
+
+def _when(when: Any, st: State) -> bool:
+    """$when: a binding must yield exactly true; a non-binding value drops the element when it is truthy."""
+    if type(when) is Interpolation:
+        if not when.typed:
+            return False
+        try:
+            return when.node.ev(st, False) is True  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - Microsoft treats any failure of $when as false
+            return False
+    return not _js_truthy(when)
+
+
+def _js_truthy(v: Any) -> bool:
+    if v is None or v is UNDEFINED or v is False:
+        return False
+    if type(v) in (int, float):
+        return v == v and v != 0
+    if type(v) is str:
+        return v != ""
+    return True
+
+
+def _binding(interp: Interpolation, st: State, copy: bool = True) -> Any:
+    if interp.typed:
+        node: Node = interp.node  # type: ignore[assignment]
+        try:
+            v = node.ev(st, True)
+        except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise _Fail(str(exc), str(node)) from None
+        if type(v) is float and not math.isfinite(v):
+            return None  # JSON has no Infinity/NaN; JSON.stringify writes null
+        if copy and type(v) in (dict, list):
+            return _copy(v)
+        return v
+    pieces = []
+    for part in interp.parts:
+        if type(part) is str:
+            pieces.append(part)
+            continue
+        try:
+            v = part.ev(st, True)
+        except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError):
+            v = "${" + str(part) + "}"
+        if type(v) is str:
+            pieces.append(v)
+            continue
+        try:
+            pieces.append(to_string(v))
+        except EvalError as exc:
+            reason = str(exc) if v is not None and v is not UNDEFINED else (
+                f"{part} is {'null' if v is None else 'undefined'}: Microsoft's engine fails on that inside a "
+                f"string (use coalesce)")
+            raise _Fail(reason, str(part)) from None
+    return "".join(pieces)
+
+
+def _copy(v: Any) -> Any:
+    """A fresh copy of a value taken from the data, so the card never aliases (or later mutates) the data."""
+    t = type(v)
+    if t is dict:
+        return {k: _copy(x) for k, x in v.items() if x is not UNDEFINED}
+    if t is list:
+        return [None if x is UNDEFINED else _copy(x) for x in v]
+    if t is float and not math.isfinite(v):
+        return None
+    return v
+
+
+# ---------------------------------------------------------------- public
+
+@lru_cache(maxsize=64)
+def _prepare_text(text: str) -> Any:
+    return _prepare(json.loads(text), 0, [MAX_TEMPLATE_NODES])
+
+
+def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template>",
+           now: datetime | None = None) -> Any:
+    """Expand an Adaptive Card template against data, as Microsoft's templating engine does.
+
+    Args:
+        template: the parsed template JSON (dict, list, str...), or its JSON text. Never mutated.
+        data: the data object (``$root``).
+        host: the ``$host`` object; None leaves ``$host`` undefined.
+        name: the template's name, used in error messages.
+        now: the time ``utcNow()`` returns (timezone-aware, or naive UTC); default: the clock.
+
+    Returns:
+        New JSON: a dict for a card, possibly None or a list when the root has ``$when``/``$data``.
+
+    Raises:
+        TemplateError: a syntax error or unknown function anywhere in the template, a failing whole-value
+            binding or ``$data``, a null inside an interpolated string, a template too deep or too large.
+    """
+    try:
+        if isinstance(template, str):
+            try:
+                prepared = _prepare_text(template)
+            except json.JSONDecodeError as exc:
+                raise TemplateError(f"template is not JSON: {exc}", template=name) from None
+        else:
+            prepared = _prepare(template, 0, [MAX_TEMPLATE_NODES])
+        st = State(data, UNDEFINED if host is None else host, _VERSION, _clock(now))
+        return _expand(prepared, _Run(st))
+    except _Fail as f:
+        path = "$" + "".join(reversed(f.segments))
+        raise TemplateError(f.reason, template=name, path=path, expression=f.expression) from None
+    except RecursionError:
+        raise TemplateError("template or data nested too deeply", template=name) from None
+
+
+def _clock(now: datetime | None) -> Any:
+    if now is None:
+        return lambda: int(time.time() * 1000)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    fixed = int(now.timestamp() * 1000)
+    return lambda: fixed
