@@ -101,6 +101,67 @@ def demo_settings(state: dict[str, Any], workdir: Path, port: int) -> Settings:
     )
 
 
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as ML_* environment variables (JSON per section), for `ml-connector serve` in a subprocess."""
+    dumped = settings.model_dump(mode="json", exclude_none=True)
+    return {f"ML_{key.upper()}": json.dumps(value) for key, value in dumped.items()}
+
+
+def start_sandbox_process(workdir: Path, *, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start `python -m sandbox serve` and wait for its state file (blocking; call it off the loop if needed)."""
+    state_dir = workdir / "sandbox"
+    renderer = Path(cards.__file__).resolve().parent / "vendor"
+    log = open(workdir / "sandbox.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(state_dir),
+         "--teams-renderer-dir", str(renderer), *extra_args],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    state_file = state_dir / "sandbox.json"
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while not state_file.exists():
+        if proc.poll() is not None:
+            raise DemoFailed(f"the sandbox exited with code {proc.returncode}; see {workdir / 'sandbox.log'}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise DemoFailed("the sandbox did not start within 90 s")
+        time.sleep(0.1)
+    return proc, json.loads(state_file.read_text())
+
+
+async def store_demo_secrets(settings: Settings, key: MasterKey, state: dict[str, Any]) -> str:
+    """Store the sandbox's client secrets and a fresh events-URL token; returns the token."""
+    import secrets as pysecrets
+
+    store = open_store(settings.store.url)
+    await store.open()
+    try:
+        box = SecretBox(store, key)
+        await box.put("fo-client-secret", state["fno"]["client_secret"])
+        await box.put("bot-app-secret", state["teams"]["bot_app_password"])
+        token = pysecrets.token_urlsafe(32)
+        await box.put(settings.environments[0].event_secret_name, token)
+    finally:
+        await store.close()
+    return token
+
+
+async def connect_sender(http: aiohttp.ClientSession, state: dict[str, Any], url: str) -> str:
+    """Register the connector's events URL in the F&O sender and activate the scenario's events."""
+    sender = state["sender"]["admin_url"]
+    endpoint = await _post(http, f"{sender}/endpoints", {"url": url, "name": "ml-connector"})
+    await _post(http, f"{sender}/activate", {"event_ids": state["scenario"]["event_ids"], "endpoint": endpoint["id"]})
+    return str(endpoint["id"])
+
+
+async def install_team(http: aiohttp.ClientSession, state: dict[str, Any], messages_url: str,
+                       team: str = TEAM) -> None:
+    """Point the Teams stand-in at the bot and install the app into `team`."""
+    admin = state["teams"]["admin_url"]
+    await _post(http, f"{admin}/knobs", {"bot_endpoint": messages_url})
+    await _post(http, f"{admin}/emit", {"kind": "install", "team": team})
+
+
 @dataclass
 class Demo:
     once: bool = False
@@ -118,7 +179,7 @@ class Demo:
             port = free_port()
             settings = demo_settings(state, self.workdir, port)
             key = MasterKey.from_text(generate_master_key())
-            token = await self._store_secrets(settings, key, state)
+            token = await store_demo_secrets(settings, key, state)
             app = create_app(settings, master_key=key)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -151,47 +212,13 @@ class Demo:
 
     # --- steps ----------------------------------------------------------------------------------------------
     async def _start_sandbox(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-        state_dir = self.workdir / "sandbox"
-        renderer = Path(cards.__file__).resolve().parent / "vendor"
-        log = open(self.workdir / "sandbox.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(state_dir),
-             "--teams-renderer-dir", str(renderer)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        state_file = state_dir / "sandbox.json"
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while not state_file.exists():
-            if proc.poll() is not None:
-                raise DemoFailed(f"the sandbox exited with code {proc.returncode}; see {self.workdir / 'sandbox.log'}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise DemoFailed("the sandbox did not start within 90 s")
-            await asyncio.sleep(0.1)
-        state = json.loads(state_file.read_text())
+        proc, state = await asyncio.to_thread(start_sandbox_process, self.workdir)
         self.out("sandbox up: Entra ID, F&O (OData + business events), Bot Framework/Teams, Graph")
         return proc, state
 
-    async def _store_secrets(self, settings: Settings, key: MasterKey, state: dict[str, Any]) -> str:
-        import secrets as pysecrets
-
-        store = open_store(settings.store.url)
-        await store.open()
-        try:
-            box = SecretBox(store, key)
-            await box.put("fo-client-secret", state["fno"]["client_secret"])
-            await box.put("bot-app-secret", state["teams"]["bot_app_password"])
-            token = pysecrets.token_urlsafe(32)
-            await box.put(settings.environments[0].event_secret_name, token)
-        finally:
-            await store.close()
-        return token
-
     async def _install_app(self, http: aiohttp.ClientSession, state: dict[str, Any], port: int,
                            services: Services) -> None:
-        admin = state["teams"]["admin_url"]
-        await _post(http, f"{admin}/knobs", {"bot_endpoint": f"http://127.0.0.1:{port}/api/messages"})
-        await _post(http, f"{admin}/emit", {"kind": "install", "team": TEAM})
+        await install_team(http, state, f"http://127.0.0.1:{port}/api/messages")
         deadline = time.monotonic() + 30
         while True:
             installs = await services.store.list_installs(active_only=True)
@@ -204,10 +231,7 @@ class Demo:
         self.out(f"app installed in team '{TEAM}' with channels: {', '.join(sorted(team.channels.values()))}")
 
     async def _connect_fno(self, http: aiohttp.ClientSession, state: dict[str, Any], url: str) -> None:
-        sender = state["sender"]["admin_url"]
-        endpoint = await _post(http, f"{sender}/endpoints", {"url": url, "name": "ml-connector (demo)"})
-        await _post(http, f"{sender}/activate", {"event_ids": state["scenario"]["event_ids"],
-                                                  "endpoint": endpoint["id"]})
+        await connect_sender(http, state, url)
         self.out("F&O business events activated for the connector's endpoint (test message acknowledged)")
 
     async def _play(self, http: aiohttp.ClientSession, state: dict[str, Any], services: Services) -> None:
