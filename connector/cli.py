@@ -325,6 +325,36 @@ def environments_endpoint(ctx: click.Context, name: str, rotate: bool) -> None:
     _run(go())
 
 
+# --- Teams installs ---------------------------------------------------------------------------------------
+@main.group()
+def installs() -> None:
+    """Where the Teams app is installed (recorded from the bot's install events)."""
+
+
+@installs.command("list")
+@click.option("--all", "show_all", is_flag=True, help="include uninstalled teams and chats")
+@click.pass_context
+def installs_list(ctx: click.Context, show_all: bool) -> None:
+    """Teams (with their channels), personal and group chats."""
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            rows = await store.list_installs(active_only=not show_all)
+        if not rows:
+            click.echo("the app is not installed anywhere yet (add it to a team in Teams)")
+        for i in rows:
+            state = "" if i.active else "  [uninstalled]"
+            if i.scope == "team":
+                click.echo(f"team {i.team_name or '?'}  ({i.team_id}, group {i.aad_group_id or '?'}){state}")
+                for cid, name in sorted(i.channels.items(), key=lambda kv: kv[1].lower()):
+                    click.echo(f"    #{name:<24} {cid}")
+            else:
+                who = i.user_aad_object_id or i.conversation_id
+                click.echo(f"{i.scope} {who}  (since {_when(i.installed_at)}){state}")
+
+    _run(go())
+
+
 # --- cards ------------------------------------------------------------------------------------------------
 @main.group()
 def cards() -> None:
