@@ -177,7 +177,8 @@ def create_app(
                 max_pages=settings.odata.max_pages,
                 ssl=client_ssl_context(settings.cloud.ca_bundle),
             )
-            services.environments[env.name] = EnvironmentRuntime(env.name, env.base_url, odata)
+            services.environments[env.name] = EnvironmentRuntime(
+                env.name, env.base_url, odata, asyncio.Semaphore(settings.odata.concurrency))
         app[ENDPOINTS].replace(env_endpoints)
         yield
 
@@ -274,11 +275,25 @@ def create_app(
     return app
 
 
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.logging.format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # msal logs token responses at DEBUG; never let that through
     logging.getLogger("msal").setLevel(logging.WARNING)

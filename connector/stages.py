@@ -7,9 +7,10 @@ reason an admin can act on, then `events replay`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connector.pipeline import Park, RetryLater, Stage, StageOutcome
@@ -39,6 +40,8 @@ class EnvironmentRuntime:
     name: str
     base_url: str
     odata: ODataClient
+    # F&O counts concurrent requests per user (52 by default): bound ours per environment.
+    limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
 
 def stored_event(record: EventRecord) -> BusinessEvent:
@@ -79,7 +82,8 @@ def make_enrich_stage(
                                 "no enrichment plan for this event type: the card shows the event's own fields")
         event = stored_event(record)
         try:
-            enriched = await enrich(event, env.odata, plan, base_url=env.base_url)
+            async with env.limit:
+                enriched = await enrich(event, env.odata, plan, base_url=env.base_url)
         except Exception as exc:  # translated below; anything unknown propagates as a bug
             translated = translate_dynamics_error(exc)
             if translated is exc:
