@@ -376,8 +376,21 @@ def cards_preview(ctx: click.Context, out_dir: str, names: tuple[str, ...], data
     catalog = Catalog.load(settings.cards.template_dir)
     results = write_preview(Path(out_dir), catalog, names=list(names) or None,
                             data_file=Path(data_file) if data_file else None)
+    failed = False
     for r in results:
-        click.echo(str(r))
+        picture = r.png or r.html
+        notes = []
+        if r.warnings:
+            notes.append(f"{len(r.warnings)} renderer warning(s): {'; '.join(map(str, r.warnings))[:200]}")
+        if r.problems:
+            notes.append(f"problems: {'; '.join(map(str, r.problems))[:200]}")
+        failed = failed or bool(r.warnings or r.problems)
+        click.echo(f"{r.name:<26} {picture}  ({r.bytes / 1000:.1f} KB)" + (f"  {' | '.join(notes)}" if notes else ""))
+    if results and not any(r.png for r in results):
+        click.echo("(install Chromium to also get PNG pictures; the HTML pages render in any browser)")
+    click.echo(f"index: {Path(out_dir) / 'index.html'}")
+    if failed:
+        sys.exit(1)
 
 
 # --- Teams app package ------------------------------------------------------------------------------------
