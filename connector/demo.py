@@ -312,9 +312,10 @@ class Demo:
         ignored = sum(1 for r in records if r.status is EventStatus.IGNORED)
         dupes = 0
         for r in records:
-            dupes += sum(1 for h in await store.history(r.id) if h.outcome == "duplicate")
-        self.out(f"\n{len(records) - ignored} events stored once ({dupes} duplicate deliveries absorbed, "
-                 f"{ignored} test/ignored), {services.outbox.posts if services.outbox else 0} Teams posts, "
+            if r.status is not EventStatus.IGNORED:
+                dupes += sum(1 for h in await store.history(r.id) if h.outcome == "duplicate")
+        self.out(f"\n{len(records) - ignored} events stored once ({dupes} duplicate deliveries absorbed; "
+                 f"F&O's test message recorded and ignored), {services.outbox.posts if services.outbox else 0} Teams posts, "
                  f"{throttled} Teams 429s, {len(sender_errors.get('errors', []) if isinstance(sender_errors, dict) else sender_errors)} F&O "
                  "delivery errors")
         if problems:
