@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
+from connector.approvals import Approvals
 from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, EnvironmentSettings, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
@@ -74,6 +75,7 @@ class Services:
     catalog: Catalog | None = None
     installs: InstallRecorder | None = None
     handlers: ConnectorBotHandlers | None = None
+    approvals: Approvals | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -194,7 +196,11 @@ def create_app(
                                            thumbprint=teams.certificate_thumbprint, owner="[bot]")
         bot_token = services.tokens.token_source(
             tenant, teams.app_id, credential, settings.cloud.endpoint("bot_oauth_scope").rstrip("/") + "/.default")
-        services.installs = InstallRecorder(services.store, clock)
+        async def install_changed(install: Any) -> None:
+            if services.approvals is not None:
+                await services.approvals.service.on_install_recorded(install)
+
+        services.installs = InstallRecorder(services.store, clock, on_change=install_changed)
         services.handlers = ConnectorBotHandlers(services.installs)
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
@@ -209,7 +215,18 @@ def create_app(
                 tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
             services.graph = GraphClient(services.session, graph_url, graph_token,
                                          ssl=client_ssl_context(settings.cloud.ca_bundle))
+        if settings.approvals.enabled:
+            assert services.catalog is not None
+            services.approvals = Approvals.build(
+                store=services.store, settings=settings.approvals, poster=services.poster, graph=services.graph,
+                catalog=services.catalog,
+                environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
+                clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
+            )
+            services.handlers.approvals = services.approvals.service
         yield
+        if services.approvals is not None:
+            await services.approvals.service.aclose()
         if services.outbox is not None:
             await services.outbox.close()
         await services.bot.close()
@@ -237,6 +254,10 @@ def create_app(
             services.outbox = Outbox(services.poster, Pacer(), make_digest_renderer(deps),
                                      digest_after=teams.digest_after, digest_max=teams.digest_max)
             deps.outbox = services.outbox
+            if services.approvals is not None:
+                deps.approvals = services.approvals.service
+                deps.reconciler = services.approvals.reconciler
+                stages.update(services.approvals.stages())
             stages["deliver"] = make_deliver_stage(deps)
         services.pipeline = Pipeline(
             services.store,
@@ -248,9 +269,19 @@ def create_app(
                                settings.pipeline.backoff_max),
             clock=clock,
         )
+        background: asyncio.Task[None] | None = None
+        stop_background = asyncio.Event()
+        if services.approvals is not None:
+            services.approvals.set_wake(services.pipeline.wake)
         if start_pipeline:
             await services.pipeline.start()
+            if services.approvals is not None:
+                background = asyncio.create_task(services.approvals.reconciler.run_background(stop_background),
+                                                 name="approvals-reconciler")
         yield
+        stop_background.set()
+        if background is not None:
+            await asyncio.gather(background, return_exceptions=True)
         await services.pipeline.stop()
 
     # Fail fast on configuration the service cannot run with (before any resource is opened).

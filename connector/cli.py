@@ -355,6 +355,42 @@ def installs_list(ctx: click.Context, show_all: bool) -> None:
     _run(go())
 
 
+# --- approvals --------------------------------------------------------------------------------------------
+@main.group()
+def approvals() -> None:
+    """F&O workflow approvals decided from Teams, and their audit log."""
+
+
+@approvals.command("list")
+@click.option("--status", type=click.Choice(["pending", "submitting", "decided", "closed", "superseded"]))
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def approvals_list(ctx: click.Context, status: str | None, limit: int) -> None:
+    """Tracked approvals: work item, assignee, state, decision."""
+    from connector.approvals import list_approvals_text
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            click.echo(await list_approvals_text(store, status=status, limit=limit) or "no approvals tracked yet")
+
+    _run(go())
+
+
+@approvals.command("show")
+@click.argument("environment")
+@click.argument("work_item_id")
+@click.pass_context
+def approvals_show(ctx: click.Context, environment: str, work_item_id: str) -> None:
+    """One approval with its audit log (every press, refusal, decision and F&O's answer)."""
+    from connector.approvals import show_approval
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            click.echo(await show_approval(store, environment, work_item_id))
+
+    _run(go())
+
+
 # --- cards ------------------------------------------------------------------------------------------------
 @main.group()
 def cards() -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import json
 
+from connector.approvals.config import ApprovalSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_FILE = "ml-connector.toml"
@@ -234,6 +235,7 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     bot: dict[str, Any] = Field(default_factory=dict)  # validated by connector/teams_config.py
     routes: list[dict[str, Any]] = Field(default_factory=list)  # validated by connector/routes.py
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
 
     @model_validator(mode="after")
     def _unique_environments(self) -> "Settings":

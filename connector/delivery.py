@@ -24,6 +24,7 @@ from bot import (
     TeamsUnavailable,
 )
 from cards import Catalog, CardsError, render_card as render
+from connector.approvals import ApprovalService, Reconciler, add_refresh, is_workflow_progress_event
 from connector.carddata import (
     DIGEST_TEMPLATE,
     UNAVAILABLE_TEMPLATE,
@@ -53,6 +54,8 @@ class DeliveryDeps:
     clock: Callable[[], float]
     max_lines: int = 20
     max_bytes: int = 28_000
+    approvals: ApprovalService | None = None
+    reconciler: Reconciler | None = None
 
 
 async def resolve_mentions(
@@ -129,17 +132,36 @@ def translate_teams_error(exc: Exception) -> Exception:
 
 
 def make_deliver_stage(deps: DeliveryDeps) -> Stage:
+    async def approval_notes(record: EventRecord, data: dict[str, Any], mentions: dict[str, Any],
+                             routes: list[Route]) -> list[str]:
+        """Track a work item's approval (and send its 1:1 copy) once its channel cards exist. Safe to repeat."""
+        if deps.approvals is None or "approval" not in data:
+            return []
+        channel_cards = [c for c in await deps.store.cards_for_event(record.id) if c.kind != "personal"]
+        return await deps.approvals.on_work_item_posted(record, dict(data, mentions=mentions), channel_cards,
+                                                        route_personal=any(r.personal for r in routes))
+
     async def deliver(record: EventRecord) -> StageOutcome:
         base_url = deps.environments.get(record.environment, "")
         data = build_card_data(record, environment_name=record.environment, base_url=base_url)
+        workflow_notes: list[str] = []
+        if deps.reconciler is not None and is_workflow_progress_event(record.business_event_id):
+            # A work item decided, recalled or delegated inside F&O: bring its cards up to date.
+            try:
+                workflow_notes = await deps.reconciler.on_workflow_event(record)
+            except (RetryLater, Park) as exc:
+                workflow_notes = [f"approval cards not updated yet ({exc}); the reconciler will catch up"]
         routes = match_routes(deps.routes, event_id=record.business_event_id, environment=record.environment,
                               legal_entity=record.legal_entity, data=data)
         if not routes:
-            return StageOutcome("", {"delivery": {"routes": []}}, "no route matches this event: nothing posted")
+            detail = "; ".join(workflow_notes) or "no route matches this event: nothing posted"
+            return StageOutcome("", {"delivery": {"routes": []}}, detail)
         done = {(c.route) for c in await deps.store.cards_for_event(record.id)}
         pending = [r for r in routes if r.name not in done]
         if not pending:
-            return StageOutcome("", None, "every route's card was already posted")
+            mentions, _ = await resolve_mentions(data, sorted({m for r in routes for m in r.mention}), deps.graph)
+            notes = await approval_notes(record, data, mentions, routes)
+            return StageOutcome("", None, "; ".join(["every route's card was already posted", *notes]))
 
         roles = sorted({role for r in pending for role in r.mention})
         mentions, notes = await resolve_mentions(data, roles, deps.graph)
@@ -156,6 +178,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                                   max_bytes=deps.max_bytes, max_lines=deps.max_lines)
             except CardsError as exc:
                 raise Park(f"route '{route.name}': the card could not be rendered: {exc}") from exc
+            if deps.approvals is not None and "approval" in data:
+                add_refresh(rendered.card, card_data)  # each viewer's client fetches its own view
             thread_key = document_key(data) if route.threading == "document" else None
             reply_to = None
             if thread_key:
@@ -194,7 +218,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) to {where}")
             else:
                 posted.append(f"{route.name}: {delivered.kind} card to {where} (message {delivered.ref.activity_id})")
-        detail = "; ".join(posted + notes)
+        notes += await approval_notes(record, data, mentions, routes)
+        detail = "; ".join(posted + notes + workflow_notes)
         return StageOutcome("", {"delivery": {"routes": [r.name for r in routes], "notes": notes}}, detail)
 
     return deliver

@@ -192,7 +192,10 @@ class Demo:
                 await self._connect_fno(http, state, f"http://127.0.0.1:{port}/api/dynamics/events/{token}")
                 await self._play(http, state, services)
                 ok = await self._report(http, state, services)
+                ok = await _approval_demo(self, http, state, services) and ok
             if self.once:
+                self.out("\ndemo check: " + ("every event reached its card; the approval round trip worked"
+                                             if ok else "FAILED (see above)"))
                 return 0 if ok else 1
             self.out(f"\nOpen the sandbox Teams page to see the cards: {state['teams']['page_url']}")
             self.out("Press Ctrl-C to stop.")
@@ -320,9 +323,16 @@ class Demo:
                  "delivery errors")
         if problems:
             self.out("problems:\n  " + "\n  ".join(problems[:20]))
-        if self.once:
-            self.out("demo check: " + ("every event reached its card" if not problems else "FAILED"))
         return not problems
+
+
+async def _until(predicate: Callable[[], Any], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -331,6 +341,57 @@ async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> 
         if r.status >= 400:
             raise DemoFailed(f"POST {url} answered {r.status}: {text[:300]}")
         return json.loads(text) if text else {}
+
+
+async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[str, Any],
+                         services: Services) -> bool:
+    store = services.store
+    pending = await store.list_approvals(status="pending")
+    if not pending:
+        demo.out("\napproval: none pending (no work item card was posted)")
+        return False
+    approval = pending[0]
+    cards_ = [c for c in await store.cards_for_event(approval.event_id) if c.kind in ("thread", "reply")]
+    who = approval.assignee_name or "the approver"
+    demo.out(f"\napproval: work item {approval.work_item_id} '{approval.subject}' waits for {who}")
+    if not demo.once:
+        demo.out(f"  In the Teams page open Procurement > Approvals, view as {who} and press Approve or Reject;\n"
+                 "  view as anyone else to see the press refused (only the assigned approver can decide).")
+        return True
+    if not cards_ or not approval.assignee_object_id:
+        demo.out("  cannot press: no channel card or no mapped approver")
+        return False
+    card = cards_[0]
+    admin, fno = state["teams"]["admin_url"], state["fno"]["admin_url"]
+    value = {"action": "approve", "workItemId": approval.work_item_id}
+    press = {"kind": "submit", "conversation": card.conversation_id, "reply_to": card.activity_id, "value": value}
+    # Someone else presses Approve: refused, F&O untouched.
+    other = "alex.wilber@contoso-distribution.example"
+    if other.split("@")[0].replace(".", " ").lower() == (approval.assignee_name or "").lower():
+        other = "patti.fernandez@contoso-distribution.example"
+    await _post(http, f"{admin}/emit", {**press, "user": other, "inputs": {"comment": "looks fine to me"}})
+    refused = await _until(lambda: _audited(store, approval, "refused"), 15)
+    demo.out(f"  {other.split('@')[0]} pressed Approve: " + ("refused, F&O untouched" if refused else "NOT refused"))
+    # The approver presses Approve with a comment: F&O's work item is completed once, every copy updated.
+    await _post(http, f"{admin}/emit", {**press, "user": approval.assignee_object_id,
+                                        "inputs": {"comment": "OK to pay, prices match the agreement"}})
+
+    async def decided() -> bool:
+        a = await store.get_approval(approval.environment, approval.work_item_id)
+        return a is not None and a.status == "decided"
+
+    ok = await _until(decided, 60)
+    stats = await _get(http, f"{fno}/fno/stats")
+    completes = (stats.get("complete_calls") or {}).get(approval.work_item_id, 0)
+    final = await store.get_approval(approval.environment, approval.work_item_id)
+    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({final.outcome}, complete called "
+                                             f"{completes}x), cards updated" if ok else "no decision recorded"))
+    return refused and ok and completes == 1
+
+
+async def _audited(store: Any, approval: Any, action: str) -> bool:
+    return any(e.action == action for e in await store.list_audit(environment=approval.environment,
+                                                                  work_item_id=approval.work_item_id))
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> Any:
