@@ -217,8 +217,12 @@ def create_app(
                                          ssl=client_ssl_context(settings.cloud.ca_bundle))
         if settings.approvals.enabled:
             assert services.catalog is not None
+            approval_settings = settings.approvals
+            if not approval_settings.teams_app_external_id and teams.teams_app_external_id:
+                approval_settings = approval_settings.model_copy(
+                    update={"teams_app_external_id": teams.teams_app_external_id})
             services.approvals = Approvals.build(
-                store=services.store, settings=settings.approvals, poster=services.poster, graph=services.graph,
+                store=services.store, settings=approval_settings, poster=services.poster, graph=services.graph,
                 catalog=services.catalog,
                 environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
