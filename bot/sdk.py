@@ -337,6 +337,15 @@ class _TeamsBot(ActivityHandler):
             return inbound.raw
         return turn_context.activity.serialize()
 
+    @staticmethod
+    async def _best_effort(call: Awaitable[Any], what: str) -> None:
+        """The press is already handled (and recorded) by our handler; a throttled or failed in-turn answer
+        must not turn the whole turn into a 500 for Teams. Durable card updates come from the caller's jobs."""
+        try:
+            await call
+        except Exception as exc:  # botbuilder raises ErrorResponseException and friends
+            log.warning("could not %s in the turn (%s); the card is updated later", what, type(exc).__name__)
+
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         raw = self._raw(turn_context)
         submit = activities.card_submit(raw)
@@ -348,9 +357,9 @@ class _TeamsBot(ActivityHandler):
                     return
                 update = _to_activity(activities.card_message(result))
                 update.id = submit.reply_to_id
-                await turn_context.update_activity(update)
+                await self._best_effort(turn_context.update_activity(update), "update the pressed card")
             elif isinstance(result, str) and result:
-                await turn_context.send_activity(result)
+                await self._best_effort(turn_context.send_activity(result), "reply to the press")
             return
         on_message = getattr(self._handlers, "on_message", None)
         message = activities.incoming_message(raw)

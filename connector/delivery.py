@@ -33,7 +33,7 @@ from connector.carddata import (
     document_key,
     summarize,
 )
-from connector.outbox import Outbox, OutboxItem
+from connector.outbox import Delivered, Outbox, OutboxItem
 from connector.pipeline import Park, RetryLater, Stage, StageOutcome
 from connector.routes import Route, TargetNotFound, match_routes, resolve_channel
 from connector.store import EventRecord, PostedCard, Store
@@ -185,6 +185,21 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
             if thread_key:
                 first = await deps.store.find_thread(thread_key, channel_id)
                 reply_to = first.conversation_id if first else None
+            async def record_post(delivered: Delivered, route: Route = route, thread_key: str | None = thread_key,
+                                  channel_id: str = channel_id) -> None:
+                await deps.store.record_card(PostedCard(
+                    event_id=record.id,
+                    route=route.name,
+                    conversation_id=delivered.ref.conversation_id,
+                    activity_id=delivered.ref.activity_id,
+                    service_url=delivered.ref.service_url,
+                    kind=delivered.kind,
+                    thread_key=thread_key,
+                    channel_id=channel_id,
+                    digest_id=delivered.digest_id,
+                    posted_at=deps.clock(),
+                ))
+
             item = OutboxItem(
                 tenant_id=install.tenant_id,
                 service_url=install.service_url,
@@ -193,6 +208,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 summary=summarize(data),
                 reply_to=reply_to,
                 digestible="approval" not in data,
+                on_posted=record_post,
             )
             try:
                 delivered = await deps.outbox.send(item)
@@ -201,18 +217,6 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 if translated is exc:
                     raise
                 raise translated from exc
-            await deps.store.record_card(PostedCard(
-                event_id=record.id,
-                route=route.name,
-                conversation_id=delivered.ref.conversation_id,
-                activity_id=delivered.ref.activity_id,
-                service_url=delivered.ref.service_url,
-                kind=delivered.kind,
-                thread_key=thread_key,
-                channel_id=channel_id,
-                digest_id=delivered.digest_id,
-                posted_at=deps.clock(),
-            ))
             where = f"{install.team_name or install.team_id} / {install.channels.get(channel_id, channel_id)}"
             if delivered.kind == "digest":
                 posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) to {where}")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from bot import PostedRef, TeamsThrottled
 from connector.pacing import Pacer
@@ -48,6 +48,9 @@ class OutboxItem:
     summary: dict[str, Any]  # the item's row in a digest
     reply_to: str | None = None  # conversation id of the document's thread, for a reply
     digestible: bool = True
+    # Records the post durably; awaited before the channel's next post, so at most one accepted-but-unrecorded
+    # post per channel exists at any time (the duplicate window after a crash).
+    on_posted: Callable[[Delivered], Awaitable[None]] | None = None
     future: asyncio.Future[Delivered] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
@@ -149,6 +152,14 @@ class Outbox:
                 self.digests += 1
             for item in batch:
                 queue.remove(item)
+                delivered = Delivered(ref, kind, digest_id, len(batch))
+                try:
+                    if item.on_posted is not None:
+                        await item.on_posted(delivered)
+                except Exception as exc:  # the post is in Teams but not recorded: the stage decides
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                    continue
                 if not item.future.done():
-                    item.future.set_result(Delivered(ref, kind, digest_id, len(batch)))
+                    item.future.set_result(delivered)
         self._queues.pop(key, None)

@@ -80,6 +80,7 @@ class Pipeline:
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
     name: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # the lease heartbeat's timer
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -144,7 +145,24 @@ class Pipeline:
             task.add_done_callback(self._in_flight.discard)
             task.add_done_callback(lambda _t: slots.release())
 
+    async def _heartbeat(self, event_id: str) -> None:
+        """Keep the lease of a long-running stage (a post waiting for Teams' rate limit) from expiring."""
+        while True:
+            await self.sleep(self.lease_seconds / 3)
+            claim = self._latest.get(event_id)
+            if claim is None:
+                return
+            try:
+                self._latest[event_id] = await self.store.extend_lease(
+                    claim, lease_seconds=self.lease_seconds, now=self.clock())
+            except LeaseLost:
+                return
+            except StoreUnavailable:
+                log.warning("store unavailable; could not extend the lease of event %s", event_id)
+
     async def _run_claim(self, claim: Claim) -> None:
+        self._latest[claim.event.id] = claim
+        heartbeat = asyncio.create_task(self._heartbeat(claim.event.id), name=f"lease-{claim.event.id}")
         try:
             await self._process(claim)
         except LeaseLost:
@@ -163,6 +181,7 @@ class Pipeline:
             except Exception:
                 log.exception("could not reschedule event %s; its lease will expire", claim.event.id)
         finally:
+            heartbeat.cancel()
             self._latest.pop(claim.event.id, None)
 
     async def run_once(self) -> bool:

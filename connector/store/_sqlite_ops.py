@@ -187,6 +187,19 @@ def record_step(
     return event_record(row)
 
 
+def extend_lease(conn: sqlite3.Connection, claim: Claim, expires: float, now: float) -> EventRecord:
+    """A heartbeat: one fenced UPDATE of the lease's expiry (no history, attempts untouched)."""
+    event_id = claim.event.id
+    with Tx(conn):
+        rows = conn.execute(
+            f"UPDATE events SET lease_expires_at = ?, updated_at = ? WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
+            (expires, now, event_id, claim.lease_id),
+        ).fetchall()  # drained: no statement left open at COMMIT
+        if not rows:
+            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+    return event_record(rows[0])
+
+
 def fenced(
     conn: sqlite3.Connection, claim: Claim, sets: str, params: tuple[Any, ...], entry: tuple[float, str, str, str]
 ) -> None:

@@ -237,6 +237,11 @@ class Store(Protocol):
         """Append a history entry, merge `data` into the event's data (top-level keys replace), and, when
         next_stage is given, move the event to it (attempts back to 0). Returns the claim with the new state."""
 
+    async def extend_lease(self, claim: Claim, *, lease_seconds: float, now: float) -> Claim:
+        """Push the claim's lease to now + lease_seconds (a heartbeat for a stage that runs long, such as a post
+        waiting for Teams' rate limit). Raises LeaseLost if the lease already expired and another worker holds the
+        event (same fencing as every other write). No history entry."""
+
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
         """DONE, lease released, history entry "done"."""
 

@@ -261,6 +261,13 @@ class MongoStore:
         doc = await self._fenced(claim, {"$set": sets}, docs.entry(now, step, outcome, detail))
         return Claim(event=docs.event_record(doc), lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
 
+    async def extend_lease(self, claim: Claim, *, lease_seconds: float, now: float) -> Claim:
+        if not lease_seconds > 0:  # also refuses NaN: a heartbeat must not hand the event to another worker
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
+        expires = now + lease_seconds
+        doc = await self._fenced(claim, {"$set": {"lease_expires_at": expires, "updated_at": now}}, None)
+        return Claim(event=docs.event_record(doc), lease_id=claim.lease_id, lease_expires_at=expires)
+
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
         sets = {"status": EventStatus.DONE.value, "stage": "", "updated_at": now, **_RELEASE}
         await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_DONE, c.OUTCOME_OK, detail))
@@ -280,13 +287,18 @@ class MongoStore:
         sets = {"status": EventStatus.FAILED.value, "last_error": reason, "updated_at": now, **_RELEASE}
         await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
 
-    async def _fenced(self, claim: Claim, update: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-        """A write for a claim: matches only while the claim's lease is the event's lease."""
+    async def _fenced(
+        self, claim: Claim, update: dict[str, Any], entry: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A write for a claim: matches only while the claim's lease is the event's lease. Appends `entry` to the
+        history unless it is None (a lease extension)."""
         leased = {"_id": claim.event.id, "lease_id": claim.lease_id, "status": EventStatus.PROCESSING.value}
+        if entry is not None:
+            update = {**update, "$push": self._push(entry)}
         with self._errors("update"):
             doc = await self._events.find_one_and_update(
                 leased,
-                {**update, "$push": self._push(entry)},
+                update,
                 projection=_NO_HISTORY,
                 return_document=ReturnDocument.AFTER,
             )

@@ -129,6 +129,13 @@ class SQLiteStore:
         record = await self._db.call(ops.record_step, claim, step, outcome, detail, data, next_stage, now)
         return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
 
+    async def extend_lease(self, claim: Claim, *, lease_seconds: float, now: float) -> Claim:
+        if not lease_seconds > 0:  # also refuses NaN: a heartbeat must not hand the event to another worker
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
+        expires = now + lease_seconds
+        record = await self._db.call(ops.extend_lease, claim, expires, now)
+        return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=expires)
+
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
         sets = "status = 'done', stage = '', lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
         await self._db.call(ops.fenced, claim, sets, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail))

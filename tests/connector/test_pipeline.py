@@ -184,3 +184,38 @@ async def test_a_stage_that_crashes_is_retried_then_parked(store) -> None:
     assert await p.run_once()
     rec = await store.get_event(eid)
     assert rec.status is EventStatus.FAILED and "gave up after 2 attempts" in rec.last_error
+
+
+async def test_a_long_stage_keeps_its_lease(store) -> None:
+    """A stage that runs past lease_seconds (a post held back by Teams' limits) is not taken by another worker."""
+    clock = FakeClock()
+    (eid,) = await add(store, 1, clock)
+    release = asyncio.Event()
+    started = asyncio.Event()
+    beats = []
+
+    async def fake_sleep(seconds: float) -> None:
+        beats.append(seconds)
+        clock.now += seconds  # the heartbeat's timer advances the fake clock
+        await asyncio.sleep(0)
+        if len(beats) >= 5:
+            await release.wait()
+
+    async def slow(ev):
+        started.set()
+        await release.wait()
+        return StageOutcome("")
+
+    p = Pipeline(store, {"a": slow}, clock=clock, lease_seconds=30, sleep=fake_sleep, name="slow")
+    task = asyncio.create_task(p.run_once())
+    await asyncio.wait_for(started.wait(), 10)
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(beats) < 5 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # the heartbeat's store writes run on the store's thread
+    assert len(beats) >= 5
+    assert clock.now > 1_000_000.0 + 30  # well past the original lease
+    other = Pipeline(store, {"a": slow}, clock=clock, lease_seconds=30, name="other")
+    assert await other.run_once() is False  # the heartbeat kept the lease
+    release.set()
+    await task
+    assert (await store.get_event(eid)).status is EventStatus.DONE
