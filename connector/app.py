@@ -125,6 +125,7 @@ def create_app(
     app[STORE] = services.store
     endpoints = EventEndpoints([])  # filled in at start, once the tokens are decrypted
     app[ENDPOINTS] = endpoints
+    outbound_tls = client_ssl_context(settings.cloud.ca_bundle)  # one context for every outbound client
     app[WAKE] = lambda: services.pipeline.wake() if services.pipeline else None
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -133,7 +134,7 @@ def create_app(
         await services.store.close()
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(ssl=client_ssl_context(settings.cloud.ca_bundle), limit=100)
+        connector = aiohttp.TCPConnector(ssl=outbound_tls, limit=100)
         services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         yield
         await services.session.close()
@@ -177,12 +178,13 @@ def create_app(
                 max_inline_wait=settings.odata.max_inline_wait,
                 default_retry_after=settings.odata.default_retry_after,
                 max_pages=settings.odata.max_pages,
-                ssl=client_ssl_context(settings.cloud.ca_bundle),
+                ssl=outbound_tls,
             )
             services.environments[env.name] = EnvironmentRuntime(
                 env.name, env.base_url, odata, asyncio.Semaphore(settings.odata.concurrency))
         app[ENDPOINTS].replace(env_endpoints)
         yield
+        services.tokens.close()
 
     async def teams_ctx(app: web.Application) -> AsyncIterator[None]:
         teams = services.teams
@@ -196,6 +198,7 @@ def create_app(
                                            thumbprint=teams.certificate_thumbprint, owner="[bot]")
         bot_token = services.tokens.token_source(
             tenant, teams.app_id, credential, settings.cloud.endpoint("bot_oauth_scope").rstrip("/") + "/.default")
+
         async def install_changed(install: Any) -> None:
             if services.approvals is not None:
                 await services.approvals.service.on_install_recorded(install)
@@ -213,8 +216,7 @@ def create_app(
             graph_url = settings.cloud.endpoint("graph_url")
             graph_token = services.tokens.token_source(
                 tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
-            services.graph = GraphClient(services.session, graph_url, graph_token,
-                                         ssl=client_ssl_context(settings.cloud.ca_bundle))
+            services.graph = GraphClient(services.session, graph_url, graph_token, ssl=outbound_tls)
         if settings.approvals.enabled:
             assert services.catalog is not None
             approval_settings = settings.approvals
