@@ -39,11 +39,13 @@ class SlidingWindowLimiter:
             moved = False
             for limit, span in self.windows:
                 span += self.margin
-                # sends inside (t - span, t]; the oldest of the last `limit` ones must fall out of the window
+                # sends inside (t - span, t]; the oldest of the last `limit` ones must fall out of the window.
+                # Compare the candidate with t, never `oldest > t - span`: (a + b) - b < a in floating point,
+                # which would move t to the same value forever.
                 if len(self._sent) >= limit:
-                    oldest_of_last = self._sent[-limit]
-                    if oldest_of_last > t - span:
-                        t = oldest_of_last + span
+                    candidate = self._sent[-limit] + span
+                    if candidate > t:
+                        t = candidate
                         moved = True
             if not moved:
                 return t

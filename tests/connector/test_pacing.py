@@ -1,5 +1,7 @@
 """The pacer keeps every published Teams window and drains as fast as they allow."""
 
+from collections import deque
+
 from connector.pacing import THREAD_WINDOWS, Pacer, SlidingWindowLimiter
 
 
@@ -59,3 +61,25 @@ def test_settle_counts_a_slow_send_at_its_completion() -> None:
     pacer.reserve(["thread:a"])
     # without settling, the third send would fit at t=1.0; Teams would count 0.6 and 1.0 inside (0.0, 1.0]+...
     assert pacer.reserve(["thread:a"]) == 1.6
+
+
+def test_next_slot_terminates_on_floating_point_edges() -> None:
+    """Regression: 4068.302060597 + 30.05 - 30.05 < 4068.302060597 made next_slot loop forever."""
+    a = 4068.302060597
+    lim = SlidingWindowLimiter(THREAD_WINDOWS, 0.05, deque([a] + [a + 10 + i * 0.1 for i in range(59)]))
+    t = lim.next_slot(a + 1)
+    assert t >= a + 30.05
+    # and over many arbitrary floats (what settle() produces) every call returns a slot that fits
+    import random
+
+    rng = random.Random(7)
+    lim = SlidingWindowLimiter(THREAD_WINDOWS, 0.05)
+    now = 1000.0 + rng.random()
+    times = []
+    for _ in range(500):
+        slot = lim.next_slot(now)
+        lim.record(slot)
+        lim.settle(slot, slot + rng.random() * 0.3)
+        times.append(slot)
+        now = slot + rng.random() * 0.01
+    assert times == sorted(times)
