@@ -284,7 +284,7 @@ class Demo:
         problems: list[str] = []
         self.out("\nevent -> card")
         digests: dict[str, int] = {}
-        burst_single = 0
+        burst_single = burst_digested = 0
         for r in records:
             if r.status is EventStatus.IGNORED:
                 continue
@@ -299,16 +299,22 @@ class Demo:
                 if c.kind == "digest" and c.digest_id:
                     digests[c.digest_id] = digests.get(c.digest_id, 0) + 1
             if r.control_number in self.burst_numbers:
-                burst_single += 0 if any(c.kind == "digest" for c in posted) else 1
+                if any(c.kind == "digest" for c in posted):
+                    burst_digested += 1
+                else:
+                    burst_single += 1
                 continue
             amount = f"{row['amount']:,.2f} {row['currency']}" if isinstance(row["amount"], (int, float)) else ""
-            where = "; ".join(f"{c.kind} in {install.channels.get(c.channel_id or '', c.channel_id)}" for c in posted)
-            self.out(f"  {_short(r.business_event_id):<19} {row['title'][:26]:<26} {row['vendor'][:26]:<26} "
-                     f"{amount:>15}  -> {where or 'no card'}")
+            where = "; ".join(
+                "1:1 chat with the approver" if c.kind == "personal"
+                else f"{c.kind} in {install.channels.get(c.channel_id or '', c.channel_id)}" for c in posted)
+            what = (f"{row['title'][:69]:<69}" if r.business_event_id.endswith("_WorkItem") else
+                    f"{row['title'][:26]:<26} {row['vendor'][:26]:<26} {amount:>15}")
+            self.out(f"  {_short(r.business_event_id):<19} {what}  -> {where or 'no card'}")
         if self.burst_numbers:
             self.out(f"  burst of {len(self.burst_numbers)} PO confirmations -> {burst_single} posted one by one, "
-                     f"{sum(digests.values())} carried by {len(digests)} digest card(s) (Teams allows "
-                     f"~60 posts per 30 s per channel)")
+                     f"{burst_digested} in digests ({len(digests)} digest card(s) carried {sum(digests.values())} "
+                     f"events in all; Teams allows ~60 posts per 30 s per channel)")
         teams_stats = await _get(http, f"{state['teams']['admin_url']}/stats")
         sender_errors = await _get(http, f"{state['sender']['admin_url']}/errors")
         throttled = teams_stats.get("status_429", teams_stats.get("throttled", 0))
