@@ -4,7 +4,7 @@ Owns the inline retry policy of ONE Connector call (429/412/502/503/504, Retry-A
 translation of Connector failures into bot/errors.py. What outlasts the policy is raised as TeamsThrottled /
 TeamsUnavailable with `retry_after`, for the pipeline to reschedule. A call that got no answer at all (network
 error, timeout, no token) is not retried inline: it may have been delivered, so the pipeline decides.
-A 401 gets one forced token refresh and one more try. The botbuilder calls live in bot/sdk.py.
+A 401 gets one forced token refresh and one more try. The Connector requests live in bot/sdk.py.
 """
 
 from __future__ import annotations

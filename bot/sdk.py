@@ -3,11 +3,17 @@
 Moving to the Microsoft 365 Agents SDK is a change of this file only; nothing else in bot/ (or outside it) sees a
 botbuilder, botframework or msrest type. What it does about botbuilder 4.17.1's quirks (bot-sdk.md):
 
-- Outbound token: botbuilder's credentials would run MSAL (sync, https-only, calls login.microsoftonline.com for
-  instance discovery). Our `ServiceClientCredentialsFactory` instead awaits OUR token callable in its async
-  `create_credentials` (called once per Connector client, i.e. per turn or proactive call) and hands botbuilder a
-  credentials object whose sync `get_access_token()` just returns that token. No MSAL, no blocking, no nested
-  event loop. A 401 from the Connector makes the poster call `refresh_token()` (force_refresh) and retry once.
+- Outbound (proactive) calls do NOT go through botbuilder: its CloudAdapter builds a new msrest ConnectorClient
+  and UserTokenClient per call (each an msrest Configuration, ~6-7 ms of CPU) and serializes the activity with
+  msrest (~12 ms for a card), all on the event loop. `BotRuntime` makes the documented Bot Connector REST calls
+  itself on one aiohttp session (created on first use, closed by `close()`, private CA and connector timeout
+  honoured), with the same URLs, headers and JSON bodies botbuilder sent (its key order, mention entities as
+  its Mention model, ASCII-escaped JSON). Each call awaits OUR token callable once; a 401 from the Connector
+  makes the poster call `refresh_token()` (force_refresh) and retry once.
+- Token for in-turn replies: botbuilder's credentials would run MSAL (sync, https-only, calls
+  login.microsoftonline.com for instance discovery). Our `ServiceClientCredentialsFactory` instead awaits OUR
+  token callable in its async `create_credentials` (once per turn's Connector client) and hands botbuilder a
+  credentials object whose sync `get_access_token()` just returns that token. No MSAL, no blocking.
 - Inbound auth: botbuilder answers 500 for a missing header, an expired token, an unknown key, a bad signature or
   a key not endorsed for msteams. `make_messages_handler` checks the header first and maps every failure of
   `authenticate_request` to 401 (JSON, from us), before the turn runs. botbuilder also ACCEPTS a key whose
@@ -16,15 +22,13 @@ botbuilder, botframework or msrest type. What it does about botbuilder 4.17.1's 
   whole `authenticate_request` on a small dedicated thread pool, each call in its own short-lived event loop,
   bounded by `BotSettings.auth_timeout` (503 when the keys cannot be fetched). The bot's loop never stalls, and a
   hung fetch cannot starve the default executor that msrest uses for Connector calls. `warm_up()` prefetches.
-- Connector calls go through msrest + requests in the default executor (not on the loop). We set their timeout
-  (botbuilder: 100 s), `verify` for a private CA, and switch off msrest's hidden urllib3 retries (408/5xx x3,
-  sleeping out a 503's Retry-After in the thread however long it is).
+- In-turn Connector calls (botbuilder's) go through msrest + requests in the default executor (not on the loop).
+  We set their timeout (botbuilder: 100 s), `verify` for a private CA, and switch off msrest's hidden urllib3
+  retries (408/5xx x3, sleeping out a 503's Retry-After in the thread however long it is).
 - `TeamsInfo.get_team_channels` is sync I/O on the loop: we make the same call in a worker thread.
 - Action.Execute: botbuilder serializes `on_adaptive_card_invoke`'s answer twice (500). We answer
   `adaptiveCard/action` ourselves in `on_invoke_activity` and write the HTTP response ourselves.
-- `continue_conversation(reference, callback, bot_app_id)` always gets `bot_app_id` (else no Authorization).
-- The turn error handler logs; it never posts exception text to Teams. Proactive callbacks capture their own
-  errors (the turn error handler would otherwise swallow them).
+- The turn error handler logs; it never posts exception text to Teams.
 """
 
 from __future__ import annotations
@@ -32,23 +36,26 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import json
 import logging
+import platform
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import jwt
 from aiohttp import web
 from botbuilder.core import ActivityHandler, BotAdapter, InvokeResponse, TurnContext, serializer_helper
+from botbuilder.core.bot_framework_adapter import USER_AGENT as _BOTBUILDER_USER_AGENT
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import (
     Activity,
     ActivityTypes,
     ChannelAccount,
-    ConversationAccount,
-    ConversationParameters,
-    ConversationReference,
     Entity,
     Mention,
 )
@@ -63,7 +70,8 @@ from botframework.connector.auth import (
 )
 from botframework.connector.auth.skill_validation import SkillValidation
 from botframework.connector.teams import TeamsConnectorClient
-from msrest.exceptions import ClientException, HttpOperationError
+from msrest.version import msrest_version as _msrest_version
+from yarl import URL
 
 from bot import activities
 from bot.errors import BotAuthError
@@ -532,31 +540,75 @@ class ConnectorFailure(Exception):
         super().__init__(f"{target}: {status if status is not None else message}")
 
 
-def _failure(target: str, exc: BaseException) -> ConnectorFailure:
-    if isinstance(exc, HttpOperationError) and getattr(exc, "response", None) is not None:
-        response = exc.response
-        try:
-            text = response.text
-        except Exception:  # noqa: BLE001
-            text = ""
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return ConnectorFailure(response.status_code, target, headers=headers, body=text or "", message=str(exc))
-    if isinstance(exc, _NoToken):
-        return ConnectorFailure(None, target, message=f"no Connector token: {exc}")
-    return ConnectorFailure(None, target, message=f"{type(exc).__name__}: {exc}")
+# What botbuilder's ConnectorClient sends, so the Connector sees the same requests as before.
+_USER_AGENT = (f"python/{platform.python_version()} ({platform.platform()}) msrest/{_msrest_version} "
+               f"botframework-connector/v3 {_BOTBUILDER_USER_AGENT}")
+_REQUEST_HEADERS = MappingProxyType({"Accept": "application/json", "Content-Type": "application/json; charset=utf-8",
+                                     "User-Agent": _USER_AGENT})
+_SUCCESS = frozenset({200, 201, 202})  # what botframework-connector's generated operations accept
+# Activity fields in msrest's order (Activity._attribute_map); fields it does not know are dropped, as msrest does.
+_ACTIVITY_KEYS = tuple(spec["key"] for spec in Activity._attribute_map.values())  # noqa: SLF001
 
 
-_FOREIGN = (ClientException, _NoToken, OSError)  # msrest (HTTP errors, ClientRequestError), token, requests
+def _entity_json(entity: Any) -> dict[str, Any]:
+    """One entity as botbuilder serialized it from _to_activity: a Mention (mentioned id/name, text) or a type."""
+    if not isinstance(entity, Mapping):
+        return {}
+    if entity.get("type") != "mention":
+        return {"type": entity["type"]} if entity.get("type") is not None else {}
+    mentioned = entity.get("mentioned") if isinstance(entity.get("mentioned"), Mapping) else {}
+    out: dict[str, Any] = {"mentioned": {k: mentioned[k] for k in ("id", "name") if mentioned.get(k) is not None}}
+    if entity.get("text") is not None:
+        out["text"] = entity["text"]
+    out["type"] = "mention"
+    return out
 
 
-@dataclass
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
+def _activity_json(wire: Mapping[str, Any], address: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Our message JSON -> the activity JSON botbuilder put on the wire (`address`: fields the conversation
+    reference sets on a proactive message: serviceUrl, channelId, from, conversation, and the id of an update)."""
+    merged = {**wire, **address} if address else wire
+    out: dict[str, Any] = {}
+    for key in _ACTIVITY_KEYS:
+        value = merged.get(key)
+        if value is None:
+            continue
+        if key == "entities":
+            value = [_entity_json(e) for e in value] if value else None
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _http_failure(status: int, target: str, headers: Mapping[str, str], text: str) -> ConnectorFailure:
+    """A non-2xx answer; the message is msrest's ErrorResponseException text ("(code) message")."""
+    message = "Unknown error"
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        message = f"({data['error'].get('code')}) {data['error'].get('message')}"
+    return ConnectorFailure(status, target, headers={k.lower(): v for k, v in headers.items()}, body=text,
+                            message=message)
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """System trust plus, when given, the private CA (as connector/app.py does for every outbound client)."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
 
 
 class BotRuntime:
     """The bot: adapter + activity handler wired to our handlers and token callable, and raw Connector calls.
+
+    Outbound (proactive) Connector calls do not go through botbuilder: each would build a new msrest
+    ConnectorClient and UserTokenClient and serialize the activity through msrest, ~25 ms of event-loop CPU per
+    post. They are plain Bot Connector REST calls (same URLs, headers and JSON bodies as botbuilder's) on one
+    aiohttp session owned by the runtime (created on first use, closed by `close()`).
 
     Args:
         settings: plain values from our config.
@@ -569,6 +621,8 @@ class BotRuntime:
                  ca_file: str | None = None) -> None:
         self.settings = settings
         self._get_token = get_token
+        self._ca_file = ca_file
+        self._http: aiohttp.ClientSession | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bot-auth")
         factory = _CallableCredentialsFactory(settings.app_id, get_token)
         inner = ConfigurationBotFrameworkAuthentication(_config_object(settings), credentials_factory=factory)
@@ -586,12 +640,55 @@ class BotRuntime:
         return await self._auth.warm_up()
 
     async def close(self) -> None:
-        """Release the authentication threads (a hung metadata fetch is abandoned, not awaited)."""
+        """Close the Connector HTTP session; release the authentication threads (a hung metadata fetch is
+        abandoned, not awaited)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def refresh_token(self) -> None:
         """Force our token callable to fetch a new Connector token (after a 401)."""
         await self._get_token(force_refresh=True)
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The one HTTP session of the outbound Connector calls (one connection pool, keep-alive)."""
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(ssl=_ssl_context(self._ca_file), limit=100)
+            self._http = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.connector_timeout),
+                raise_for_status=False)
+        return self._http
+
+    async def _request(self, method: str, service_url: str, segments: tuple[str, ...],
+                       body: Mapping[str, Any]) -> Any:
+        """One Connector request to {service_url}/v3/<segments>. Returns the answer's JSON (None when empty);
+        raises ConnectorFailure."""
+        target = f"{method} /v3/{'/'.join(segments)}"
+        try:
+            token = await self._get_token()
+        except Exception as exc:  # noqa: BLE001 - the provider's failure: no answer, the pipeline reschedules
+            log.warning("no Connector token (the call is not made): %s", exc)
+            raise ConnectorFailure(None, target, message=f"no Connector token: {type(exc).__name__}: {exc}") \
+                from exc
+        # as msrest: the service URL without its trailing slash, then the path, each parameter quoted (safe='')
+        url = URL(f"{service_url.rstrip('/')}/v3/{'/'.join(quote(part, safe='') for part in segments)}",
+                  encoded=True)
+        data = json.dumps(body)
+        headers = {**_REQUEST_HEADERS, "Authorization": f"Bearer {token}"}
+        try:
+            async with self._session().request(method, url, data=data, headers=headers) as response:
+                text = await response.text(errors="replace")
+                status = response.status
+                response_headers = response.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise ConnectorFailure(None, target, message=f"{type(exc).__name__}: {exc}") from exc
+        if status not in _SUCCESS:
+            raise _http_failure(status, target, response_headers, text)
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            raise ConnectorFailure(None, target, message=f"unreadable Connector answer: {exc}") from exc
 
     # Each call below is one Connector request (raises ConnectorFailure); posting.py retries.
 
@@ -601,84 +698,38 @@ class BotRuntime:
         """POST /v3/conversations: a new channel thread (channel_id + activity) or a 1:1 chat (member_id).
 
         Returns:
-            (conversation id, id of the first message or None when no activity was sent).
+            (conversation id, id of the first message or None when no activity was sent or Teams gave none).
         """
         channel_data: dict[str, Any] = {"tenant": {"id": tenant_id}}
         if channel_id:
             channel_data["channel"] = {"id": channel_id}
-        params = ConversationParameters(
-            is_group=bool(channel_id),
-            bot=ChannelAccount(id=self.settings.bot_id),
-            members=[ChannelAccount(id=member_id)] if member_id else None,
-            channel_data=channel_data,
-            activity=_to_activity(activity) if activity is not None else None,
-            tenant_id=tenant_id,
-        )
-        outcome = _Outcome()
-
-        async def capture(turn_context: TurnContext) -> None:
-            outcome.value = (turn_context.activity.conversation.id, turn_context.activity.id)
-
-        target = "POST /v3/conversations"
-        try:
-            await self.adapter.create_conversation(self.settings.app_id, capture, params, _CHANNEL, service_url)
-        except _FOREIGN as exc:
-            raise _failure(target, exc) from exc
-        conversation_id, first_id = outcome.value
-        return conversation_id, first_id if activity is not None else None
+        params: dict[str, Any] = {"isGroup": bool(channel_id), "bot": {"id": self.settings.bot_id}}
+        if member_id:
+            params["members"] = [{"id": member_id}]
+        if activity is not None:
+            params["activity"] = _activity_json(activity)
+        params["channelData"] = channel_data
+        params["tenantID"] = tenant_id
+        answer = await self._request("POST", service_url, ("conversations",), params)
+        answer = answer if isinstance(answer, dict) else {}
+        first_id = answer.get("activityId") if activity is not None else None
+        return answer.get("id"), first_id or None
 
     async def send_to_conversation(self, service_url: str, conversation_id: str,
                                    activity: Mapping[str, Any]) -> str:
         """POST /v3/conversations/{id}/activities (a thread id posts into the thread). Returns the message id."""
-
-        async def call(turn_context: TurnContext, client: Any) -> Any:
-            response = await client.conversations.send_to_conversation(
-                conversation_id, self._addressed(turn_context, activity))
-            return response.id if response is not None else None
-
-        return await self._proactive(service_url, conversation_id, call,
-                                     f"POST /v3/conversations/{conversation_id}/activities")
+        body = _activity_json(activity, self._address(service_url, conversation_id))
+        answer = await self._request("POST", service_url, ("conversations", conversation_id, "activities"), body)
+        return answer.get("id") if isinstance(answer, dict) else None
 
     async def update_activity(self, service_url: str, conversation_id: str, activity_id: str,
                               activity: Mapping[str, Any]) -> None:
         """PUT /v3/conversations/{id}/activities/{activity id}: replace a message in place."""
+        body = _activity_json(activity, {**self._address(service_url, conversation_id), "id": activity_id})
+        await self._request("PUT", service_url, ("conversations", conversation_id, "activities", activity_id), body)
 
-        async def call(turn_context: TurnContext, client: Any) -> None:
-            update = self._addressed(turn_context, activity)
-            update.id = activity_id
-            await client.conversations.update_activity(conversation_id, activity_id, update)
-
-        await self._proactive(service_url, conversation_id, call,
-                              f"PUT /v3/conversations/{conversation_id}/activities/{activity_id}")
-
-    @staticmethod
-    def _addressed(turn_context: TurnContext, wire: Mapping[str, Any]) -> Activity:
-        reference = TurnContext.get_conversation_reference(turn_context.activity)
-        reference.activity_id = None  # the continuation's id is random: never a replyToId
-        return TurnContext.apply_conversation_reference(_to_activity(wire), reference)
-
-    async def _proactive(self, service_url: str, conversation_id: str,
-                         call: Callable[[TurnContext, Any], Awaitable[Any]], target: str) -> Any:
-        reference = ConversationReference(
-            channel_id=_CHANNEL, service_url=service_url,
-            conversation=ConversationAccount(id=conversation_id),
-            bot=ChannelAccount(id=self.settings.bot_id))
-        outcome = _Outcome()
-
-        async def callback(turn_context: TurnContext) -> None:
-            # Errors are kept here: raised inside the pipeline they would reach the turn error handler.
-            try:
-                client = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
-                outcome.value = await call(turn_context, client)
-            except Exception as exc:  # noqa: BLE001 - re-raised below, translated
-                outcome.error = exc
-
-        try:
-            await self.adapter.continue_conversation(reference, callback, self.settings.app_id)
-        except _FOREIGN as exc:
-            raise _failure(target, exc) from exc
-        if outcome.error is not None:
-            if isinstance(outcome.error, _FOREIGN):
-                raise _failure(target, outcome.error) from outcome.error
-            raise outcome.error
-        return outcome.value
+    def _address(self, service_url: str, conversation_id: str) -> dict[str, Any]:
+        """What botbuilder's conversation reference put on a proactive message (never a replyToId; recipient and
+        locale cleared, as TurnContext.apply_conversation_reference did)."""
+        return {"serviceUrl": service_url, "channelId": _CHANNEL, "from": {"id": self.settings.bot_id},
+                "conversation": {"id": conversation_id}, "recipient": None, "locale": None}
