@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from sandbox.admin_http import json_object
+
 from sandbox import contracts
 from sandbox.fno import workflow as wf
 from sandbox.fno.state import FnoState
@@ -448,12 +450,7 @@ async def _operation(request: web.Request) -> web.Response:
     op = request.match_info["op"]
     if op not in OPERATIONS:
         raise web.HTTPNotFound(text=f"unknown operation; one of {', '.join(OPERATIONS)}")
-    try:
-        args = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be JSON") from None
-    if not isinstance(args, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object of keyword arguments")
+    args = await json_object(request)  # keyword arguments of the operation
     method = getattr(request.app[SCENARIO], op)
     try:
         inspect.signature(method).bind(**args)

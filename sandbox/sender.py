@@ -35,6 +35,8 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from sandbox.admin_http import json_object
+
 from sandbox.contracts import TEST_CONTROL_NUMBER, TEST_EVENT_ID, ControlNumbers, envelope
 
 
@@ -326,24 +328,12 @@ def error_view(e: ErrorEntry, with_payload: bool = False) -> dict[str, Any]:
 SENDER = web.AppKey("event_sender", EventSender)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be JSON") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return data
-
-
 async def _list_endpoints(request: web.Request) -> web.Response:
     return web.json_response([asdict(e) for e in request.app[SENDER].endpoints.values()])
 
 
 async def _add_endpoint(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     if not str(body.get("url", "")).startswith(("http://", "https://")):
         raise web.HTTPBadRequest(text="give an http(s) url")
     return web.json_response(asdict(request.app[SENDER].add_endpoint(body["url"], body.get("name", ""))))
@@ -354,7 +344,7 @@ async def _remove_endpoint(request: web.Request) -> web.Response:
 
 
 async def _activate(request: web.Request) -> web.Response:
-    body, sender = await _body(request), request.app[SENDER]
+    body, sender = await json_object(request), request.app[SENDER]
     ids = body.get("event_ids") or ([body["event_id"]] if body.get("event_id") else [])
     endpoint_id = body.get("endpoint") or body.get("endpoint_id")
     if not ids or endpoint_id not in sender.endpoints:
@@ -370,7 +360,7 @@ async def _activate(request: web.Request) -> web.Response:
 
 
 async def _deactivate(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     removed = request.app[SENDER].deactivate(body.get("event_id", ""), body.get("legal_entity", ""),
                                              body.get("endpoint") or body.get("endpoint_id"))
     return web.json_response({"removed": removed})
@@ -385,7 +375,7 @@ async def _get_config(request: web.Request) -> web.Response:
 
 
 async def _set_config(request: web.Request) -> web.Response:
-    body, settings = await _body(request), request.app[SENDER].settings
+    body, settings = await json_object(request), request.app[SENDER].settings
     for name, value in body.items():
         if not hasattr(settings, name) or name == "threads":
             raise web.HTTPBadRequest(text=f"unknown or fixed setting {name}")
@@ -394,7 +384,7 @@ async def _set_config(request: web.Request) -> web.Response:
 
 
 async def _raise(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     if not body.get("business_event_id") or not isinstance(body.get("fields", {}), dict):
         raise web.HTTPBadRequest(text="give business_event_id, legal_entity and fields")
     payload = request.app[SENDER].raise_event(body["business_event_id"], body.get("fields", {}),
@@ -433,7 +423,7 @@ async def _error_payload(request: web.Request) -> web.Response:
 
 
 async def _resend(request: web.Request) -> web.Response:
-    body, sender = await _body(request), request.app[SENDER]
+    body, sender = await json_object(request), request.app[SENDER]
     if request.match_info["id"] not in sender.errors:
         raise web.HTTPNotFound(text="no such error")
     delivery = await sender.resend(request.match_info["id"], body.get("endpoint") or body.get("endpoint_id"))

@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.admin_http import json_object
+
 from sandbox.fno import workflow
 from sandbox.fno.odata import SERVICE, Fault, FnoService, Stats
 from sandbox.fno.state import to_odata_row
@@ -29,20 +31,8 @@ def _svc(request: web.Request) -> FnoService:
     return request.app[SERVICE]
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be JSON") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return data
-
-
 async def throttle(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     if not body.get("count") and not body.get("seconds"):
         raise web.HTTPBadRequest(text="give count and/or seconds")
     _svc(request).protection.pressure(count=body.get("count"), seconds=body.get("seconds"),
@@ -51,7 +41,7 @@ async def throttle(request: web.Request) -> web.Response:
 
 
 async def limits(request: web.Request) -> web.Response:
-    body, prot = await _body(request), _svc(request).protection
+    body, prot = await json_object(request), _svc(request).protection
     for name in ("requests", "execution_seconds", "concurrent", "window_seconds", "penalty_seconds"):
         if name in body:
             setattr(prot.limits, name, type(getattr(prot.limits, name))(body[name]))
@@ -61,7 +51,7 @@ async def limits(request: web.Request) -> web.Response:
 
 
 async def fail(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     status = int(body.get("status", 500))
     if not 400 <= status <= 599:
         raise web.HTTPBadRequest(text="status must be 4xx or 5xx")
@@ -74,7 +64,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def set_config(request: web.Request) -> web.Response:
-    body, cfg = await _body(request), _svc(request).config
+    body, cfg = await json_object(request), _svc(request).config
     for name, value in body.items():
         if name in ("base_url", "environment") or not hasattr(cfg, name):
             raise web.HTTPBadRequest(text=f"unknown or read-only setting {name}")
@@ -96,7 +86,7 @@ async def reset_stats(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    body, svc = await _body(request), _svc(request)
+    body, svc = await json_object(request), _svc(request)
     name = body.get("entity_set", "")
     if svc.state.entity_type(name) is None or not isinstance(body.get("key"), dict):
         raise web.HTTPBadRequest(text="give entity_set and key")
@@ -135,7 +125,7 @@ async def work_items(request: web.Request) -> web.Response:
 
 
 async def add_app(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_object(request)
     if not body.get("client_id") or not body.get("user_id"):
         raise web.HTTPBadRequest(text="give client_id and user_id")
     app = _svc(request).state.register_app(body["client_id"], body["user_id"], body.get("name", ""))

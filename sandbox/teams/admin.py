@@ -21,10 +21,11 @@ Admin API (JSON):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aiohttp import web
+
+from sandbox.admin_http import json_object
 
 from sandbox.teams.connector import SERVICE
 from sandbox.teams.emit import EmitError, card_action, emit
@@ -49,16 +50,6 @@ def renderer_assets(renderer_dir) -> dict:
     script = find("adaptivecards.min.js")
     return {"available": script is not None, "script": script, "markdown": find("markdown-it.min.js"),
             "css": find("adaptivecards.css"), "hostConfig": find("microsoft-teams-light.json")}
-
-
-async def _body(request: web.Request) -> dict:
-    try:
-        data = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "body is not JSON"}', content_type="application/json") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be an object"}', content_type="application/json")
-    return data
 
 
 def _bad(msg: str) -> web.Response:
@@ -89,12 +80,12 @@ async def get_state(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[SERVICE].reset(threads=bool((await _body(request)).get("threads")))
+    request.app[SERVICE].reset(threads=bool((await json_object(request)).get("threads")))
     return web.json_response({"ok": True})
 
 
 async def fail(request: web.Request) -> web.Response:
-    args = await _body(request)
+    args = await json_object(request)
     try:
         fault = Fault(str(args.get("path") or "/"), int(args["status"]), int(args.get("count", 1)),
                       None if args.get("retry_after") is None else float(args["retry_after"]), args.get("method"))
@@ -107,7 +98,7 @@ async def fail(request: web.Request) -> web.Response:
 async def knobs(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     if request.method == "POST":
-        args = await _body(request)
+        args = await json_object(request)
         for name in ("lint", "retry_after_header"):
             if name in args:
                 setattr(svc.knobs, name, bool(args[name]))
@@ -123,7 +114,7 @@ async def knobs(request: web.Request) -> web.Response:
 
 
 async def do_emit(request: web.Request) -> web.Response:
-    args = await _body(request)
+    args = await json_object(request)
     if args.get("defect") not in (None, *DEFECTS):
         return _bad(f"defect must be one of {DEFECTS}")
     try:
@@ -134,7 +125,7 @@ async def do_emit(request: web.Request) -> web.Response:
 
 async def post_message(request: web.Request) -> web.Response:
     """Put a bot message into a channel as if the bot had posted it (demo seeding, page tests)."""
-    svc, args = request.app[SERVICE], await _body(request)
+    svc, args = request.app[SERVICE], await json_object(request)
     team = svc.world.team(str(args.get("team") or ""))
     channel = team and svc.world.find_channel(team, args.get("channel"))
     if not channel:
@@ -149,7 +140,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def ui_submit(request: web.Request) -> web.Response:
     """A click on a card button in the page: {viewer, conversation, messageId, action{type,data,verb,id}, inputs}."""
-    args = await _body(request)
+    args = await json_object(request)
     action = args.get("action") or {}
     kind = {"Action.Submit": "submit", "Action.Execute": "execute"}.get(action.get("type"))
     if kind is None:
