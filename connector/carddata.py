@@ -1,7 +1,7 @@
 """Card data: the one object a template binds to, built from a stored event and its enrichment.
 
-The shape is documented in DEVELOPERS.md ("Card data"). Also: which template an event gets by default, a
-one-line summary of an event for digests, and the document key that threads a PO with its later invoice.
+The shape is documented in DEVELOPERS.md ("Card data"). Also: which template an event gets by default and a
+one-line summary of an event for digests. Links and document keys come from the enrichment plans (dynamics/plans.py).
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ DEFAULT_TEMPLATES: list[tuple[str, str]] = [
 GENERIC_TEMPLATE = "generic-event"
 UNAVAILABLE_TEMPLATE = "record-unavailable"
 DIGEST_TEMPLATE = "digest"
-
-# Where to open each kind of document in F&O (menu items of the standard list pages); configurable per plan.
-DEFAULT_MENU_ITEMS: list[tuple[str, str]] = [
-    ("PurchaseOrderConfirmedBusinessEvent", "PurchTableListPage"),
-    ("VendorInvoicePostedBusinessEvent", "VendInvoiceJournalListPage"),
-    ("VendorPaymentPostedBusinessEvent", "LedgerJournalTable5"),
-    ("Workflow_*_WorkItem", "WorkflowWorkItemListPage"),
-]
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
@@ -63,14 +55,10 @@ def event_time_iso(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def open_url(base_url: str, company: str | None, event_id: str, template: str | None = None) -> str:
-    """A link that opens the document's list page in the right company; a plan's open_url template wins."""
+def landing_url(base_url: str, company: str | None) -> str:
+    """Where "Open in Dynamics" goes when no enrichment plan gave the document's own link: the right company."""
     company = (company or "").lower()
-    if template:
-        return template.format(base_url=base_url, company=company)
-    menu = _glob_lookup(DEFAULT_MENU_ITEMS, event_id)
-    url = f"{base_url}/?cmp={company}" if company else f"{base_url}/"
-    return url + (f"&mi={menu}" if menu and company else (f"?mi={menu}" if menu else ""))
+    return f"{base_url}/?cmp={company}" if company else f"{base_url}/"
 
 
 def build_card_data(
@@ -78,7 +66,6 @@ def build_card_data(
     *,
     environment_name: str,
     base_url: str,
-    open_url_template: str | None = None,
 ) -> dict[str, Any]:
     """The card data for one event (mentions are added by the delivery stage once resolved)."""
     payload = record.payload
@@ -91,8 +78,7 @@ def build_card_data(
         "legalEntity": (record.legal_entity or "").lower() or None,
         "record": enrichment.get("record") or {},
         "missing": list(enrichment.get("missing") or []),
-        "openUrl": enrichment.get("openUrl")
-        or open_url(base_url, record.legal_entity, record.business_event_id, open_url_template),
+        "openUrl": enrichment.get("openUrl") or landing_url(base_url, record.legal_entity),
         "documentKey": enrichment.get("documentKey"),
         "mentions": {},
         "fields": [
@@ -149,18 +135,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def document_key(data: dict[str, Any]) -> str | None:
-    """Threads a purchase order's confirmation with its later invoice and payment (one thread per document).
-
-    The enrichment plan's document_key wins; this is the fallback for events without a plan."""
-    if data.get("documentKey"):
-        return str(data["documentKey"])
-    ev = data.get("event") or {}
-    company = data.get("legalEntity") or ""
-    po = ev.get("PurchaseOrderNumber") or ev.get("PurchaseOrderId")
-    if po:
-        return f"po:{company}:{po}"
-    if ev.get("InvoiceId"):
-        return f"invoice:{company}:{ev.get('InvoiceAccount', '')}:{ev['InvoiceId']}"
-    if ev.get("WorkflowDocumentId"):
-        return f"doc:{company}:{ev['WorkflowDocumentId']}"
-    return None
+    """The document a card belongs to (one thread per document): the enrichment plan's `document_key`, which
+    threads a purchase order's confirmation with its later invoice."""
+    key = data.get("documentKey")
+    return str(key) if key else None

@@ -89,9 +89,6 @@ class Outbox:
             self._drainers[key] = asyncio.create_task(self._drain(key), name=f"outbox-{key}")
         return await asyncio.shield(item.future)
 
-    def backlog(self, channel_key: str) -> int:
-        return len(self._queues.get(channel_key, []))
-
     async def close(self) -> None:
         for task in self._drainers.values():
             task.cancel()

@@ -112,10 +112,6 @@ class Pipeline:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     # --- the loop -----------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)

@@ -7,7 +7,7 @@ token and translated the activity into our models.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent
 from connector.installs import InstallRecorder
@@ -51,6 +51,3 @@ class ConnectorBotHandlers:
         # Teams holds no financial records: the bot answers questions by pointing at Dynamics, nothing more.
         return ("I post Dynamics 365 events and approvals here. Open the card's 'Open in Dynamics' button for "
                 "details; decisions are made with the card's buttons.")
-
-    def describe(self) -> dict[str, Any]:
-        return {"approvals": self.approvals is not None}
