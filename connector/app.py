@@ -15,7 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -37,17 +37,7 @@ from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
 from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
-from connector.web import (
-    CLOCK,
-    ENDPOINTS,
-    MAX_BODY,
-    STORE,
-    WAKE,
-    EventEndpoints,
-    EventEnvironment,
-    add_routes,
-    error_middleware,
-)
+from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient, plans_from_config
 
 log = logging.getLogger(__name__)
@@ -76,7 +66,7 @@ class Services:
     installs: InstallRecorder | None = None
     handlers: ConnectorBotHandlers | None = None
     approvals: Approvals | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    messages_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
 
 
 def client_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
@@ -116,17 +106,17 @@ def create_app(
     start_pipeline: bool = True,
 ) -> web.Application:
     """Build the service. `store` and `master_key` default to the configured ones (tests pass their own)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes + 1)
-    app[SETTINGS] = settings
-    app[CLOCK] = clock
-    app[MAX_BODY] = settings.server.max_body_bytes
     services = Services(settings=settings, store=store or open_store(settings.store.url))
+    app = events_app(
+        services.store,
+        EventEndpoints([]),  # filled in at start, once the tokens are decrypted
+        max_body_bytes=settings.server.max_body_bytes,
+        clock=clock,
+        wake=lambda: services.pipeline.wake() if services.pipeline else None,
+    )
+    app[SETTINGS] = settings
     app[SERVICES] = services
-    app[STORE] = services.store
-    endpoints = EventEndpoints([])  # filled in at start, once the tokens are decrypted
-    app[ENDPOINTS] = endpoints
     outbound_tls = client_ssl_context(settings.cloud.ca_bundle)  # one context for every outbound client
-    app[WAKE] = lambda: services.pipeline.wake() if services.pipeline else None
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
@@ -208,7 +198,7 @@ def create_app(
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
                                   services.handlers, ca_file=ca)
-        services.extra["messages_handler"] = services.bot.messages_handler()
+        services.messages_handler = services.bot.messages_handler()
         if not await services.bot.warm_up():
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")
         services.poster = TeamsPoster(services.bot)
@@ -300,10 +290,9 @@ def create_app(
         raise ConfigError(f"[cards] template_dir: {exc}") from None
 
     app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, teams_ctx, pipeline_ctx])
-    add_routes(app)
 
     async def messages(request: web.Request) -> web.StreamResponse:
-        handler = services.extra.get("messages_handler")
+        handler = services.messages_handler
         if handler is None:
             return web.json_response({"error": "not_found", "detail": "the Teams bot is not configured"}, status=404)
         return await handler(request)

@@ -199,7 +199,7 @@ def secrets() -> None:
     """Encrypted secrets (client secrets, certificate keys, endpoint tokens). Values never leave as output."""
 
 
-async def _box(store: Any) -> Any:
+def _box(store: Any) -> Any:
     from connector.secrets import SecretBox, master_key_from_environment
 
     return SecretBox(store, master_key_from_environment())
@@ -222,7 +222,7 @@ def secrets_set(ctx: click.Context, name: str, from_file: str | None) -> None:
 
     async def go() -> None:
         async with _store(_settings(ctx)) as store:
-            await (await _box(store)).put(name, value)
+            await _box(store).put(name, value)
         click.echo(f"stored secret {name}")
 
     _run(go())
@@ -235,7 +235,7 @@ def secrets_list(ctx: click.Context) -> None:
 
     async def go() -> None:
         async with _store(_settings(ctx)) as store:
-            items = await (await _box(store)).list()
+            items = await _box(store).list()
         if not items:
             click.echo("no secrets stored")
         for s in items:
@@ -255,7 +255,7 @@ def secrets_delete(ctx: click.Context, name: str) -> None:
     async def go() -> None:
         async with _store(_settings(ctx)) as store:
             try:
-                await (await _box(store)).delete(name)
+                await _box(store).delete(name)
             except SecretNotFound:
                 _fail(f"no secret named {name} (see `ml-connector secrets list`)", 1)
         click.echo(f"deleted {name}")
@@ -281,7 +281,7 @@ def secrets_rotate_key(ctx: click.Context, new_key_file: str) -> None:
 
     async def go() -> None:
         async with _store(_settings(ctx)) as store:
-            box = await _box(store)
+            box = _box(store)
             count = await box.rotate(MasterKey.from_file(Path(new_key_file)))
         click.echo(f"re-encrypted {count} secret(s); now set ML_MASTER_KEY_FILE={new_key_file}")
 
@@ -310,7 +310,7 @@ def environments_endpoint(ctx: click.Context, name: str, rotate: bool) -> None:
 
     async def go() -> None:
         async with _store(settings) as store:
-            box = await _box(store)
+            box = _box(store)
             try:
                 token = (await box.get(env.event_secret_name)).reveal()
                 if rotate:

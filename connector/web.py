@@ -8,6 +8,7 @@ OData, cards and Teams happen later, off the durable queue (connector/pipeline.p
 from __future__ import annotations
 
 import hmac
+import time
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -181,9 +182,8 @@ def events_app(
     clock: Callable[[], float] | None = None,
     wake: Callable[[], None] = lambda: None,
 ) -> web.Application:
-    """Just the front door on a given store: for tests and the ingest benchmark (the service uses create_app)."""
-    import time
-
+    """The front door on a given store. connector/app.py builds the service on it; tests and the ingest
+    benchmark use it alone."""
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes + 1)
     app[STORE] = store
     app[ENDPOINTS] = endpoints
