@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from aiohttp import web
 from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
 from connector.approvals import Approvals
 from cards import Catalog, TemplateInvalid
-from connector.config import ConfigError, EnvironmentSettings, Settings
+from connector.config import ConfigError, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
 from connector.installs import InstallRecorder
 from connector.outbox import Outbox
