@@ -18,6 +18,8 @@ from connector.store import EventRecord
 from connector.tokens import TokenError, TokenUnavailable
 from dynamics import (
     BusinessEvent,
+    DroppedFields,
+    DroppedFieldsView,
     DynamicsError,
     EnrichmentPlan,
     EnrichmentPlanError,
@@ -42,6 +44,17 @@ class EnvironmentRuntime:
     odata: ODataClient
     # F&O counts concurrent requests per user (52 by default): bound ours per environment.
     limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    # fields this environment's entities lack, learnt while enriching; lives as long as the process
+    dropped: DroppedFields = field(default_factory=DroppedFields)
+
+    def __post_init__(self) -> None:
+        if not self.dropped.environment:  # so its log lines and reports name the environment
+            self.dropped.environment = self.name
+
+    @property
+    def dropped_fields(self) -> DroppedFieldsView:
+        """Read-only: entity set -> fields left out of reads here (for `ml-connector check` and status pages)."""
+        return self.dropped.view()
 
 
 def stored_event(record: EventRecord) -> BusinessEvent:
@@ -61,7 +74,7 @@ def translate_dynamics_error(exc: Exception) -> Exception:
     if isinstance(exc, ODataAuthError):
         return Park(f"F&O refused the app: {exc} (is the app registered under Microsoft Entra ID applications?)")
     if isinstance(exc, EnrichmentPlanError):
-        return Park(f"enrichment plan error: {exc}")
+        return Park(f"enrichment plan error: {exc} (then `events replay`)")
     if isinstance(exc, DynamicsError):
         return Park(f"F&O error: {exc}")
     return exc
@@ -83,7 +96,7 @@ def make_enrich_stage(
         event = stored_event(record)
         try:
             async with env.limit:
-                enriched = await enrich(event, env.odata, plan, base_url=env.base_url)
+                enriched = await enrich(event, env.odata, plan, base_url=env.base_url, dropped=env.dropped)
         except Exception as exc:  # translated below; anything unknown propagates as a bug
             translated = translate_dynamics_error(exc)
             if translated is exc:
@@ -92,6 +105,9 @@ def make_enrich_stage(
         detail = f"plan {plan.name}: {enriched.calls} OData call(s)"
         if enriched.missing:
             detail += f"; no longer in Dynamics: {', '.join(enriched.missing)}"
+        for entity_set, names in enriched.dropped.items():
+            for name in names:
+                detail += f"; field {name} dropped: not in this environment's {entity_set}"
         data: dict[str, Any] = {
             "enrichment": {
                 "plan": plan.name,
@@ -99,6 +115,7 @@ def make_enrich_stage(
                 "missing": list(enriched.missing),
                 "skipped": list(enriched.skipped),
                 "failed": list(getattr(enriched, "failed", []) or []),
+                "dropped": {entity_set: list(names) for entity_set, names in enriched.dropped.items()},
                 "openUrl": enriched.open_url,
                 "documentKey": enriched.document_key,
                 "title": enriched.title,

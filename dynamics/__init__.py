@@ -6,11 +6,13 @@
 - enrich.py     declarative enrichment plans and `enrich()`; templates.py is their template language
 - plans.py      the default plans and merging configured plans over them
 - workflow.py   validate/complete workflow work items
+- dropped.py    fields an environment lacks, learnt from F&O's answers (per environment, for the process's life)
 - errors.py     the DynamicsError tree; nothing else escapes this package
 
 Imports nothing of ours; callers hand in an aiohttp.ClientSession, a token callable and plain values.
 """
 
+from dynamics.dropped import DroppedFields, DroppedFieldsView
 from dynamics.enrich import EnrichmentPlan, Enriched, EnumLiteral, Fetch, enrich, load_plan, plan_for
 from dynamics.errors import (
     DynamicsError,
@@ -22,6 +24,8 @@ from dynamics.errors import (
     ODataNotFound,
     ODataThrottled,
     ODataUnavailable,
+    ODataUnknownEntitySet,
+    ODataUnknownProperty,
 )
 from dynamics.events import TEST_EVENT_ID, BusinessEvent, parse_events
 from dynamics.odata import ODataClient, TokenCallable
@@ -33,6 +37,8 @@ __all__ = [
     "DEFAULT_PLANS",
     "TEST_EVENT_ID",
     "BusinessEvent",
+    "DroppedFields",
+    "DroppedFieldsView",
     "DynamicsError",
     "EnrichmentPlan",
     "EnrichmentPlanError",
@@ -48,6 +54,8 @@ __all__ = [
     "ODataNotFound",
     "ODataThrottled",
     "ODataUnavailable",
+    "ODataUnknownEntitySet",
+    "ODataUnknownProperty",
     "TokenCallable",
     "WorkflowActions",
     "build_filter",

@@ -10,6 +10,13 @@ What a missing record means: a query that finds no row is recorded, never raised
 exists. A fetch whose references resolve to nothing (no legal entity, an earlier fetch missing) is not called and
 is listed in `Enriched.skipped`. Errors are raised only for what a retry or a config change can fix: throttling and
 unavailability (transient), and bad requests, unknown entity sets or auth errors (configuration).
+
+What an environment that differs means: a `select` or `orderby` field F&O says does not exist (400 "Could not find
+a property named ...") is optional. It is dropped from that entity set's reads for that environment (remembered in
+the `DroppedFields` handed in, logged once at WARNING), the read is retried without it, and `Enriched.dropped` names
+it; the card goes out with the rest. A missing key or filter field, or a missing entity set, cannot be worked
+around: it raises `EnrichmentPlanError` naming the plan, fetch and field to fix (unless the fetch says
+`on_error = "skip"`). Plans have no `$expand`, so there is no navigation property to drop.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dynamics.errors import EnrichmentPlanError, ODataAuthError, ODataError
+from dynamics.dropped import DroppedFields
+from dynamics.errors import (
+    EnrichmentPlanError,
+    ODataAuthError,
+    ODataError,
+    ODataUnknownEntitySet,
+    ODataUnknownProperty,
+)
 from dynamics.events import BusinessEvent
 from dynamics.odata_query import Enum
 from dynamics.templates import NOTHING, Template
@@ -227,6 +241,8 @@ class Enriched:
     skipped: list[str] = field(default_factory=list)  # fetches not run: a reference resolved to nothing
     calls: int = 0  # ODataClient calls made (one per fetch run)
     failed: dict[str, str] = field(default_factory=dict)  # on_error="skip" fetches that failed -> the error
+    # entity set -> optional fields left out of this event's reads because this environment lacks them
+    dropped: dict[str, list[str]] = field(default_factory=dict)
     open_url: str | None = None
     document_key: str | None = None
     title: str | None = None
@@ -244,21 +260,23 @@ class _Client(Protocol):
 
 
 async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
-                 base_url: str | None = None) -> Enriched:
+                 base_url: str | None = None, dropped: DroppedFields | None = None) -> Enriched:
     """Run `plan` for `event`.
 
     Args:
         client: an `ODataClient` (anything with its `get`/`query`).
         base_url: root for `{base_url}` in `open_url`; defaults to the client's.
+        dropped: the environment's fields known to be missing (read, and added to); None: learn for this call only.
 
     Returns:
         Enriched: records, missing and skipped fetches, the number of calls, rendered open_url/document_key/title.
 
     Raises:
-        ODataThrottled, ODataUnavailable: transient; retry later. Other ODataError: a request F&O refuses
-        (usually the plan names a field or entity set this environment lacks). EnrichmentPlanError: a template
-        resolved to an object where a value was needed.
+        ODataThrottled, ODataUnavailable: transient; retry later. Other ODataError: a request F&O refuses.
+        EnrichmentPlanError: a template resolved to an object where a value was needed, or the environment lacks
+        a fetch's entity set or key/filter field.
     """
+    dropped = dropped if dropped is not None else DroppedFields()
     company = event.legal_entity.lower() if event.legal_entity else None
     context: dict[str, Any] = {
         "event": event.payload,
@@ -276,9 +294,12 @@ async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
         scope = company if fetch.company else None
         result.calls += 1
         try:
-            found = await _run(client, fetch, scope, conditions)
+            found = await _run_degrading(client, plan, fetch, scope, conditions, dropped, result)
         except ODataError as exc:
-            if exc.transient or isinstance(exc, ODataAuthError) or fetch.on_error == "raise":
+            if exc.transient or isinstance(exc, ODataAuthError):
+                raise
+            if fetch.on_error == "raise":
+                _raise_if_unfixable(plan, fetch, exc)
                 raise
             log.warning("enrichment plan %r fetch %r failed, carrying on: %s", plan.name, fetch.name, exc)
             result.record[fetch.name] = context[fetch.name] = empty
@@ -331,12 +352,66 @@ def _is_glob(pattern: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(pattern)
 
 
-async def _run(client: _Client, fetch: Fetch, company: str | None, conditions: dict[str, Any]) -> Any:
+async def _run(client: _Client, fetch: Fetch, company: str | None, conditions: dict[str, Any],
+               select: list[str] | None, orderby: list[str] | None) -> Any:
     if fetch.key is not None:
-        return await client.get(fetch.entity, company=company, key=conditions, select=fetch.select)
-    rows = await client.query(fetch.entity, company=company, filter=conditions, select=fetch.select,
-                              orderby=fetch.orderby, top=fetch.top if fetch.many else 1)
+        return await client.get(fetch.entity, company=company, key=conditions, select=select)
+    rows = await client.query(fetch.entity, company=company, filter=conditions, select=select,
+                              orderby=orderby, top=fetch.top if fetch.many else 1)
     return rows if fetch.many else (rows[0] if rows else None)
+
+
+def _order_field(item: str) -> str:
+    return item.split()[0]
+
+
+async def _run_degrading(client: _Client, plan: EnrichmentPlan, fetch: Fetch, company: str | None,
+                         conditions: dict[str, Any], dropped: DroppedFields, result: Enriched) -> Any:
+    """`_run` without the optional fields this environment lacks; a 400 naming another one drops it and retries.
+
+    Each retry follows a 400 that named a field still in the request, and drops it: at most one retry per field.
+    """
+    while True:
+        gone = dropped.fields(fetch.entity)
+        select = [f for f in fetch.select if f not in gone] if fetch.select else fetch.select
+        orderby = [o for o in fetch.orderby if _order_field(o) not in gone] if fetch.orderby else fetch.orderby
+        left_out = sorted((set(fetch.select or ()) | {_order_field(o) for o in fetch.orderby or ()}) & gone)
+        try:
+            found = await _run(client, fetch, company, conditions, select or None, orderby or None)
+        except ODataUnknownProperty as exc:
+            name = exc.property
+            optional = name in (select or ()) or name in {_order_field(o) for o in orderby or ()}
+            if not optional or name in conditions:
+                raise
+            if dropped.add(fetch.entity, name):
+                log.warning("F&O environment %s: %s has no field %s (%s); enrichment plan %r leaves it out of "
+                            "its reads from now on", dropped.environment or "(unnamed)", fetch.entity, name,
+                            exc.type_name or "type not given", plan.name)
+            continue
+        if left_out:
+            names = result.dropped.setdefault(fetch.entity, [])
+            names += [n for n in left_out if n not in names]
+        return found
+
+
+def _raise_if_unfixable(plan: EnrichmentPlan, fetch: Fetch, exc: ODataError) -> None:
+    """A missing entity set or key/filter field: no read can work, so say which and where to fix it."""
+    fix = "change or disable this fetch in the [[enrichment]] plan of that name in the configuration"
+    if isinstance(exc, ODataUnknownEntitySet):
+        raise EnrichmentPlanError(
+            plan.name, fetch.name, "entity",
+            f"this environment has no entity set {fetch.entity} (F&O answered {exc.status}); {fix}") from exc
+    if isinstance(exc, ODataUnknownProperty):
+        where = "key" if fetch.key is not None else "filter"
+        if exc.property in fetch.conditions:
+            attribute = f"{where}.{exc.property}"
+        elif exc.property == "dataAreaId" and fetch.company:
+            attribute = "company"  # the company filter we add: the set is not company-specific here
+        else:
+            return
+        raise EnrichmentPlanError(
+            plan.name, fetch.name, attribute,
+            f"this environment's {fetch.entity} has no {where} field {exc.property}; {fix}") from exc
 
 
 def _resolve(plan: EnrichmentPlan, fetch: Fetch, context: dict[str, Any]) -> dict[str, Any] | None:

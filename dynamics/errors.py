@@ -5,6 +5,8 @@
     ├── EnrichmentPlanError(plan, fetch, field)   an enrichment plan from configuration that cannot work
     └── ODataError(status, code, message, inner_message)   the F&O OData API said no
         ├── ODataBadRequest                       400: bad query, unknown field, invalid action parameters
+        │   └── ODataUnknownProperty(property, type_name)   400 "Could not find a property named 'X' on type 'T'."
+        ├── ODataUnknownEntitySet(entity_set)     404 on a collection URL: this environment has no such entity set
         ├── ODataAuthError                        401 even after a forced token refresh, or 403
         ├── ODataNotFound                         404 on a keyed URL (record or work item gone)
         ├── ODataThrottled(retry_after)           429 whose wait is too long to sit out inline (transient)
@@ -16,6 +18,8 @@ without listing classes. This module knows nothing about HTTP libraries.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "DynamicsError",
     "EnrichmentPlanError",
@@ -26,7 +30,13 @@ __all__ = [
     "ODataNotFound",
     "ODataThrottled",
     "ODataUnavailable",
+    "ODataUnknownEntitySet",
+    "ODataUnknownProperty",
 ]
+
+# OData's own wording (Microsoft.OData.Core, which F&O runs on) when $select/$filter/$orderby names a field the
+# entity type does not have; F&O puts it in error.message and/or error.innererror.message.
+_UNKNOWN_PROPERTY = re.compile(r"Could not find a property named '([^']+)'(?: on type '([^']+)')?")
 
 
 class DynamicsError(Exception):
@@ -115,6 +125,44 @@ class ODataError(DynamicsError):
 
 class ODataBadRequest(ODataError):
     """400: F&O refused the request (bad filter, unknown field or entity set, invalid parameters)."""
+
+
+class ODataUnknownProperty(ODataBadRequest):
+    """400 because the query names a field this environment's entity type does not have.
+
+    Attributes:
+        property: the field F&O could not find, e.g. `BuyerGroupId`.
+        type_name: the entity type it looked on, e.g. `Microsoft.Dynamics.DataEntities.PurchaseOrderHeaderV2`
+            (None if F&O did not say).
+    """
+
+    def __init__(self, property: str, type_name: str | None, status: int | None, code: str = "", message: str = "",
+                 inner_message: str | None = None, *, target: str | None = None) -> None:
+        self.property = property
+        self.type_name = type_name
+        super().__init__(status, code, message, inner_message, target=target)
+
+    @staticmethod
+    def find(*texts: str | None) -> tuple[str, str | None] | None:
+        """(property, type name) if any of `texts` is OData's "Could not find a property named ..." message."""
+        for text in texts:
+            match = _UNKNOWN_PROPERTY.search(text or "")
+            if match:
+                return match.group(1), match.group(2)
+        return None
+
+
+class ODataUnknownEntitySet(ODataError):
+    """404 on a collection URL (`GET /data/<Set>`): this environment exposes no entity set of that name.
+
+    Attributes:
+        entity_set: the name asked for.
+    """
+
+    def __init__(self, entity_set: str, status: int | None, code: str = "", message: str = "",
+                 inner_message: str | None = None, *, target: str | None = None) -> None:
+        self.entity_set = entity_set
+        super().__init__(status, code, message, inner_message, target=target)
 
 
 class ODataAuthError(ODataError):

@@ -35,6 +35,8 @@ from dynamics.errors import (
     ODataNotFound,
     ODataThrottled,
     ODataUnavailable,
+    ODataUnknownEntitySet,
+    ODataUnknownProperty,
 )
 from dynamics.odata_query import ENUM_NAMESPACE, Enum, build_filter, check_identifier, checked, literal
 
@@ -294,9 +296,16 @@ class ODataClient:
                     continue
                 raise ODataUnavailable(status, code, message or "Server error", inner, target=target)
             if status == 404:
-                cls = ODataNotFound if keyed else ODataError
-                raise cls(status, code, message or "Not found", inner, target=target)
+                if keyed:
+                    raise ODataNotFound(status, code, message or "Not found", inner, target=target)
+                # a collection URL that is not there: the environment has no such entity set
+                raise ODataUnknownEntitySet(_entity_set_of(target), status, code, message or "Not found", inner,
+                                            target=target)
             if status == 400:
+                unknown = ODataUnknownProperty.find(inner, message)
+                if unknown is not None:
+                    raise ODataUnknownProperty(*unknown, status, code, message or "Bad request", inner,
+                                               target=target)
                 raise ODataBadRequest(status, code, message or "Bad request", inner, target=target)
             raise ODataError(status, code, message, inner, target=target)
 
@@ -341,6 +350,11 @@ class ODataClient:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _entity_set_of(target: str) -> str:
+    """`GET /data/VendorsV2` -> `VendorsV2`."""
+    return target.rpartition("/data/")[2].split("(")[0]
 
 
 def _same(actual: Any, wanted: Any) -> bool:

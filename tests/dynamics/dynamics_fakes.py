@@ -47,6 +47,8 @@ class FakeFnO:
         self.valid_tokens = {"token-1"}
         self.actions: dict[str, Callable[[str, dict[str, Any]], Scripted]] = {}
         self.base_url = ""
+        # entity set -> fields this "environment" lacks: naming one in a query answers F&O's 400
+        self.missing_fields: dict[str, set[str]] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -72,6 +74,11 @@ class FakeFnO:
             return _respond(Scripted(404, fno_error(f"Resource not found for the segment '{rest}'.")))
         rows = list(self.tables[rest])
         query = request.query
+        unknown = self._unknown_field(rest, query)
+        if unknown:
+            type_name = re.sub(r"s(V[0-9]+)?$", r"\1", rest)  # PurchaseOrderHeadersV2 -> PurchaseOrderHeaderV2
+            text = f"Could not find a property named '{unknown}' on type 'Microsoft.Dynamics.DataEntities.{type_name}'."
+            return _respond(Scripted(400, fno_error("The query specified in the URI is not valid. " + text, text)))
         if "$filter" in query:
             try:
                 predicate = _Filter(query["$filter"]).parse()
@@ -92,6 +99,15 @@ class FakeFnO:
         if skip + self.page_size < len(rows):
             body["@odata.nextLink"] = str(request.url.update_query({"$skiptoken": str(skip + self.page_size)}))
         return web.json_response(body, content_type="application/json")
+
+
+    def _unknown_field(self, entity_set: str, query: Any) -> str | None:
+        """The first field of $select, $filter or $orderby that this entity set lacks (F&O checks them all)."""
+        missing = self.missing_fields.get(entity_set, set())
+        named = query.get("$select", "").split(",") + [item.split(" ")[0] for item in
+                                                       query.get("$orderby", "").split(",")]
+        named += re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", query.get("$filter", "")))
+        return next((name for name in named if name in missing), None)
 
 
 def _respond(s: Scripted) -> web.StreamResponse:

@@ -24,6 +24,8 @@ from dynamics import (
     ODataNotFound,
     ODataThrottled,
     ODataUnavailable,
+    ODataUnknownEntitySet,
+    ODataUnknownProperty,
     build_filter,
     literal,
 )
@@ -232,12 +234,20 @@ async def test_error_body_is_parsed_without_the_stack_trace(fno: FakeFnO, make_c
     assert error.inner_message == "Could not find a property named 'Nope' on type 'VendorV2'."
     assert "property named 'Nope'" in str(error) and "SECRET_STACK_FRAME" not in str(error)
     assert "token-1" not in str(error)
+    assert isinstance(error, ODataUnknownProperty) and (error.property, error.type_name) == ("Nope", "VendorV2")
+
+
+async def test_other_bad_requests_are_not_unknown_properties(fno: FakeFnO, make_client: MakeClient) -> None:
+    fno.script.append(Scripted(400, fno_error("The query specified in the URI is not valid. Syntax error.")))
+    with pytest.raises(ODataBadRequest) as info:
+        await make_client().query("VendorsV2", company="usmf")
+    assert not isinstance(info.value, ODataUnknownProperty)
 
 
 async def test_unknown_entity_set_is_not_a_missing_record(fno: FakeFnO, make_client: MakeClient) -> None:
-    with pytest.raises(ODataError) as info:
+    with pytest.raises(ODataUnknownEntitySet) as info:
         await make_client().query("NoSuchSet", company="usmf")
-    assert type(info.value) is ODataError and info.value.status == 404
+    assert info.value.status == 404 and info.value.entity_set == "NoSuchSet"
 
 
 async def test_non_json_success_is_an_odata_error(fno: FakeFnO, make_client: MakeClient) -> None:

@@ -172,6 +172,7 @@ async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
                                                   "out_of_order": 0, "delay": 0.0})
     await admin.post(f"{sandbox.fno_admin}/stats/reset")
     await admin.post(f"{sandbox.fno_admin}/config", {"latency_ms": 0})
+    await admin.post(f"{sandbox.fno_admin}/schema", {"reset": True})
     await admin.post(f"{sandbox.entra_admin}/token-lifetime", {"seconds": 3599})
 
 
