@@ -24,6 +24,7 @@ from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
 from connector.installs import InstallRecorder
+from connector.instances import InstanceRegistry
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
@@ -253,6 +254,11 @@ def create_app(
                 deps.reconciler = services.approvals.reconciler
                 stages.update(services.approvals.stages())
             stages["deliver"] = make_deliver_stage(deps)
+        # Register this process first: it retires a previous life of this service (kill -9, crash) and puts the
+        # events that life had leased back in the queue, so they resume now rather than when their leases expire.
+        registry = InstanceRegistry(services.store, lease_seconds=settings.pipeline.instance_lease_seconds,
+                                    clock=clock)
+        await registry.start()
         services.pipeline = Pipeline(
             services.store,
             stages,
@@ -262,7 +268,10 @@ def create_app(
             policy=RetryPolicy(settings.pipeline.max_attempts, settings.pipeline.backoff_base,
                                settings.pipeline.backoff_max),
             clock=clock,
+            name=registry.id,
         )
+        pipeline = services.pipeline
+        registry.on_renamed = lambda new_id: setattr(pipeline, "name", new_id)
         background: asyncio.Task[None] | None = None
         stop_background = asyncio.Event()
         if services.approvals is not None:
@@ -277,6 +286,7 @@ def create_app(
         if background is not None:
             await asyncio.gather(background, return_exceptions=True)
         await services.pipeline.stop()
+        await registry.stop()  # after the pipeline: releases whatever it left leased
 
     # Fail fast on configuration the service cannot run with (before any resource is opened).
     services.teams = teams_settings(settings)

@@ -187,6 +187,7 @@ class EnvironmentSettings(_Section):
 class PipelineSettings(_Section):
     concurrency: int = Field(256, ge=1, le=10_000)  # events in flight at once (tasks, not threads)
     lease_seconds: float = Field(120.0, gt=1)
+    instance_lease_seconds: float = Field(30.0, gt=1)  # an instance that stops heartbeating this long is retired
     poll_interval: float = Field(1.0, gt=0)  # idle workers look for due retries this often
     max_attempts: int = Field(12, ge=1)  # per stage, then the event is parked as failed
     backoff_base: float = Field(2.0, gt=0)

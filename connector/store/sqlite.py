@@ -32,6 +32,8 @@ from connector.store.base import (
     EventStatus,
     HistoryEntry,
     Install,
+    Instance,
+    LeaseLost,
     NewEvent,
     PostedCard,
     SecretRecord,
@@ -168,6 +170,25 @@ class SQLiteStore:
 
     async def count_by_status(self) -> dict[EventStatus, int]:
         return await self._db.call(ops.count_by_status)
+
+    # --- instances -------------------------------------------------------------------------------------------
+    async def register_instance(self, instance: Instance) -> None:
+        names = ", ".join(c.INSTANCE_FIELDS)
+        marks = ", ".join("?" for _ in c.INSTANCE_FIELDS)
+        values = tuple(getattr(instance, name) for name in c.INSTANCE_FIELDS)
+        await self._db.call(ops.write, f"INSERT INTO instances ({names}) VALUES ({marks})", values)
+
+    async def heartbeat_instance(self, instance_id: str, *, expires_at: float, now: float) -> None:
+        sql = "UPDATE instances SET expires_at = ? WHERE id = ? AND expires_at > ?"
+        if await self._db.call(ops.write, sql, (expires_at, instance_id, c.RETIRING)) != 1:
+            raise LeaseLost(f"instance {instance_id} was retired")
+
+    async def list_instances(self) -> list[Instance]:
+        rows = await self._db.call(ops.read, f"SELECT {', '.join(c.INSTANCE_FIELDS)} FROM instances ORDER BY started_at, id", ())
+        return [c.instance_from_dict(dict(row)) for row in rows]
+
+    async def retire_instance(self, instance: Instance, *, reason: str, now: float) -> int | None:
+        return await self._db.call(ops.retire_instance, instance.id, instance.expires_at, reason, now)
 
     # --- secrets -------------------------------------------------------------------------------------------
     async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None:

@@ -259,7 +259,7 @@ def test_shipped_migrations_are_never_edited() -> None:
     shipped = {0: "255690c02955b302389037fc4e507d5f69acf8e3a6edd92309fdfcfb2e4ae564"}
     for index, digest in shipped.items():
         assert hashlib.sha256(json.dumps(schema_module.MIGRATIONS[index]).encode()).hexdigest() == digest, index
-    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 2
+    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 3
 
 
 async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
@@ -294,7 +294,7 @@ async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
     new = SQLiteStore(path)
     await new.open()
     try:
-        assert await new._db.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == 2
+        assert await new._db.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
         # the old data, untouched
         assert (await new.list_events(limit=10), await new.history(event_id)) == before
         assert (await new.get_event(event_id)).status is EventStatus.DONE
