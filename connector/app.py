@@ -156,7 +156,7 @@ def create_app(
                 env.tenant_id or settings.identity.tenant_id,
                 env.client_id or settings.identity.client_id,
                 credential,
-                fo_scope(env.base_url),
+                fo_scope(env.token_resource),  # not base_url: a proxy's host is not F&O's audience
             )
             odata = ODataClient(
                 services.session,

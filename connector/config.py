@@ -164,6 +164,7 @@ class EnvironmentSettings(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     base_url: str  # https://contoso.operations.dynamics.com (no /data)
+    resource: str | None = None  # the token's resource (audience) when base_url is a proxy/gateway; default base_url
     tenant_id: str | None = None  # default: [identity].tenant_id
     client_id: str | None = None  # default: [identity].client_id
     credential: str | None = None  # default: [identity].credential
@@ -178,6 +179,18 @@ class EnvironmentSettings(_Section):
         if not v.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://contoso.operations.dynamics.com")
         return v.rstrip("/")
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be the environment's https URL, e.g. https://contoso.operations.dynamics.com")
+        return v.rstrip("/") if v is not None else None
+
+    @property
+    def token_resource(self) -> str:
+        """Whose token F&O accepts: its own URL, even when we reach it through another host."""
+        return self.resource or self.base_url
 
     @property
     def event_secret_name(self) -> str:
