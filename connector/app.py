@@ -96,6 +96,14 @@ async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: s
     return ClientSecret(value)
 
 
+def configured_store(settings: Settings) -> Store:
+    """The store [store] names, with its password from store.password_file when set (not opened)."""
+    try:
+        return open_store(settings.store.url, password_file=settings.store.password_file)
+    except ValueError as exc:
+        raise ConfigError(f"[store]: {exc}") from None
+
+
 def create_app(
     settings: Settings,
     *,
@@ -105,7 +113,7 @@ def create_app(
     start_pipeline: bool = True,
 ) -> web.Application:
     """Build the service. `store` and `master_key` default to the configured ones (tests pass their own)."""
-    services = Services(settings=settings, store=store or open_store(settings.store.url))
+    services = Services(settings=settings, store=store or configured_store(settings))
     app = events_app(
         services.store,
         EventEndpoints([]),  # filled in at start, once the tokens are decrypted

@@ -39,10 +39,12 @@ def _settings(ctx: click.Context) -> Settings:
 
 def _run(coro: Awaitable[T]) -> T:
     from connector.secrets import SecretsError
-    from connector.store import StoreUnavailable
+    from connector.store import StoreInsecure, StoreUnavailable
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
+    except (StoreInsecure, ConfigError) as exc:  # the message says what to run or change
+        _fail(str(exc))
     except StoreUnavailable as exc:
         _fail(f"the store is unavailable: {exc}. Check [store].url and that the database is reachable.", 3)
     except SecretsError as exc:
@@ -54,7 +56,10 @@ def _run(coro: Awaitable[T]) -> T:
 async def _store(settings: Settings) -> AsyncIterator[Any]:
     from connector.store.factory import open_store
 
-    store = open_store(settings.store.url)
+    try:
+        store = open_store(settings.store.url, password_file=settings.store.password_file)
+    except ValueError as exc:
+        _fail(f"[store]: {exc}")
     await store.open()
     try:
         yield store
@@ -83,11 +88,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 def serve(ctx: click.Context) -> None:
     """Run the service (events endpoint, pipeline, bot) until interrupted."""
     from connector.app import run_service
+    from connector.store import StoreInsecure
 
     settings = _settings(ctx)
     try:
         run_service(settings)
-    except ConfigError as exc:
+    except (ConfigError, StoreInsecure) as exc:
         _fail(str(exc))
 
 

@@ -52,6 +52,7 @@ class ServerSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///ml-connector.db"  # or mongodb://host/dbname
+    password_file: Path | None = None  # MongoDB: file (mode 600) with the password of the URL's user
 
     @field_validator("url")
     @classmethod

@@ -19,6 +19,7 @@ from connector.store.base import (
     SecretRecord,
     Store,
     StoreError,
+    StoreInsecure,
     StoreUnavailable,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "SecretRecord",
     "Store",
     "StoreError",
+    "StoreInsecure",
     "StoreUnavailable",
 ]

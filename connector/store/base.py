@@ -32,6 +32,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the operation; the caller should retry later (HTTP 503)."""
 
 
+class StoreInsecure(StoreError):
+    """The database file can be read by other users of the host; the message says which command fixes it."""
+
+
 class LeaseLost(StoreError):
     """The claim this write belongs to has expired and another worker holds the event now."""
 

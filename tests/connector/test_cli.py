@@ -83,3 +83,14 @@ def test_events_show_and_replay_a_parked_event(cli) -> None:
     replay = cli("events", "replay", "--all-failed")
     assert replay.exit_code == 0 and f"re-queued {eid}" in replay.output
     assert cli("events", "show", "no-such-id").exit_code == 1
+
+
+def test_a_database_others_can_read_is_refused_in_one_line_saying_what_to_run(cli) -> None:
+    assert cli("secrets", "set", "x", input="value-value\n").exit_code == 0
+    assert cli.db.stat().st_mode & 0o777 == 0o600  # created private
+    cli.db.chmod(0o644)
+    r = cli("events", "list")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: SQLite store: {cli.db} has mode 0644: other users of this host can read the events and secrets in "
+        f"it; run `chmod 600 {cli.db}`"]
