@@ -23,6 +23,7 @@ from connector.approvals import Approvals
 from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
+from connector.endpoint_tokens import read_tokens
 from connector.installs import InstallRecorder
 from connector.instances import InstanceRegistry
 from connector.outbox import Outbox
@@ -116,7 +117,7 @@ def create_app(
     services = Services(settings=settings, store=store or configured_store(settings))
     app = events_app(
         services.store,
-        EventEndpoints([]),  # filled in at start, once the tokens are decrypted
+        EventEndpoints([], clock=clock),  # filled in at start, once the tokens are decrypted
         max_body_bytes=settings.server.max_body_bytes,
         clock=clock,
         wake=lambda: services.pipeline.wake() if services.pipeline else None,
@@ -144,15 +145,24 @@ def create_app(
             authority_host=settings.cloud.endpoint("authority_host"),
             ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
         )
-        env_endpoints = []
-        for env in settings.environments:
-            try:
-                token = (await services.secrets.get(env.event_secret_name)).reveal()
-            except SecretNotFound:
+        box = services.secrets
+
+        async def load_endpoints() -> list[EventEnvironment]:
+            loaded = []
+            for env in settings.environments:
+                tokens = await read_tokens(box, env.event_secret_name)
+                loaded.append(EventEnvironment(
+                    env.name, tokens.current, frozenset(le.lower() for le in env.legal_entities),
+                    previous_token=tokens.previous,
+                    previous_valid_until=tokens.previous_valid_until(env.event_token_grace)))
+            return loaded
+
+        env_endpoints = await load_endpoints()
+        for env, endpoint in zip(settings.environments, env_endpoints):
+            if not endpoint.token:
                 log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
                           env.name, env.name)
-                token = ""
-            env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
+        for env in settings.environments:
             credential = await load_credential(
                 services.secrets,
                 name=env.credential or settings.identity.credential,
@@ -180,6 +190,7 @@ def create_app(
             services.environments[env.name] = EnvironmentRuntime(
                 env.name, env.base_url, odata, asyncio.Semaphore(settings.odata.concurrency))
         app[ENDPOINTS].replace(env_endpoints)
+        app[ENDPOINTS].loader = load_endpoints  # rotations and revocations reach the running service
         yield
         services.tokens.close()
 

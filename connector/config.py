@@ -172,6 +172,7 @@ class EnvironmentSettings(_Section):
     credential_type: CredentialType | None = None
     certificate_thumbprint: str | None = None
     event_secret: str | None = None  # stored secret holding the token in the events URL; default env/<name>/event-token
+    event_token_grace: float = Field(7 * 24 * 3600, ge=0)  # seconds a rotated-out events URL token stays valid
     legal_entities: list[str] = Field(default_factory=list)  # accepted legal entities; empty = all
 
     @field_validator("base_url")
