@@ -323,8 +323,8 @@ def environments_endpoint(ctx: click.Context, name: str, rotate: bool, revoke_pr
         async with _store(settings) as store:
             box = _box(store)
             if rotate:
-                token = await endpoint_tokens.rotate(box, env.event_secret_name, now=time.time())
-                if not revoke_previous:
+                token, replaced = await endpoint_tokens.rotate(box, env.event_secret_name, now=time.time())
+                if replaced and not revoke_previous:
                     until = _when(time.time() + env.event_token_grace)
                     click.echo(f"rotated; the previous URL stays valid until {until} UTC "
                                f"(event_token_grace); end it sooner with --revoke-previous", err=True)

@@ -66,8 +66,9 @@ async def ensure_token(box: SecretBox, secret_name: str) -> tuple[str, bool]:
     return token, True
 
 
-async def rotate(box: SecretBox, secret_name: str, *, now: float) -> str:
-    """A new current token; the replaced one becomes the previous (valid for the grace period). Returns the new one.
+async def rotate(box: SecretBox, secret_name: str, *, now: float) -> tuple[str, bool]:
+    """A new current token; the replaced one becomes the previous (valid for the grace period). Returns the new
+    token and whether there was one to replace.
 
     The previous is written first: if this stops half-way, the old token is both current and previous (harmless)."""
     current = await _get(box, secret_name)
@@ -75,7 +76,7 @@ async def rotate(box: SecretBox, secret_name: str, *, now: float) -> str:
         await box.put(previous_name(secret_name), json.dumps({"token": current, "rotated_at": now}))
     token = new_token()
     await box.put(secret_name, token)
-    return token
+    return token, bool(current)
 
 
 async def revoke_previous(box: SecretBox, secret_name: str) -> bool:

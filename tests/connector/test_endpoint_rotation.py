@@ -163,8 +163,9 @@ async def test_rotating_twice_keeps_only_the_last_two(tmp_path: Path) -> None:
     await store.open()
     box = SecretBox(store, MasterKey.from_text(generate_master_key()))
     first, created = await ensure_token(box, "t")
-    second = await rotate(box, "t", now=100.0)
-    third = await rotate(box, "t", now=200.0)
+    second, replaced = await rotate(box, "t", now=100.0)
+    third, _ = await rotate(box, "t", now=200.0)
+    assert replaced
     tokens = await read_tokens(box, "t")
     assert created and (tokens.current, tokens.previous, tokens.rotated_at) == (third, second, 200.0)
     assert first not in (tokens.current, tokens.previous)
