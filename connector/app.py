@@ -23,7 +23,9 @@ from connector.approvals import Approvals
 from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
+from connector.endpoint_tokens import read_tokens
 from connector.installs import InstallRecorder
+from connector.instances import InstanceRegistry
 from connector.manifest import default_app_id
 from connector.outbox import Outbox
 from connector.pacing import Pacer
@@ -102,6 +104,14 @@ async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: s
     return ClientSecret(value)
 
 
+def configured_store(settings: Settings) -> Store:
+    """The store [store] names, with its password from store.password_file when set (not opened)."""
+    try:
+        return open_store(settings.store.url, password_file=settings.store.password_file)
+    except ValueError as exc:
+        raise ConfigError(f"[store]: {exc}") from None
+
+
 def create_app(
     settings: Settings,
     *,
@@ -111,10 +121,10 @@ def create_app(
     start_pipeline: bool = True,
 ) -> web.Application:
     """Build the service. `store` and `master_key` default to the configured ones (tests pass their own)."""
-    services = Services(settings=settings, store=store or open_store(settings.store.url))
+    services = Services(settings=settings, store=store or configured_store(settings))
     app = events_app(
         services.store,
-        EventEndpoints([]),  # filled in at start, once the tokens are decrypted
+        EventEndpoints([], clock=clock),  # filled in at start, once the tokens are decrypted
         max_body_bytes=settings.server.max_body_bytes,
         clock=clock,
         wake=lambda: services.pipeline.wake() if services.pipeline else None,
@@ -142,15 +152,24 @@ def create_app(
             authority_host=settings.cloud.endpoint("authority_host"),
             ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
         )
-        env_endpoints = []
-        for env in settings.environments:
-            try:
-                token = (await services.secrets.get(env.event_secret_name)).reveal()
-            except SecretNotFound:
+        box = services.secrets
+
+        async def load_endpoints() -> list[EventEnvironment]:
+            loaded = []
+            for env in settings.environments:
+                tokens = await read_tokens(box, env.event_secret_name)
+                loaded.append(EventEnvironment(
+                    env.name, tokens.current, frozenset(le.lower() for le in env.legal_entities),
+                    previous_token=tokens.previous,
+                    previous_valid_until=tokens.previous_valid_until(env.event_token_grace)))
+            return loaded
+
+        env_endpoints = await load_endpoints()
+        for env, endpoint in zip(settings.environments, env_endpoints):
+            if not endpoint.token:
                 log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
                           env.name, env.name)
-                token = ""
-            env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
+        for env in settings.environments:
             credential = await load_credential(
                 services.secrets,
                 name=env.credential or settings.identity.credential,
@@ -162,7 +181,7 @@ def create_app(
                 env.tenant_id or settings.identity.tenant_id,
                 env.client_id or settings.identity.client_id,
                 credential,
-                fo_scope(env.base_url),
+                fo_scope(env.token_resource),  # not base_url: a proxy's host is not F&O's audience
             )
             odata = ODataClient(
                 services.session,
@@ -178,6 +197,7 @@ def create_app(
             services.environments[env.name] = EnvironmentRuntime(
                 env.name, env.base_url, odata, asyncio.Semaphore(settings.odata.concurrency))
         app[ENDPOINTS].replace(env_endpoints)
+        app[ENDPOINTS].loader = load_endpoints  # rotations and revocations reach the running service
         yield
         services.tokens.close()
 
@@ -260,6 +280,11 @@ def create_app(
                 deps.reconciler = services.approvals.reconciler
                 stages.update(services.approvals.stages())
             stages["deliver"] = make_deliver_stage(deps)
+        # Register this process first: it retires a previous life of this service (kill -9, crash) and puts the
+        # events that life had leased back in the queue, so they resume now rather than when their leases expire.
+        registry = InstanceRegistry(services.store, lease_seconds=settings.pipeline.instance_lease_seconds,
+                                    clock=clock)
+        await registry.start()
         services.pipeline = Pipeline(
             services.store,
             stages,
@@ -269,7 +294,10 @@ def create_app(
             policy=RetryPolicy(settings.pipeline.max_attempts, settings.pipeline.backoff_base,
                                settings.pipeline.backoff_max),
             clock=clock,
+            name=registry.id,
         )
+        pipeline = services.pipeline
+        registry.on_renamed = lambda new_id: setattr(pipeline, "name", new_id)
         background: asyncio.Task[None] | None = None
         stop_background = asyncio.Event()
         if services.approvals is not None:
@@ -284,6 +312,7 @@ def create_app(
         if background is not None:
             await asyncio.gather(background, return_exceptions=True)
         await services.pipeline.stop()
+        await registry.stop()  # after the pipeline: releases whatever it left leased
 
     # Fail fast on configuration the service cannot run with (before any resource is opened).
     services.teams = teams_settings(settings)

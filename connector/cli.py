@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import secrets as pysecrets
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,10 +38,12 @@ def _settings(ctx: click.Context) -> Settings:
 
 def _run(coro: Awaitable[T]) -> T:
     from connector.secrets import SecretsError
-    from connector.store import StoreUnavailable
+    from connector.store import StoreInsecure, StoreUnavailable
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
+    except (StoreInsecure, ConfigError) as exc:  # the message says what to run or change
+        _fail(str(exc))
     except StoreUnavailable as exc:
         _fail(f"the store is unavailable: {exc}. Check [store].url and that the database is reachable.", 3)
     except SecretsError as exc:
@@ -54,7 +55,10 @@ def _run(coro: Awaitable[T]) -> T:
 async def _store(settings: Settings) -> AsyncIterator[Any]:
     from connector.store.factory import open_store
 
-    store = open_store(settings.store.url)
+    try:
+        store = open_store(settings.store.url, password_file=settings.store.password_file)
+    except ValueError as exc:
+        _fail(f"[store]: {exc}")
     await store.open()
     try:
         yield store
@@ -83,11 +87,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 def serve(ctx: click.Context) -> None:
     """Run the service (events endpoint, pipeline, bot) until interrupted."""
     from connector.app import run_service
+    from connector.store import StoreInsecure
 
     settings = _settings(ctx)
     try:
         run_service(settings)
-    except ConfigError as exc:
+    except (ConfigError, StoreInsecure) as exc:
         _fail(str(exc))
 
 
@@ -296,11 +301,17 @@ def environments() -> None:
 
 @environments.command("endpoint")
 @click.argument("name")
-@click.option("--rotate", is_flag=True, help="replace the existing token (F&O must be given the new URL)")
+@click.option("--rotate", is_flag=True,
+              help="replace the token; the previous URL stays valid for environments[].event_token_grace seconds")
+@click.option("--revoke-previous", is_flag=True, help="end the previous URL's grace period now")
 @click.pass_context
-def environments_endpoint(ctx: click.Context, name: str, rotate: bool) -> None:
-    """Create (or rotate) the secret events URL for environment NAME and print it once, for F&O's Key Vault."""
-    from connector.secrets import SecretNotFound
+def environments_endpoint(ctx: click.Context, name: str, rotate: bool, revoke_previous: bool) -> None:
+    """Create (or rotate) the secret events URL for environment NAME and print it, for F&O's Key Vault.
+
+    A running service picks up a new, rotated or revoked token by itself (within a minute for a revocation)."""
+    import time
+
+    from connector import endpoint_tokens
 
     settings = _settings(ctx)
     try:
@@ -311,18 +322,39 @@ def environments_endpoint(ctx: click.Context, name: str, rotate: bool) -> None:
     async def go() -> None:
         async with _store(settings) as store:
             box = _box(store)
-            try:
-                token = (await box.get(env.event_secret_name)).reveal()
-                if rotate:
-                    raise SecretNotFound(env.event_secret_name)
-                click.echo(f"(existing token; pass --rotate to replace it)", err=True)
-            except SecretNotFound:
-                token = pysecrets.token_urlsafe(32)
-                await box.put(env.event_secret_name, token)
-        base = (settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
-        click.echo(f"{base}/api/dynamics/events/{token}")
+            if rotate:
+                token, replaced = await endpoint_tokens.rotate(box, env.event_secret_name, now=time.time())
+                if replaced and not revoke_previous:
+                    until = _when(time.time() + env.event_token_grace)
+                    click.echo(f"rotated; the previous URL stays valid until {until} UTC "
+                               f"(event_token_grace); end it sooner with --revoke-previous", err=True)
+            else:
+                token, created = await endpoint_tokens.ensure_token(box, env.event_secret_name)
+                if not created and not revoke_previous:
+                    click.echo("(existing token; pass --rotate to replace it)", err=True)
+            if revoke_previous:
+                if await endpoint_tokens.revoke_previous(box, env.event_secret_name):
+                    click.echo("revoked the previous URL; a running service refuses it within a minute", err=True)
+                else:
+                    click.echo("there was no previous URL to revoke", err=True)
+        click.echo(_events_url(settings, token))
 
     _run(go())
+
+
+def _events_url(settings: Settings, token: str) -> str:
+    """The URL F&O must call; a warning instead of a made-up address when [server].public_url is missing or not
+    https (a bind address such as 0.0.0.0 is not where F&O reaches us, and F&O requires https)."""
+    path = f"/api/dynamics/events/{token}"
+    public = settings.server.public_url
+    if not public:
+        click.echo("warning: [server].public_url is not set, so the address F&O reaches this service at is unknown: "
+                   "put that https address before the path below (and set public_url)", err=True)
+        return path
+    if not public.lower().startswith("https://"):
+        click.echo(f"warning: [server].public_url {public} is not https; F&O sends business events only to https "
+                   "endpoints", err=True)
+    return public.rstrip("/") + path
 
 
 # --- Teams installs ---------------------------------------------------------------------------------------

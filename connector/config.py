@@ -52,6 +52,7 @@ class ServerSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///ml-connector.db"  # or mongodb://host/dbname
+    password_file: Path | None = None  # MongoDB: file (mode 600) with the password of the URL's user
 
     @field_validator("url")
     @classmethod
@@ -164,12 +165,14 @@ class EnvironmentSettings(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     base_url: str  # https://contoso.operations.dynamics.com (no /data)
+    resource: str | None = None  # the token's resource (audience) when base_url is a proxy/gateway; default base_url
     tenant_id: str | None = None  # default: [identity].tenant_id
     client_id: str | None = None  # default: [identity].client_id
     credential: str | None = None  # default: [identity].credential
     credential_type: CredentialType | None = None
     certificate_thumbprint: str | None = None
     event_secret: str | None = None  # stored secret holding the token in the events URL; default env/<name>/event-token
+    event_token_grace: float = Field(7 * 24 * 3600, ge=0)  # seconds a rotated-out events URL token stays valid
     legal_entities: list[str] = Field(default_factory=list)  # accepted legal entities; empty = all
 
     @field_validator("base_url")
@@ -179,6 +182,18 @@ class EnvironmentSettings(_Section):
             raise ValueError("must be an http(s) URL such as https://contoso.operations.dynamics.com")
         return v.rstrip("/")
 
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be the environment's https URL, e.g. https://contoso.operations.dynamics.com")
+        return v.rstrip("/") if v is not None else None
+
+    @property
+    def token_resource(self) -> str:
+        """Whose token F&O accepts: its own URL, even when we reach it through another host."""
+        return self.resource or self.base_url
+
     @property
     def event_secret_name(self) -> str:
         return self.event_secret or f"env/{self.name}/event-token"
@@ -187,6 +202,7 @@ class EnvironmentSettings(_Section):
 class PipelineSettings(_Section):
     concurrency: int = Field(256, ge=1, le=10_000)  # events in flight at once (tasks, not threads)
     lease_seconds: float = Field(120.0, gt=1)
+    instance_lease_seconds: float = Field(30.0, gt=1)  # an instance that stops heartbeating this long is retired
     poll_interval: float = Field(1.0, gt=0)  # idle workers look for due retries this often
     max_attempts: int = Field(12, ge=1)  # per stage, then the event is parked as failed
     backoff_base: float = Field(2.0, gt=0)

@@ -2,7 +2,8 @@
 
 Stages are plain coroutines (connector/stages.py) that take the event and return what comes next; they make
 adapter calls but never sleep or loop. This module owns the policy: leases (so several processes can share one
-MongoDB store), a durable step record after every stage (a restart resumes at the next stage, never re-runs a
+MongoDB store; the worker name is the process's instance id, so a restart releases its dead predecessor's leases
+at once), a durable step record after every stage (a restart resumes at the next stage, never re-runs a
 completed one), exponential backoff with jitter for transient failures (never earlier than a service's
 Retry-After), and parking with the reason once a stage has failed `max_attempts` times or failed for good.
 It knows no SQL, no HTTP and no adapter.
@@ -99,8 +100,8 @@ class Pipeline:
         self._claimer = asyncio.create_task(self._claim_loop(), name=f"pipeline-claimer-{self.name}")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; let in-flight events finish for `grace` seconds, then cancel them (their leases
-        expire and the work resumes elsewhere or after a restart)."""
+        """Stop claiming; let in-flight events finish for `grace` seconds, then cancel them (the service then retires
+        its instance, which releases their leases at once: connector/instances.py)."""
         self._stopping = True
         self._wake.set()
         if self._claimer is not None:

@@ -7,6 +7,7 @@ OData, cards and Teams happen later, off the durable queue (connector/pipeline.p
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import logging
@@ -77,25 +78,81 @@ class EventEnvironment:
     name: str
     token: str  # the secret path segment F&O's endpoint URL carries
     legal_entities: frozenset[str] = field(default_factory=frozenset)  # lower-case; empty = all
+    previous_token: str = ""  # the token a rotation replaced, accepted until previous_valid_until
+    previous_valid_until: float = 0.0  # epoch seconds
+
+
+EndpointsLoader = Callable[[], Awaitable[list[EventEnvironment]]]
 
 
 class EventEndpoints:
-    """Token → environment, compared in constant time against every configured token."""
+    """Token → environment, compared in constant time against every valid token (current, and previous ones
+    still in their grace period).
 
-    def __init__(self, environments: list[EventEnvironment]) -> None:
+    With a `loader` (the service reads the token secrets from the store), the table follows rotations and
+    revocations without a restart: it is reloaded when it is older than `refresh_interval` (so a revoked token
+    stops working within that time), and on an unknown token (a URL rotated a moment ago) at most once per
+    `unknown_reload_interval`, so a flood of wrong tokens cannot turn into a flood of store reads.
+    """
+
+    def __init__(
+        self,
+        environments: list[EventEnvironment],
+        *,
+        loader: EndpointsLoader | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_interval: float = 60.0,
+        unknown_reload_interval: float = 5.0,
+    ) -> None:
+        self.loader = loader
+        self._clock = clock
+        self._refresh = refresh_interval
+        self._unknown_reload = unknown_reload_interval
+        self._lock = asyncio.Lock()
+        self._loaded_at = clock()
         self.replace(environments)
 
     def replace(self, environments: list[EventEnvironment]) -> None:
-        self._environments = [e for e in environments if e.token]
+        self._environments = [e for e in environments if e.token or e.previous_token]
+        self._loaded_at = self._clock()
 
-    def match(self, token: str) -> EventEnvironment | None:
+    async def match(self, token: str) -> EventEnvironment | None:
+        if self.loader is not None and self._clock() - self._loaded_at >= self._refresh:
+            await self._reload(self._refresh)
+        found = self._match(token)
+        if found is None and self.loader is not None:
+            if await self._reload(self._unknown_reload):
+                found = self._match(token)
+        return found
+
+    def _match(self, token: str) -> EventEnvironment | None:
         found = None
         given = token.encode()
+        now = self._clock()
         for env in self._environments:
             # No early exit: the time taken does not depend on which token matched.
-            if hmac.compare_digest(given, env.token.encode()):
+            if hmac.compare_digest(given, env.token.encode()) and env.token:
+                found = env
+            previous_ok = bool(env.previous_token) and now < env.previous_valid_until
+            if hmac.compare_digest(given, env.previous_token.encode()) and previous_ok:
                 found = env
         return found
+
+    async def _reload(self, older_than: float) -> bool:
+        """Reload if the table is older than `older_than` seconds; True if it did. One reload at a time: the
+        requests that waited for it find the table fresh and do not reload again."""
+        assert self.loader is not None
+        async with self._lock:
+            if self._clock() - self._loaded_at < older_than:
+                return False
+            self._loaded_at = self._clock()  # also on failure: a broken store is not asked again at once
+            try:
+                self.replace(await self.loader())
+            except Exception as exc:  # noqa: BLE001 - keep serving with the table we have
+                log.warning("could not reload the events endpoint tokens (keeping the current ones): %s: %s",
+                            type(exc).__name__, exc)
+                return False
+            return True
 
 
 STORE = web.AppKey("store", Store)
@@ -136,7 +193,7 @@ def _new_event(env: EventEnvironment, event: BusinessEvent) -> NewEvent:
 
 async def receive_events(request: web.Request) -> web.Response:
     """POST /api/dynamics/events/{token}: one event object, or an array of them."""
-    env = request.app[ENDPOINTS].match(request.match_info["token"])
+    env = await request.app[ENDPOINTS].match(request.match_info["token"])
     if env is None:
         raise ApiError(404, "not_found")
     if request.content_type != "application/json" and not request.content_type.endswith("+json"):

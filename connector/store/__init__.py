@@ -11,6 +11,7 @@ from connector.store.base import (
     EventStatus,
     HistoryEntry,
     Install,
+    Instance,
     LeaseLost,
     NewEvent,
     NotFound,
@@ -18,6 +19,7 @@ from connector.store.base import (
     SecretRecord,
     Store,
     StoreError,
+    StoreInsecure,
     StoreUnavailable,
 )
 
@@ -32,6 +34,7 @@ __all__ = [
     "EventStatus",
     "HistoryEntry",
     "Install",
+    "Instance",
     "LeaseLost",
     "NewEvent",
     "NotFound",
@@ -39,5 +42,6 @@ __all__ = [
     "SecretRecord",
     "Store",
     "StoreError",
+    "StoreInsecure",
     "StoreUnavailable",
 ]

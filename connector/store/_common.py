@@ -11,13 +11,15 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
-from connector.store.base import Approval, AuditEntry, EventStatus, Install, PostedCard, UserMapping
+from connector.store.base import Approval, AuditEntry, EventStatus, Install, Instance, PostedCard, UserMapping
 
 # History vocabulary (HistoryEntry.step / .outcome) written by the stores themselves; stages write their own.
 STEP_RECEIVED = "received"  # outcome "ok", "ignored" or "duplicate"
 STEP_DONE = "done"  # outcome "ok"
 STEP_PARK = "park"  # outcome "parked"
 STEP_REPLAY = "replay"  # outcome "ok"
+STEP_RECOVER = "recover"  # outcome "released": the instance that held the lease is gone
+OUTCOME_RELEASED = "released"
 OUTCOME_OK = "ok"
 OUTCOME_IGNORED = "ignored"
 OUTCOME_DUPLICATE = "duplicate"
@@ -150,3 +152,15 @@ def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     return limit
+
+
+INSTANCE_FIELDS = tuple(f.name for f in fields(Instance))
+RETIRING = 0.0  # an instance's expires_at while it is being retired: lapsed for everyone, never heartbeated again
+
+
+def instance_from_dict(doc: dict[str, Any]) -> Instance:
+    return Instance(**{k: doc[k] for k in INSTANCE_FIELDS})
+
+
+def retired_detail(instance_id: str, reason: str) -> str:
+    return f"instance {instance_id} is gone ({reason}): lease released"

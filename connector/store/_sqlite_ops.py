@@ -231,6 +231,26 @@ def replay(conn: sqlite3.Connection, event_id: str, now: float, stage: str | Non
     return event_record(updated)
 
 
+def retire_instance(conn: sqlite3.Connection, instance_id: str, seen_expires: float, reason: str, now: float) -> int | None:
+    """One transaction: the compare-and-set on the expiry, the release of its events, the deletion."""
+    with Tx(conn):
+        cur = conn.execute(
+            "UPDATE instances SET expires_at = ? WHERE id = ? AND expires_at = ?", (c.RETIRING, instance_id, seen_expires)
+        )
+        if cur.rowcount != 1:
+            return None
+        released = conn.execute(
+            "UPDATE events SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL, "
+            "updated_at = ? WHERE status = 'processing' AND claimed_by = ? RETURNING id",
+            (now, instance_id),
+        ).fetchall()  # drained: no statement left open at COMMIT
+        detail = c.retired_detail(instance_id, reason)
+        for row in released:
+            _add_history(conn, row["id"], now, c.STEP_RECOVER, c.OUTCOME_RELEASED, detail)
+        conn.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+    return len(released)
+
+
 def get_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
     row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
     return event_record(row) if row else None

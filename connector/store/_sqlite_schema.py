@@ -130,6 +130,18 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (environment, fo_user_key)
         )""",
     ],
+    [  # 2 -> 3: running instances (heartbeat leases), so a dead one's event leases are released at once
+        """CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_started TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        # retire_instance: the events one instance holds (few: only those in flight)
+        "CREATE INDEX events_claimed ON events (claimed_by) WHERE status = 'processing'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

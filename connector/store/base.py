@@ -9,6 +9,12 @@ control_number), never on a check-then-insert.
 
 Leases: a worker claims an event for `lease_seconds`; every later write for that claim names the lease id and is
 refused with LeaseLost if the lease has since expired and been taken by another worker (fencing).
+
+Instances: every running process registers an Instance (its worker name, host and pid) with a heartbeat lease of its
+own. When a process is known to be gone (its heartbeat lapsed, or it ran on this host and its pid is dead), any other
+process retires it: the events it had leased go back to the queue at once instead of waiting out their event
+leases. Retiring is a compare-and-set on the expiry that was read, so a live instance that heartbeated in the
+meantime is left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the operation; the caller should retry later (HTTP 503)."""
+
+
+class StoreInsecure(StoreError):
+    """The database file can be read by other users of the host; the message says which command fixes it."""
 
 
 class LeaseLost(StoreError):
@@ -202,6 +212,18 @@ class UserMapping:
     source: str = "graph"  # "graph" | "config"
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One running connector process, as registered in the store (connector/instances.py keeps it alive)."""
+
+    id: str  # unique per process life; the pipeline's worker name (what claim() records as the claimer)
+    host: str  # where it runs: host name + kernel boot id + pid namespace (a pid means something only there)
+    pid: int
+    pid_started: str  # the process's start time as the OS reports it ("" if unknown): tells a reused pid apart
+    started_at: float
+    expires_at: float  # heartbeat lease; 0 while it is being retired
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable state of the service. All methods may raise StoreUnavailable."""
@@ -266,6 +288,24 @@ class Store(Protocol):
         """Oldest first."""
 
     async def count_by_status(self) -> dict[EventStatus, int]: ...
+
+    # --- instances --------------------------------------------------------------------------------------
+    async def register_instance(self, instance: Instance) -> None:
+        """Insert a new instance record (its id is new: a process registers once per life, or again after its
+        record was retired while it was unreachable)."""
+
+    async def heartbeat_instance(self, instance_id: str, *, expires_at: float, now: float) -> None:
+        """Push the instance's lease to expires_at. Raises LeaseLost if the record was retired (or is being)."""
+
+    async def list_instances(self) -> list[Instance]:
+        """Every registered instance, oldest first."""
+
+    async def retire_instance(self, instance: Instance, *, reason: str, now: float) -> int | None:
+        """Compare-and-set on `instance.expires_at` as the caller read it: if the stored record still has it, hand
+        every event the instance holds (PROCESSING, claimed under its id) back to the queue (QUEUED, lease
+        released, next_attempt_at kept, history "recover"/"released" with `reason`) and delete the record.
+        Returns how many events were released, or None (nothing changed) if the record is gone or its expiry moved
+        (the instance heartbeated: it is alive). A retirement interrupted half-way is finished by the next one."""
 
     # --- secrets (ciphertext only; connector/secrets.py encrypts and decrypts) ----------------------------
     async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None: ...

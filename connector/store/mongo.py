@@ -7,7 +7,7 @@ atomic update. Writes use w=majority, j=true by default: nothing is acknowledged
 
 Collections: events, secrets, installs, posted_cards, approvals (a status change is one find_one_and_update
 filtered on the expected status: compare-and-set), audit (append-only), user_mappings (keyed on the case-folded F&O
-user), meta (schema version). Connection errors become StoreUnavailable. Knows nothing of HTTP, Teams or F&O;
+user), instances (running processes and their heartbeat leases), meta (schema version). Connection errors become StoreUnavailable. Knows nothing of HTTP, Teams or F&O;
 callers see only the dataclasses of base.py.
 """
 
@@ -33,6 +33,7 @@ from connector.store.base import (
     EventStatus,
     HistoryEntry,
     Install,
+    Instance,
     LeaseLost,
     NewEvent,
     NotFound,
@@ -43,7 +44,7 @@ from connector.store.base import (
     UserMapping,
 )
 
-SCHEMA_VERSION = 2  # 2: approvals, audit, user_mappings
+SCHEMA_VERSION = 3  # 2: approvals, audit, user_mappings; 3: instances
 DEFAULT_DATABASE = "ml_connector"
 _NO_HISTORY = {"history": 0}
 _RELEASE = {"lease_id": None, "lease_expires_at": None, "claimed_by": None}
@@ -90,6 +91,7 @@ class MongoStore:
         self._approvals = db.get_collection("approvals", write_concern=wc)
         self._audit = db.get_collection("audit", write_concern=wc)
         self._user_mappings = db.get_collection("user_mappings", write_concern=wc)
+        self._instances = db.get_collection("instances", write_concern=wc)
         self._meta = db.get_collection("meta", write_concern=wc)
 
     def __repr__(self) -> str:
@@ -120,6 +122,7 @@ class MongoStore:
             )
             await ev.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)], name="events_queued")
             await ev.create_index([("status", ASCENDING), ("lease_expires_at", ASCENDING)], name="events_leased")
+            await ev.create_index([("status", ASCENDING), ("claimed_by", ASCENDING)], name="events_claimed")
             await ev.create_index([("received_at", DESCENDING), ("_id", DESCENDING)], name="events_received")
             await ev.create_index(
                 [("status", ASCENDING), ("received_at", DESCENDING), ("_id", DESCENDING)], name="events_status"
@@ -369,6 +372,44 @@ class MongoStore:
 
     def _push(self, entry: dict[str, Any]) -> dict[str, Any]:
         return {"history": {"$each": [entry], "$slice": -self._history_limit}}
+
+    # --- instances -------------------------------------------------------------------------------------------
+    async def register_instance(self, instance: Instance) -> None:
+        doc = {name: getattr(instance, name) for name in c.INSTANCE_FIELDS}
+        doc["_id"] = doc.pop("id")
+        with self._errors("register instance"):
+            await self._instances.insert_one(doc)
+
+    async def heartbeat_instance(self, instance_id: str, *, expires_at: float, now: float) -> None:
+        with self._errors("instance heartbeat"):
+            result = await self._instances.update_one(
+                {"_id": instance_id, "expires_at": {"$gt": c.RETIRING}}, {"$set": {"expires_at": expires_at}}
+            )
+        if result.matched_count != 1:
+            raise LeaseLost(f"instance {instance_id} was retired")
+
+    async def list_instances(self) -> list[Instance]:
+        with self._errors("list instances"):
+            found = await self._instances.find({}).sort([("started_at", ASCENDING), ("_id", ASCENDING)]).to_list(None)
+        return [c.instance_from_dict({**doc, "id": doc["_id"]}) for doc in found]
+
+    async def retire_instance(self, instance: Instance, *, reason: str, now: float) -> int | None:
+        # Three steps, each safe to repeat: mark (the compare-and-set), release, delete. If this process dies
+        # half-way, the record stays marked (expires_at 0: lapsed for everyone) and the next retirement finishes.
+        with self._errors("retire instance"):
+            marked = await self._instances.find_one_and_update(
+                {"_id": instance.id, "expires_at": instance.expires_at}, {"$set": {"expires_at": c.RETIRING}}
+            )
+            if marked is None:
+                return None
+            entry = docs.entry(now, c.STEP_RECOVER, c.OUTCOME_RELEASED, c.retired_detail(instance.id, reason))
+            result = await self._events.update_many(
+                {"status": EventStatus.PROCESSING.value, "claimed_by": instance.id},
+                {"$set": {"status": EventStatus.QUEUED.value, "updated_at": now, **_RELEASE},
+                 "$push": self._push(entry)},
+            )
+            await self._instances.delete_one({"_id": instance.id, "expires_at": c.RETIRING})
+        return result.modified_count
 
     # --- secrets -------------------------------------------------------------------------------------------
     async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None:

@@ -5,6 +5,11 @@ To keep that affordable, enqueue calls that wait together share one transaction 
 _sqlite_thread.py). Several processes may open the same file: every write transaction starts with BEGIN IMMEDIATE,
 so claims are serialized by SQLite's write lock and never overlap.
 
+The database holds every event and the encrypted secrets: the file and its -wal and -shm companions are created
+0600 (the file is created empty with that mode before SQLite opens it, and SQLite gives its companions the
+database file's mode; a chmod after opening makes sure), and a file that group or others may read or write is
+refused with the chmod that fixes it, as the master key file is.
+
 Payload, data and an approval's outcomes are JSON text (never pickle). The schema version is PRAGMA user_version;
 MIGRATIONS[n] takes the database from version n to n + 1. An approval's status changes by compare-and-set: one
 UPDATE ... WHERE status IN (...) RETURNING, under the write lock.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from typing import Any
 
 from connector.store import _common as c
@@ -32,15 +38,20 @@ from connector.store.base import (
     EventStatus,
     HistoryEntry,
     Install,
+    Instance,
+    LeaseLost,
     NewEvent,
     PostedCard,
     SecretRecord,
     StoreError,
+    StoreInsecure,
     StoreUnavailable,
     UserMapping,
 )
 
 MEMORY = ":memory:"
+COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
+_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 
@@ -77,6 +88,8 @@ class SQLiteStore:
         await self._db.stop()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != MEMORY:
+            _private_files(self.path)
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
@@ -88,6 +101,8 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous = FULL")  # an acknowledged event survives power loss
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, self.path)
+            if self.path != MEMORY:
+                _private_files(self.path)  # the -wal and -shm files exist now
         except BaseException:
             conn.close()
             raise
@@ -168,6 +183,25 @@ class SQLiteStore:
 
     async def count_by_status(self) -> dict[EventStatus, int]:
         return await self._db.call(ops.count_by_status)
+
+    # --- instances -------------------------------------------------------------------------------------------
+    async def register_instance(self, instance: Instance) -> None:
+        names = ", ".join(c.INSTANCE_FIELDS)
+        marks = ", ".join("?" for _ in c.INSTANCE_FIELDS)
+        values = tuple(getattr(instance, name) for name in c.INSTANCE_FIELDS)
+        await self._db.call(ops.write, f"INSERT INTO instances ({names}) VALUES ({marks})", values)
+
+    async def heartbeat_instance(self, instance_id: str, *, expires_at: float, now: float) -> None:
+        sql = "UPDATE instances SET expires_at = ? WHERE id = ? AND expires_at > ?"
+        if await self._db.call(ops.write, sql, (expires_at, instance_id, c.RETIRING)) != 1:
+            raise LeaseLost(f"instance {instance_id} was retired")
+
+    async def list_instances(self) -> list[Instance]:
+        rows = await self._db.call(ops.read, f"SELECT {', '.join(c.INSTANCE_FIELDS)} FROM instances ORDER BY started_at, id", ())
+        return [c.instance_from_dict(dict(row)) for row in rows]
+
+    async def retire_instance(self, instance: Instance, *, reason: str, now: float) -> int | None:
+        return await self._db.call(ops.retire_instance, instance.id, instance.expires_at, reason, now)
 
     # --- secrets -------------------------------------------------------------------------------------------
     async def put_secret(self, name: str, ciphertext: bytes, key_id: str, *, now: float) -> None:
@@ -281,3 +315,35 @@ class SQLiteStore:
         )
         rows = await self._db.call(ops.read, sql, (environment, c.fo_user_key(fo_user)))
         return ops.user_mapping(rows[0]) if rows else None
+
+
+def _private_files(path: str) -> None:
+    """Create the database file 0600 if it is missing; refuse it (and its companions) if group or others have any
+    access; make sure the companions are 0600. No umask change: that is process-wide, and other threads create
+    files too."""
+    if os.name != "posix":
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # empty: SQLite makes it a database
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # unopenable: sqlite3.connect says why, as StoreUnavailable
+    exposed = []
+    for name in (path, *(path + suffix for suffix in COMPANIONS)):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & _OTHERS:
+            exposed.append((name, mode))
+    if exposed:
+        names = " ".join(name for name, _ in exposed)
+        modes = ", ".join(f"{name} has mode {mode:04o}" for name, mode in exposed)
+        raise StoreInsecure(f"SQLite store: {modes}: other users of this host can read the events and secrets in "
+                            f"it; run `chmod 600 {names}`")
+    for suffix in COMPANIONS:
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass

@@ -83,3 +83,31 @@ def test_events_show_and_replay_a_parked_event(cli) -> None:
     replay = cli("events", "replay", "--all-failed")
     assert replay.exit_code == 0 and f"re-queued {eid}" in replay.output
     assert cli("events", "show", "no-such-id").exit_code == 1
+
+
+def test_a_database_others_can_read_is_refused_in_one_line_saying_what_to_run(cli) -> None:
+    assert cli("secrets", "set", "x", input="value-value\n").exit_code == 0
+    assert cli.db.stat().st_mode & 0o777 == 0o600  # created private
+    cli.db.chmod(0o644)
+    r = cli("events", "list")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: SQLite store: {cli.db} has mode 0644: other users of this host can read the events and secrets in "
+        f"it; run `chmod 600 {cli.db}`"]
+
+
+@pytest.mark.parametrize("public_url,warning,printed", [
+    (None, "[server].public_url is not set", "/api/dynamics/events/"),
+    ("http://connector.example.com", "is not https", "http://connector.example.com/api/dynamics/events/"),
+    ("https://connector.example.com/", None, "https://connector.example.com/api/dynamics/events/"),
+])
+def test_endpoint_url_warns_instead_of_inventing_an_address(cli, public_url, warning, printed) -> None:
+    env = {"ML_SERVER__PUBLIC_URL": public_url} if public_url else {}
+    r = cli("environments", "endpoint", "contoso-prod", env={**env, "ML_SERVER__HOST": "0.0.0.0"})
+    assert r.exit_code == 0, r.output
+    url = r.stdout.strip()
+    assert url.startswith(printed) and len(url) > len(printed) + 30 and "0.0.0.0" not in r.output
+    if warning:
+        assert warning in r.stderr
+    else:
+        assert "warning" not in r.stderr

@@ -96,3 +96,59 @@ def test_error_messages_do_not_echo_passwords() -> None:
     with pytest.raises(ValueError) as caught:
         open_store("postgres://user:hunter2@db/x")
     assert "hunter2" not in str(caught.value)
+
+
+# --- store.password_file ----------------------------------------------------------------------------------------
+def _password_file(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "mongo-password"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_password_file_goes_into_the_url_escaped(tmp_path: Path) -> None:
+    tricky = "p@ss:w/rd%?#[]"
+    store = open_store("mongodb://ml@db.example:27017/ml?authSource=admin",
+                       password_file=_password_file(tmp_path, tricky + "\n"))
+    assert isinstance(store, MongoStore) and store.database == "ml"
+    credentials = store._client.options.pool_options._credentials
+    assert (credentials.username, credentials.password, credentials.source) == ("ml", tricky, "admin")
+    assert tricky not in repr(store)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o620])
+def test_a_password_file_others_can_reach_is_refused(tmp_path: Path, mode: int) -> None:
+    from connector.store.base import StoreInsecure
+
+    path = _password_file(tmp_path, "secret-pw", mode)
+    with pytest.raises(StoreInsecure, match=f"run `chmod 600 {path}`"):
+        open_store("mongodb://ml@db.example/ml", password_file=path)
+
+
+@pytest.mark.parametrize("url,match", [
+    ("mongodb://db.example/ml", "names no user"),
+    ("mongodb://ml:inline@db.example/ml", "already has a password"),
+    ("sqlite:///x.db", "mongodb://"),
+])
+def test_password_file_needs_a_user_and_no_other_password(tmp_path: Path, url: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as refused:
+        open_store(url, password_file=_password_file(tmp_path, "secret-pw"))
+    assert "secret-pw" not in str(refused.value) and "inline" not in str(refused.value)
+
+
+def test_missing_or_empty_password_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        open_store("mongodb://ml@db.example/ml", password_file=tmp_path / "nope")
+    with pytest.raises(ValueError, match="is empty"):
+        open_store("mongodb://ml@db.example/ml", password_file=_password_file(tmp_path, " \n"))
+
+
+def test_configured_password_file_reaches_the_store(tmp_path: Path) -> None:
+    from connector.app import configured_store
+    from connector.config import load_settings
+
+    path = _password_file(tmp_path, "from-the-file")
+    settings = load_settings(environ={"ML_STORE__URL": "mongodb://ml@db.example/ml",
+                                      "ML_STORE__PASSWORD_FILE": str(path)})
+    store = configured_store(settings)
+    assert store._client.options.pool_options._credentials.password == "from-the-file"

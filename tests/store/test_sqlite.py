@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from connector.store.base import (
     Install,
     PostedCard,
     StoreError,
+    StoreInsecure,
     StoreUnavailable,
     UserMapping,
 )
@@ -126,6 +128,7 @@ async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
 async def test_not_a_database_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not a database" * 100)
+    path.chmod(0o600)
     with pytest.raises(StoreUnavailable):
         await SQLiteStore(path).open()
 
@@ -135,6 +138,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
+    path.chmod(0o600)
     with pytest.raises(StoreUnavailable, match="schema version"):
         await SQLiteStore(path).open()
 
@@ -259,7 +263,7 @@ def test_shipped_migrations_are_never_edited() -> None:
     shipped = {0: "255690c02955b302389037fc4e507d5f69acf8e3a6edd92309fdfcfb2e4ae564"}
     for index, digest in shipped.items():
         assert hashlib.sha256(json.dumps(schema_module.MIGRATIONS[index]).encode()).hexdigest() == digest, index
-    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 2
+    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 3
 
 
 async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
@@ -294,7 +298,7 @@ async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
     new = SQLiteStore(path)
     await new.open()
     try:
-        assert await new._db.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == 2
+        assert await new._db.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
         # the old data, untouched
         assert (await new.list_events(limit=10), await new.history(event_id)) == before
         assert (await new.get_event(event_id)).status is EventStatus.DONE
@@ -423,3 +427,51 @@ async def test_unjsonable_outcomes_are_refused_and_change_nothing(store: SQLiteS
             "contoso-prod", "WI-1", from_status=("pending",), changes={"outcomes": [object()]}
         )
     assert await store.get_approval("contoso-prod", "WI-1") is None
+
+
+# --- data at rest: the database and its companions are the owner's alone ------------------------------------------
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_a_new_database_and_its_wal_and_shm_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    old = os.umask(0o022)  # the usual umask: files come out 0644 unless made otherwise
+    try:
+        s = SQLiteStore(path)
+        await s.open()
+        await s.enqueue(make_event(1), first_stage="enrich", now=T0)
+        try:
+            files = {p.name: _mode(p) for p in tmp_path.iterdir()}
+            assert {"new.db", "new.db-wal", "new.db-shm"} <= set(files)
+            assert files == {name: 0o600 for name in files}, files
+        finally:
+            await s.close()
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("name,mode", [("x.db", 0o644), ("x.db", 0o640), ("x.db", 0o604), ("x.db-wal", 0o644),
+                                       ("x.db-shm", 0o660)])
+async def test_a_database_others_can_read_is_refused_with_the_command_that_fixes_it(
+    tmp_path: Path, name: str, mode: int
+) -> None:
+    path = tmp_path / "x.db"
+    s = SQLiteStore(path)
+    await s.open()
+    await s.enqueue(make_event(1), first_stage="enrich", now=T0)
+    (tmp_path / "x.db-wal").touch()  # as a process that still has it open would leave it
+    (tmp_path / "x.db-shm").touch()
+    os.chmod(tmp_path / name, mode)
+    opened_elsewhere = SQLiteStore(path)
+    with pytest.raises(StoreInsecure) as refused:
+        await opened_elsewhere.open()
+    message = str(refused.value)
+    assert "\n" not in message and f"{tmp_path / name} has mode {mode:04o}" in message
+    assert f"run `chmod 600 {tmp_path / name}`" in message
+    os.chmod(tmp_path / name, 0o600)  # what the message says to do
+    again = SQLiteStore(path)
+    await again.open()
+    assert len(await again.list_events()) == 1
+    await again.close()
+    await s.close()
