@@ -347,12 +347,13 @@ class _TeamsBot(ActivityHandler):
 
     @staticmethod
     async def _best_effort(call: Awaitable[Any], what: str) -> None:
-        """The press is already handled (and recorded) by our handler; a throttled or failed in-turn answer
-        must not turn the whole turn into a 500 for Teams. Durable card updates come from the caller's jobs."""
+        """The activity is already handled (and recorded) by our handler; a throttled or failed in-turn answer
+        (the Connector's 404 for a conversation that is gone included) must not turn the whole turn into a 500 for
+        Teams. Durable card updates come from the caller's jobs."""
         try:
             await call
         except Exception as exc:  # botbuilder raises ErrorResponseException and friends
-            log.warning("could not %s in the turn (%s); the card is updated later", what, type(exc).__name__)
+            log.warning("could not %s in the turn (%s%s)", what, type(exc).__name__, _status_note(exc))
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         raw = self._raw(turn_context)
@@ -374,10 +375,13 @@ class _TeamsBot(ActivityHandler):
         if on_message is None or message is None:
             return
         result = await on_message(message)
+        # Like every in-turn answer: a Connector failure (404 conversation not found, 403, 429, 5xx) is logged,
+        # and the channel still gets its 2xx for the activity (a 500 would only make it redeliver).
         if isinstance(result, dict):
-            await turn_context.send_activity(_to_activity(activities.card_message(result)))
+            await self._best_effort(turn_context.send_activity(_to_activity(activities.card_message(result))),
+                                    "reply to the message")
         elif isinstance(result, str) and result:
-            await turn_context.send_activity(result)
+            await self._best_effort(turn_context.send_activity(result), "reply to the message")
 
     async def on_installation_update(self, turn_context: TurnContext) -> None:
         await self._install(turn_context)
@@ -428,6 +432,12 @@ class _TeamsBot(ActivityHandler):
             return InvokeResponse(status=400, body=activities.invoke_error(400, "NotSupported", str(exc)))
         result = await self._handlers.on_execute(execute)
         return InvokeResponse(status=200, body=activities.invoke_body(result))
+
+
+def _status_note(exc: BaseException) -> str:
+    """`, HTTP 404` for msrest's ErrorResponseException (its response carries the status), else ''."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return f", HTTP {status}" if isinstance(status, int) else ""
 
 
 async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:

@@ -252,6 +252,7 @@ class RecordingHandlers:
         self.submit_result: Any = None
         self.execute_result: Any = {"type": "AdaptiveCard", "version": "1.5", "body": []}
         self.fail_with: Exception | None = None
+        self.message_result: Any = None  # what on_message answers (text or a card)
 
     async def _record(self, name: str, value: Any) -> None:
         self.calls.append((name, value))
@@ -277,7 +278,7 @@ class RecordingHandlers:
 
     async def on_message(self, message):
         await self._record("message", message)
-        return None
+        return self.message_result
 
 
 @pytest.fixture

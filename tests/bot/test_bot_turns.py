@@ -182,3 +182,30 @@ async def test_failing_submit_is_500_without_detail_and_posts_nothing(send, conn
     status, body = await send(_submit(make_activity, connector.url))
     assert (status, body) == (500, {"error": "internal"})
     assert connector.requests == []
+
+
+@pytest.mark.parametrize("result", ["Hello.", {"type": "AdaptiveCard", "version": "1.5", "body": []}])
+async def test_connector_404_while_answering_a_message_is_logged_not_500(send, connector, handlers, make_activity,
+                                                                        caplog, result):
+    # the conversation was deleted (or the bot removed) between Teams sending the message and our reply
+    handlers.message_result = result
+    connector.answer(404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}})
+    body = make_activity("message", connector.url, text="hi")
+    status, answer = await send(body)
+    assert status == 201, answer
+    [(name, _)] = handlers.calls
+    assert name == "message"
+    [post] = connector.requests
+    assert post["method"] == "POST" and "/activities" in post["path"]
+    assert "could not reply to the message in the turn (ErrorResponseException, HTTP 404)" in caplog.text
+    assert "bot turn failed" not in caplog.text
+
+
+async def test_connector_404_while_updating_a_pressed_card_is_logged_not_500(send, connector, handlers,
+                                                                            make_activity, caplog):
+    handlers.submit_result = {"type": "AdaptiveCard", "version": "1.5", "body": []}
+    connector.answer(404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}})
+    status, _ = await send(_submit(make_activity, connector.url))
+    assert status == 201
+    assert [r["method"] for r in connector.requests] == ["PUT"]
+    assert "HTTP 404" in caplog.text
