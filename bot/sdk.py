@@ -242,6 +242,10 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
                 result.connector_factory, self._settings.connector_timeout, self._verify)
         return result
 
+    @property
+    def settings(self) -> BotSettings:
+        return self._settings
+
     async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str):
         raise PermissionError("streaming connections are not supported")
 
@@ -470,13 +474,29 @@ def _invoke_http_response(invoke: InvokeResponse) -> web.Response:
     return web.json_response(body, status=invoke.status or 200)
 
 
+def _foreign_tenant(settings: BotSettings, body: Mapping[str, Any]) -> web.Response | None:
+    """403 for an activity from a tenant the bot does not serve (checked after the token, before any handler:
+    an install there is never recorded, a card press there never decides). None when the tenant is ours."""
+    allowed = settings.tenants
+    if not allowed:
+        return None
+    tenant = activities.tenant_of(body)
+    if tenant is not None and tenant.lower() in allowed:
+        return None
+    log.warning("refused inbound %s activity %s: tenant %s is not one this bot serves", body.get("type"),
+                body.get("id"), tenant or "(none named)")
+    detail = (f"this bot does not serve tenant '{tenant}'" if tenant
+              else "the activity names no tenant (channelData.tenant.id)")
+    return web.json_response({"error": "tenant_not_allowed", "detail": detail}, status=403)
+
+
 def make_messages_handler(adapter: CloudAdapter, bot: ActivityHandler
                           ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler for `POST /api/messages`.
 
     Answers 401 (JSON) for any token problem before the turn runs, 503 when the signing keys cannot be fetched,
-    400/415 for a body that is not an activity, the invoke response for invokes, 500 (no detail) when the turn
-    failed, else 201.
+    403 (JSON) for an activity from a tenant the bot does not serve, 400/415 for a body that is not an activity,
+    the invoke response for invokes, 500 (no detail) when the turn failed, else 201.
     """
     auth = adapter.bot_framework_authentication
     if not isinstance(auth, _GuardedAuthentication):
@@ -509,6 +529,9 @@ def make_messages_handler(adapter: CloudAdapter, bot: ActivityHandler
         except _AuthUnavailable as exc:
             log.error("could not check inbound activity %s: %s", body.get("id"), exc)
             return _json_error(503, "unavailable")
+        refused = _foreign_tenant(auth.settings, body)
+        if refused is not None:
+            return refused
         inbound = _Inbound(raw=body)
         token = _INBOUND.set(inbound)
         try:

@@ -32,7 +32,7 @@ from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
 from connector.routes import routes_from_config
 from connector.teams_bot import ConnectorBotHandlers
-from connector.teams_config import TeamsSettings, bot_settings_values, teams_settings
+from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants, teams_settings
 from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_redaction, master_key_from_environment
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
@@ -218,7 +218,8 @@ def create_app(
             if services.approvals is not None:
                 await services.approvals.service.on_install_recorded(install)
 
-        services.installs = InstallRecorder(services.store, clock, on_change=install_changed)
+        services.installs = InstallRecorder(services.store, clock, on_change=install_changed,
+                                            tenants=served_tenants(settings, teams))
         services.handlers = ConnectorBotHandlers(services.installs)
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,

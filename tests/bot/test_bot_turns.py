@@ -12,6 +12,7 @@ import pytest
 TEAM = "19:team@thread.tacv2"
 CHANNEL = "19:approvals@thread.tacv2"
 BOT_ID = "28:00000000-0000-0000-0000-00000000b07"  # conftest's APP_ID
+TENANT = "11111111-1111-1111-1111-111111111111"  # conftest's TENANT: the bot serves only this tenant
 
 
 @pytest.fixture
@@ -75,12 +76,12 @@ async def test_upgrade_is_an_install_not_an_uninstall(send, connector, handlers,
 
 async def test_personal_install_carries_the_user(send, connector, handlers, make_activity):
     body = make_activity("installationUpdate", connector.url, action="add",
-                         conversation={"conversationType": "personal", "tenantId": "t-2", "id": "a:1xyz"},
-                         channelData={"tenant": {"id": "t-2"}})
+                         conversation={"conversationType": "personal", "tenantId": TENANT, "id": "a:1xyz"},
+                         channelData={"tenant": {"id": TENANT}})
     assert (await send(body))[0] == 201
     [(name, event)] = handlers.calls
     assert (event.scope, event.conversation_id, event.user_aad_object_id, event.user_id, event.tenant_id) == (
-        "personal", "a:1xyz", "aad-alex", "29:user", "t-2")
+        "personal", "a:1xyz", "aad-alex", "29:user", TENANT)
     assert event.team_id is None and connector.requests == []
 
 
