@@ -37,6 +37,7 @@ from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_reda
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
+from connector.tls import client_ssl_context
 from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient, plans_from_config
@@ -74,14 +75,6 @@ def catalog_app_id(teams: Any) -> str:
     """The Teams app's manifest id, which the org catalog keeps as its `externalId`: configured, or the id
     `manifest build` derives from the bot's app id (so an admin who uploaded our package sets nothing)."""
     return teams.teams_app_external_id or teams.teams_app_id or default_app_id(teams.app_id)
-
-
-def client_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System trust plus, when configured, an extra CA (the sandbox's, or a corporate proxy's)."""
-    ctx = ssl.create_default_context()
-    if ca_bundle is not None:
-        ctx.load_verify_locations(cafile=str(ca_bundle))
-    return ctx
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
