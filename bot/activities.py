@@ -26,6 +26,7 @@ __all__ = [
     "install_event",
     "invoke_body",
     "invoke_error",
+    "tenant_of",
 ]
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
@@ -99,6 +100,11 @@ class _View:
     def bot_in(self, key: str) -> bool:
         bot_id = self.recipient.get("id")
         return any(_obj(member).get("id") == bot_id for member in self.a.get(key) or [])
+
+
+def tenant_of(activity: Mapping[str, Any]) -> str | None:
+    """The Entra tenant an activity comes from (channelData.tenant.id, else conversation.tenantId), or None."""
+    return _View(activity).tenant_id
 
 
 def install_event(activity: Mapping[str, Any], channels: Mapping[str, str] | None = None) -> InstallEvent | None:

@@ -49,6 +49,9 @@ class BotSettings:
         validate_authority: botbuilder's VALIDATE_AUTHORITY.
         connector_timeout: seconds for one Connector HTTP call (botbuilder's default is 100).
         auth_timeout: seconds we wait for inbound token validation, OpenID metadata fetch included.
+        allowed_tenants: tenants besides `tenant_id` whose activities are accepted. Activities from any other
+            tenant are refused (403) before a handler sees them; with neither set (a MultiTenant bot with no home
+            tenant), every tenant is accepted.
     """
 
     app_id: str
@@ -63,14 +66,24 @@ class BotSettings:
     validate_authority: bool = True
     connector_timeout: float = 30.0
     auth_timeout: float = 15.0
+    allowed_tenants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.allowed_tenants, (str, bytes)) or not all(
+                isinstance(t, str) and t.strip() for t in self.allowed_tenants):
+            raise ValueError("BotSettings.allowed_tenants is a list of tenant ids")
+        object.__setattr__(self, "allowed_tenants", tuple(self.allowed_tenants))
         if not self.app_id:
             raise ValueError("BotSettings.app_id is required")
         if self.app_type not in APP_TYPES:
             raise ValueError(f"BotSettings.app_type must be one of {', '.join(APP_TYPES)}, not {self.app_type!r}")
         if self.app_type != "MultiTenant" and not self.tenant_id:
             raise ValueError(f"BotSettings.tenant_id is required for app_type {self.app_type}")
+
+    @property
+    def tenants(self) -> frozenset[str]:
+        """The tenants whose activities the bot accepts (lower case); empty = any tenant."""
+        return frozenset(t.strip().lower() for t in (self.tenant_id, *self.allowed_tenants) if t and t.strip())
 
     @property
     def bot_id(self) -> str:

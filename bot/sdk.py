@@ -22,8 +22,16 @@ botbuilder, botframework or msrest type. What it does about botbuilder 4.17.1's 
   whole `authenticate_request` on a small dedicated thread pool, each call in its own short-lived event loop,
   bounded by `BotSettings.auth_timeout` (503 when the keys cannot be fetched). The bot's loop never stalls, and a
   hung fetch cannot starve the default executor that msrest uses for Connector calls. `warm_up()` prefetches.
+- TLS: one trust for every connection the bot makes: the system's CAs plus, when given, one extra CA file (a
+  TLS-inspecting proxy's, the sandbox's). botbuilder's OpenID/JWKS fetch calls `requests.get` with no CA argument
+  from a per-URL cache (`JwtTokenExtractor.metadataCache`); we put our own entry in that cache for the
+  configured metadata URL, whose fetch uses the runtime's requests session (an HTTPAdapter carrying our
+  SSLContext, with the auth timeout). Which runtime is asking travels in a contextvar set around each validation,
+  so two runtimes with different trust never share keys; callers outside a runtime get botbuilder's behaviour.
+  No environment variable and no module-wide patch: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are ignored (the system
+  store is OpenSSL's default, i.e. SSL_CERT_FILE / SSL_CERT_DIR when set, as for aiohttp).
 - In-turn Connector calls (botbuilder's) go through msrest + requests in the default executor (not on the loop).
-  We set their timeout (botbuilder: 100 s), `verify` for a private CA, and switch off msrest's hidden urllib3
+  We set their timeout (botbuilder: 100 s), the same TLS adapter, and switch off msrest's hidden urllib3
   retries (408/5xx x3, sleeping out a 503's Retry-After in the thread however long it is).
 - `TeamsInfo.get_team_channels` is sync I/O on the loop: we make the same call in a worker thread.
 - Action.Execute: botbuilder serializes `on_adaptive_card_invoke`'s answer twice (500). We answer
@@ -40,14 +48,19 @@ import json
 import logging
 import platform
 import ssl
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import jwt
+import requests
+from requests.adapters import HTTPAdapter
 from aiohttp import web
 from botbuilder.core import ActivityHandler, BotAdapter, InvokeResponse, TurnContext, serializer_helper
 from botbuilder.core.bot_framework_adapter import USER_AGENT as _BOTBUILDER_USER_AGENT
@@ -68,6 +81,7 @@ from botframework.connector.auth import (
     JwtTokenExtractor,
     ServiceClientCredentialsFactory,
 )
+from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
 from botframework.connector.auth.skill_validation import SkillValidation
 from botframework.connector.teams import TeamsConnectorClient
 from msrest.version import msrest_version as _msrest_version
@@ -84,6 +98,109 @@ log = logging.getLogger(__name__)
 GetToken = Callable[..., Awaitable[str]]  # async get_token(*, force_refresh: bool = False) -> str
 
 _CHANNEL = "msteams"
+
+
+# --- TLS: system CAs + one extra CA, for aiohttp, msrest and the OpenID fetch -----------------------------------
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """System trust plus, when given, the private CA (as connector/app.py does for every outbound client)."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
+class _TrustAdapter(HTTPAdapter):
+    """requests transport that verifies with one SSLContext, whatever `verify` requests computed.
+
+    requests turns REQUESTS_CA_BUNDLE (or a `verify=<file>`) into urllib3's `ca_certs`, which would REPLACE the
+    trust for that call (and load the file into our context); `verify=True` alone loads certifi's bundle. Both are
+    ignored here: the context is the trust. (connector/tokens.py has the same adapter: bot/ imports nothing of ours.)
+    """
+
+    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
+        self._tls = tls
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._tls
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        proxy_kwargs["ssl_context"] = self._tls
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None
+                                             ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, True, cert)
+        pool_kwargs.pop("ca_certs", None)
+        pool_kwargs.pop("ca_cert_dir", None)
+        pool_kwargs["ssl_context"] = self._tls
+        pool_kwargs["cert_reqs"] = "CERT_REQUIRED"
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, False, cert)  # client certificate only; trust is the context's
+        if url.lower().startswith("https"):
+            conn.cert_reqs = "CERT_REQUIRED"
+
+
+def _trusting_session(tls: ssl.SSLContext) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", _TrustAdapter(tls))
+    return session
+
+
+# Which runtime's session fetches the OpenID metadata: set around each validation (see _OpenIdMetadataByTrust).
+_OPENID_HTTP: contextvars.ContextVar[tuple[requests.Session, float] | None] = contextvars.ContextVar(
+    "bot_openid_http", default=None)
+
+
+class _SessionOpenIdMetadata(_OpenIdMetadata):
+    """botbuilder's metadata cache for one URL, fetched with our session (its trust) and a timeout."""
+
+    def __init__(self, url: str, session: requests.Session, timeout: float) -> None:
+        super().__init__(url)
+        self._session = session
+        self._timeout = timeout
+
+    async def _refresh(self) -> None:  # botbuilder's _refresh, with our session instead of requests.get
+        response = self._session.get(self.url, timeout=self._timeout)
+        response.raise_for_status()
+        keys_url = response.json()["jwks_uri"]
+        response_keys = self._session.get(keys_url, timeout=self._timeout)
+        response_keys.raise_for_status()
+        self.last_updated = datetime.now()
+        self.keys = response_keys.json()["keys"]
+
+
+class _OpenIdMetadataByTrust(_OpenIdMetadata):
+    """Our entry in botbuilder's per-URL metadata cache: one key cache per runtime session (per trust)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._by_session: weakref.WeakKeyDictionary[requests.Session, _SessionOpenIdMetadata] = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    async def get(self, key_id: str) -> Any:
+        current = _OPENID_HTTP.get()
+        if current is None:
+            return await super().get(key_id)  # not one of our runtimes: botbuilder's own fetch
+        session, timeout = current
+        with self._lock:
+            metadata = self._by_session.get(session)
+            if metadata is None:
+                metadata = self._by_session[session] = _SessionOpenIdMetadata(self.url, session, timeout)
+        return await metadata.get(key_id)
+
+
+def _use_our_openid_fetch(url: str) -> None:
+    """Make botbuilder's metadata lookups for `url` go through _OpenIdMetadataByTrust (idempotent)."""
+    cache = JwtTokenExtractor.metadataCache
+    if not isinstance(cache.get(url), _OpenIdMetadataByTrust):
+        cache[url] = _OpenIdMetadataByTrust(url)
 
 
 # --- outbound token -------------------------------------------------------------------------------------------
@@ -136,26 +253,36 @@ class _CallableCredentialsFactory(ServiceClientCredentialsFactory):
 # --- connector clients: timeout and CA -------------------------------------------------------------------------
 
 
-def _tune(config: Any, timeout: float, verify: str | None) -> None:
-    """Timeout, CA, and no hidden retries: msrest's default urllib3 policy retries 408/5xx three times and sleeps
-    out any Retry-After on 503 inside the worker thread, unbounded; our policy (posting.py) is the only one."""
+def _tune(config: Any, timeout: float, tls: ssl.SSLContext) -> None:
+    """Timeout, TLS trust, and no hidden retries: msrest's default urllib3 policy retries 408/5xx three times and
+    sleeps out any Retry-After on 503 inside the worker thread, unbounded; our policy (posting.py) is the only one.
+    msrest makes its requests sessions itself (one per thread); its per-request configuration callback mounts our
+    TLS adapter on each (the adapter has no retries either)."""
     config.connection.timeout = timeout
-    if verify:
-        config.connection.verify = verify
+    config.connection.verify = True
+
+    def with_our_tls(session: requests.Session, global_config: Any, local_config: Any, **kwargs: Any
+                     ) -> dict[str, Any]:
+        adapter = session.adapters.get("https://")
+        if not isinstance(adapter, _TrustAdapter) or adapter._tls is not tls:  # noqa: SLF001
+            session.mount("https://", _TrustAdapter(tls))
+        return kwargs
+
+    config.session_configuration_callback = with_our_tls
     retry = config.retry_policy.policy
     retry.total = retry.connect = retry.read = 0
     retry.status_forcelist = frozenset()
 
 
 class _TunedConnectorFactory(ConnectorFactory):
-    def __init__(self, inner: ConnectorFactory, timeout: float, verify: str | None) -> None:
+    def __init__(self, inner: ConnectorFactory, timeout: float, tls: ssl.SSLContext) -> None:
         self._inner = inner
         self._timeout = timeout
-        self._verify = verify
+        self._tls = tls
 
     async def create(self, service_url: str, audience: str = None):  # noqa: RUF013 - botbuilder's signature
         client = await self._inner.create(service_url, audience)
-        _tune(client.config, self._timeout, self._verify)
+        _tune(client.config, self._timeout, self._tls)
         return client
 
 
@@ -166,19 +293,25 @@ class _AuthUnavailable(Exception):
     """We could not check a token (signing keys unreachable or slow): answer 503, not 401."""
 
 
-def _run_in_new_loop(factory: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(factory())
+def _run_in_new_loop(http: tuple[requests.Session, float], factory: Callable[[], Awaitable[Any]]) -> Any:
+    token = _OPENID_HTTP.set(http)  # asyncio.run's task copies this context: botbuilder's fetch sees our session
+    try:
+        return asyncio.run(factory())
+    finally:
+        _OPENID_HTTP.reset(token)
 
 
 class _GuardedAuthentication(BotFrameworkAuthentication):
     """botbuilder's authentication, run off the event loop, with every failure turned into BotAuthError."""
 
-    def __init__(self, inner: BotFrameworkAuthentication, settings: BotSettings, verify: str | None,
+    def __init__(self, inner: BotFrameworkAuthentication, settings: BotSettings, tls: ssl.SSLContext,
                  executor: concurrent.futures.Executor) -> None:
         self._inner = inner
         self._settings = settings
-        self._verify = verify
+        self._tls = tls
         self._executor = executor
+        self._openid_http = _trusting_session(tls)  # used from the auth threads only
+        _use_our_openid_fetch(settings.to_bot_from_channel_openid_metadata_url)
 
     def _precheck(self, auth_header: str | None) -> str:
         """Cheap checks before any key is fetched. Returns the token's key id."""
@@ -212,7 +345,8 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
 
     async def _off_loop(self, factory: Callable[[], Awaitable[Any]]) -> Any:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, _run_in_new_loop, factory)
+        future = loop.run_in_executor(self._executor, _run_in_new_loop,
+                                      (self._openid_http, self._settings.auth_timeout), factory)
         try:
             return await asyncio.wait_for(future, self._settings.auth_timeout)
         except asyncio.TimeoutError:
@@ -239,15 +373,23 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
             raise BotAuthError(f"{type(exc).__name__}: {exc}") from None
         if result.connector_factory is not None:
             result.connector_factory = _TunedConnectorFactory(
-                result.connector_factory, self._settings.connector_timeout, self._verify)
+                result.connector_factory, self._settings.connector_timeout, self._tls)
         return result
+
+    @property
+    def settings(self) -> BotSettings:
+        return self._settings
+
+    def close(self) -> None:
+        """Close the OpenID session's pooled connections (a fetch still running finishes on its own)."""
+        self._openid_http.close()
 
     async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str):
         raise PermissionError("streaming connections are not supported")
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
         return _TunedConnectorFactory(self._inner.create_connector_factory(claims_identity),
-                                      self._settings.connector_timeout, self._verify)
+                                      self._settings.connector_timeout, self._tls)
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity):
         return await self._inner.create_user_token_client(claims_identity)
@@ -333,10 +475,10 @@ def _to_activity(wire: Mapping[str, Any]) -> Activity:
 class _TeamsBot(ActivityHandler):
     """Translates activities into our models and calls the handlers; answers Action.Execute itself."""
 
-    def __init__(self, handlers: BotHandlers, *, timeout: float, verify: str | None) -> None:
+    def __init__(self, handlers: BotHandlers, *, timeout: float, tls: ssl.SSLContext) -> None:
         self._handlers = handlers
         self._timeout = timeout
-        self._verify = verify
+        self._tls = tls
 
     @staticmethod
     def _raw(turn_context: TurnContext) -> dict:
@@ -347,12 +489,13 @@ class _TeamsBot(ActivityHandler):
 
     @staticmethod
     async def _best_effort(call: Awaitable[Any], what: str) -> None:
-        """The press is already handled (and recorded) by our handler; a throttled or failed in-turn answer
-        must not turn the whole turn into a 500 for Teams. Durable card updates come from the caller's jobs."""
+        """The activity is already handled (and recorded) by our handler; a throttled or failed in-turn answer
+        (the Connector's 404 for a conversation that is gone included) must not turn the whole turn into a 500 for
+        Teams. Durable card updates come from the caller's jobs."""
         try:
             await call
         except Exception as exc:  # botbuilder raises ErrorResponseException and friends
-            log.warning("could not %s in the turn (%s); the card is updated later", what, type(exc).__name__)
+            log.warning("could not %s in the turn (%s%s)", what, type(exc).__name__, _status_note(exc))
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         raw = self._raw(turn_context)
@@ -374,10 +517,13 @@ class _TeamsBot(ActivityHandler):
         if on_message is None or message is None:
             return
         result = await on_message(message)
+        # Like every in-turn answer: a Connector failure (404 conversation not found, 403, 429, 5xx) is logged,
+        # and the channel still gets its 2xx for the activity (a 500 would only make it redeliver).
         if isinstance(result, dict):
-            await turn_context.send_activity(_to_activity(activities.card_message(result)))
+            await self._best_effort(turn_context.send_activity(_to_activity(activities.card_message(result))),
+                                    "reply to the message")
         elif isinstance(result, str) and result:
-            await turn_context.send_activity(result)
+            await self._best_effort(turn_context.send_activity(result), "reply to the message")
 
     async def on_installation_update(self, turn_context: TurnContext) -> None:
         await self._install(turn_context)
@@ -411,7 +557,7 @@ class _TeamsBot(ActivityHandler):
             connector = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
             teams = TeamsConnectorClient(connector.config.credentials, turn_context.activity.service_url)
             # short: Teams waits for our answer to the install activity while we list the channels
-            _tune(teams.config, min(self._timeout, 5.0), self._verify)
+            _tune(teams.config, min(self._timeout, 5.0), self._tls)
             listing = await asyncio.to_thread(teams.teams.get_teams_channels, team_id)
             # The General channel has no name on the wire; its id is the team's id.
             return {c.id: c.name or ("General" if c.id == team_id else "") for c in listing.conversations or []}
@@ -428,6 +574,12 @@ class _TeamsBot(ActivityHandler):
             return InvokeResponse(status=400, body=activities.invoke_error(400, "NotSupported", str(exc)))
         result = await self._handlers.on_execute(execute)
         return InvokeResponse(status=200, body=activities.invoke_body(result))
+
+
+def _status_note(exc: BaseException) -> str:
+    """`, HTTP 404` for msrest's ErrorResponseException (its response carries the status), else ''."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return f", HTTP {status}" if isinstance(status, int) else ""
 
 
 async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
@@ -460,13 +612,29 @@ def _invoke_http_response(invoke: InvokeResponse) -> web.Response:
     return web.json_response(body, status=invoke.status or 200)
 
 
+def _foreign_tenant(settings: BotSettings, body: Mapping[str, Any]) -> web.Response | None:
+    """403 for an activity from a tenant the bot does not serve (checked after the token, before any handler:
+    an install there is never recorded, a card press there never decides). None when the tenant is ours."""
+    allowed = settings.tenants
+    if not allowed:
+        return None
+    tenant = activities.tenant_of(body)
+    if tenant is not None and tenant.lower() in allowed:
+        return None
+    log.warning("refused inbound %s activity %s: tenant %s is not one this bot serves", body.get("type"),
+                body.get("id"), tenant or "(none named)")
+    detail = (f"this bot does not serve tenant '{tenant}'" if tenant
+              else "the activity names no tenant (channelData.tenant.id)")
+    return web.json_response({"error": "tenant_not_allowed", "detail": detail}, status=403)
+
+
 def make_messages_handler(adapter: CloudAdapter, bot: ActivityHandler
                           ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler for `POST /api/messages`.
 
     Answers 401 (JSON) for any token problem before the turn runs, 503 when the signing keys cannot be fetched,
-    400/415 for a body that is not an activity, the invoke response for invokes, 500 (no detail) when the turn
-    failed, else 201.
+    403 (JSON) for an activity from a tenant the bot does not serve, 400/415 for a body that is not an activity,
+    the invoke response for invokes, 500 (no detail) when the turn failed, else 201.
     """
     auth = adapter.bot_framework_authentication
     if not isinstance(auth, _GuardedAuthentication):
@@ -499,6 +667,9 @@ def make_messages_handler(adapter: CloudAdapter, bot: ActivityHandler
         except _AuthUnavailable as exc:
             log.error("could not check inbound activity %s: %s", body.get("id"), exc)
             return _json_error(503, "unavailable")
+        refused = _foreign_tenant(auth.settings, body)
+        if refused is not None:
+            return refused
         inbound = _Inbound(raw=body)
         token = _INBOUND.set(inbound)
         try:
@@ -594,14 +765,6 @@ def _http_failure(status: int, target: str, headers: Mapping[str, str], text: st
                             message=message)
 
 
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """System trust plus, when given, the private CA (as connector/app.py does for every outbound client)."""
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)
-    return ctx
-
-
 class BotRuntime:
     """The bot: adapter + activity handler wired to our handlers and token callable, and raw Connector calls.
 
@@ -614,7 +777,8 @@ class BotRuntime:
         settings: plain values from our config.
         get_token: `async get_token(*, force_refresh=False) -> str` for the Connector scope (connector/tokens.py).
         handlers: what inbound activities are translated into (see BotHandlers).
-        ca_file: CA bundle for https Connector endpoints signed by a private CA (the sandbox); None = system.
+        ca_file: an extra CA trusted besides the system's (a TLS-inspecting proxy's, the sandbox's) for every
+            connection the bot makes: Connector calls, in-turn replies, the OpenID metadata and signing keys.
     """
 
     def __init__(self, settings: BotSettings, get_token: GetToken, handlers: BotHandlers, *,
@@ -622,14 +786,15 @@ class BotRuntime:
         self.settings = settings
         self._get_token = get_token
         self._ca_file = ca_file
+        self._tls = _ssl_context(ca_file)  # one trust, shared by aiohttp, msrest and the OpenID fetch
         self._http: aiohttp.ClientSession | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bot-auth")
         factory = _CallableCredentialsFactory(settings.app_id, get_token)
         inner = ConfigurationBotFrameworkAuthentication(_config_object(settings), credentials_factory=factory)
-        self._auth = _GuardedAuthentication(inner, settings, ca_file, self._executor)
+        self._auth = _GuardedAuthentication(inner, settings, self._tls, self._executor)
         self.adapter = CloudAdapter(self._auth)
         self.adapter.on_turn_error = _on_turn_error
-        self.bot = _TeamsBot(handlers, timeout=settings.connector_timeout, verify=ca_file)
+        self.bot = _TeamsBot(handlers, timeout=settings.connector_timeout, tls=self._tls)
 
     def messages_handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler for `POST /api/messages`."""
@@ -646,6 +811,7 @@ class BotRuntime:
         if http is not None:
             await http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._auth.close()
 
     async def refresh_token(self) -> None:
         """Force our token callable to fetch a new Connector token (after a 401)."""
@@ -654,7 +820,7 @@ class BotRuntime:
     def _session(self) -> aiohttp.ClientSession:
         """The one HTTP session of the outbound Connector calls (one connection pool, keep-alive)."""
         if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(ssl=_ssl_context(self._ca_file), limit=100)
+            connector = aiohttp.TCPConnector(ssl=self._tls, limit=100)
             self._http = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.connector_timeout),
                 raise_for_status=False)

@@ -32,11 +32,12 @@ from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
 from connector.routes import routes_from_config
 from connector.teams_bot import ConnectorBotHandlers
-from connector.teams_config import TeamsSettings, bot_settings_values, teams_settings
+from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants, teams_settings
 from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_redaction, master_key_from_environment
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
+from connector.tls import client_ssl_context
 from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient, plans_from_config
@@ -74,14 +75,6 @@ def catalog_app_id(teams: Any) -> str:
     """The Teams app's manifest id, which the org catalog keeps as its `externalId`: configured, or the id
     `manifest build` derives from the bot's app id (so an admin who uploaded our package sets nothing)."""
     return teams.teams_app_external_id or teams.teams_app_id or default_app_id(teams.app_id)
-
-
-def client_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System trust plus, when configured, an extra CA (the sandbox's, or a corporate proxy's)."""
-    ctx = ssl.create_default_context()
-    if ca_bundle is not None:
-        ctx.load_verify_locations(cafile=str(ca_bundle))
-    return ctx
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -218,7 +211,8 @@ def create_app(
             if services.approvals is not None:
                 await services.approvals.service.on_install_recorded(install)
 
-        services.installs = InstallRecorder(services.store, clock, on_change=install_changed)
+        services.installs = InstallRecorder(services.store, clock, on_change=install_changed,
+                                            tenants=served_tenants(settings, teams))
         services.handlers = ConnectorBotHandlers(services.installs)
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Awaitable, Callable
+from typing import AbstractSet, Awaitable, Callable
 
 from bot import ChannelEvent, InstallEvent
 from connector.store import Install, Store
@@ -27,13 +27,29 @@ def install_id(scope: str, *, team_id: str | None, user_aad_object_id: str | Non
 
 
 class InstallRecorder:
+    """Args:
+        tenants: the tenants the bot serves (lower case); events from any other tenant are not recorded. The bot
+            already refuses their activities (403); this is the second lock. None = any tenant.
+    """
+
     def __init__(self, store: Store, clock: Callable[[], float],
-                 on_change: Callable[[Install], Awaitable[None]] | None = None) -> None:
+                 on_change: Callable[[Install], Awaitable[None]] | None = None, *,
+                 tenants: AbstractSet[str] | None = None) -> None:
         self._store = store
         self._clock = clock
         self._on_change = on_change
+        self._tenants = frozenset(t.lower() for t in tenants) if tenants else None
+
+    def _foreign(self, event: InstallEvent | ChannelEvent) -> bool:
+        if self._tenants is None or (event.tenant_id or "").lower() in self._tenants:
+            return False
+        log.warning("not recording %s from tenant %s: the bot does not serve that tenant",
+                    type(event).__name__, event.tenant_id or "(none)")
+        return True
 
     async def on_install(self, event: InstallEvent) -> None:
+        if self._foreign(event):
+            return
         iid = install_id(event.scope, team_id=event.team_id, user_aad_object_id=event.user_aad_object_id,
                          conversation_id=event.conversation_id)
         now = self._clock()
@@ -66,6 +82,8 @@ class InstallRecorder:
             await self._on_change(install)
 
     async def on_uninstall(self, event: InstallEvent) -> None:
+        if self._foreign(event):
+            return
         iid = install_id(event.scope, team_id=event.team_id, user_aad_object_id=event.user_aad_object_id,
                          conversation_id=event.conversation_id)
         old = await self._store.get_install(iid)
@@ -75,7 +93,7 @@ class InstallRecorder:
         log.info("uninstalled from %s %s", old.scope, old.team_name or iid)
 
     async def on_channel_event(self, event: ChannelEvent) -> None:
-        if not event.team_id:
+        if not event.team_id or self._foreign(event):
             return
         iid = f"team:{event.team_id}"
         old = await self._store.get_install(iid)

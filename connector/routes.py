@@ -8,6 +8,8 @@ entity (case-insensitive; empty = all) and optional conditions on the card data 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -105,25 +107,66 @@ def match_routes(
 
 
 class TargetNotFound(Exception):
-    """The route names a team or channel that no recorded install has."""
+    """The route's team or channel cannot be resolved: no recorded install has it (or, TargetAmbiguous, more than
+    one has that name). Delivery parks the event with this message."""
 
 
-def resolve_channel(route: Route, installs: list[Install]) -> tuple[Install, str]:
-    """The install (team) and channel id a route posts to, by id or by name (case-insensitive)."""
+@dataclass(frozen=True)
+class Ambiguity:
+    """A route's team or channel name that matches more than one install or channel."""
+
+    route: str
+    kind: Literal["team", "channel"]
+    name: str  # what the route says
+    candidates: tuple[str, ...]  # the matching team ids (with their tenant) or channel ids
+
+    @property
+    def message(self) -> str:
+        if self.kind == "team":
+            return (f"route '{self.route}': team name '{self.name}' matches {len(self.candidates)} installed teams "
+                    f"({', '.join(self.candidates)}); set the route's team to the team id instead of its name")
+        return (f"route '{self.route}': channel name '{self.name}' matches {len(self.candidates)} channels "
+                f"({', '.join(self.candidates)}); set the route's channel to the channel id instead of its name")
+
+
+class TargetAmbiguous(TargetNotFound):
+    """The route's team or channel name matches several installs or channels: the route must use the id."""
+
+    def __init__(self, ambiguity: Ambiguity) -> None:
+        super().__init__(ambiguity.message)
+        self.ambiguity = ambiguity
+
+
+def resolve_channel(route: Route, installs: list[Install],
+                    tenants: AbstractSet[str] | None = None) -> tuple[Install, str]:
+    """The install (team) and channel id a route posts to, by id or by name (case-insensitive).
+
+    A name that matches two installed teams (say two "Procurement" teams) or two channels is never guessed:
+    TargetAmbiguous says to use the id. `tenants` (lower case), when given, ignores installs of other tenants.
+
+    Raises:
+        TargetNotFound: no such team or channel (TargetAmbiguous: more than one).
+    """
     wanted = route.team.lower()
-    teams = [i for i in installs if i.scope == "team" and i.active]
-    install = next((i for i in teams if (i.team_id or "").lower() == wanted), None) or next(
-        (i for i in teams if (i.team_name or "").lower() == wanted), None
-    )
-    if install is None:
+    teams = [i for i in installs if i.scope == "team" and i.active
+             and (tenants is None or (i.tenant_id or "").lower() in tenants)]
+    matches = [i for i in teams if (i.team_id or "").lower() == wanted] or [
+        i for i in teams if (i.team_name or "").lower() == wanted]
+    if len(matches) > 1:
+        raise TargetAmbiguous(Ambiguity(route.name, "team", route.team, tuple(
+            f"{i.team_id} in tenant {i.tenant_id}" for i in sorted(matches, key=lambda i: i.team_id or ""))))
+    if not matches:
         raise TargetNotFound(
             f"route '{route.name}': the app is not installed in team '{route.team}' "
             "(install it in Teams, check `ml-connector installs list`, then `events replay`)"
         )
+    install = matches[0]
     channel = route.channel
     if channel in install.channels:
         return install, channel
-    by_name = [cid for cid, name in install.channels.items() if name.lower() == channel.lower()]
+    by_name = sorted(cid for cid, name in install.channels.items() if name.lower() == channel.lower())
+    if len(by_name) > 1:
+        raise TargetAmbiguous(Ambiguity(route.name, "channel", channel, tuple(by_name)))
     if by_name:
         return install, by_name[0]
     if channel.lower() == "general" and install.team_id:
@@ -132,6 +175,21 @@ def resolve_channel(route: Route, installs: list[Install]) -> tuple[Install, str
         f"route '{route.name}': team '{install.team_name or install.team_id}' has no channel '{channel}' "
         "(renamed or deleted?)"
     )
+
+
+def route_ambiguities(routes: list[Route], installs: list[Install],
+                      tenants: AbstractSet[str] | None = None) -> list[Ambiguity]:
+    """Every route whose team or channel name matches more than one install or channel (e.g. for a configuration
+    check); routes that resolve, or whose target is simply missing, are not listed."""
+    found = []
+    for route in routes:
+        try:
+            resolve_channel(route, installs, tenants)
+        except TargetAmbiguous as exc:
+            found.append(exc.ambiguity)
+        except TargetNotFound:
+            pass
+    return found
 
 
 def lookup(data: Any, path: str) -> tuple[bool, Any]:

@@ -6,11 +6,15 @@ Kept apart from connector/config.py because only the Teams side reads it; its ke
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connector.config import ConfigError, Settings
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class TeamsSettings(BaseModel):
@@ -19,6 +23,8 @@ class TeamsSettings(BaseModel):
     app_id: str = ""  # the bot's Entra app (client) id; also the Azure Bot resource's Microsoft App ID
     app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = "SingleTenant"
     tenant_id: str | None = None  # default: [identity].tenant_id
+    # more tenants whose activities and installs are accepted (besides tenant_id); any other tenant gets 403
+    allowed_tenants: list[str] = Field(default_factory=list)
     credential: str = "bot-app-secret"  # stored secret: the bot app's client secret (or PEM key)
     credential_type: Literal["secret", "certificate"] = "secret"
     certificate_thumbprint: str | None = None
@@ -33,9 +39,23 @@ class TeamsSettings(BaseModel):
     privacy_url: str | None = None
     terms_url: str | None = None
 
+    @field_validator("allowed_tenants")
+    @classmethod
+    def _tenant_ids(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not _GUID.match(t.strip())]
+        if bad:
+            raise ValueError(f"tenant ids are GUIDs (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got {bad[0]!r}")
+        return [t.strip().lower() for t in value]
+
     @property
     def enabled(self) -> bool:
         return bool(self.app_id)
+
+
+def served_tenants(settings: Settings, teams: TeamsSettings) -> frozenset[str]:
+    """The tenants the bot serves (lower case): [bot] tenant_id (default [identity] tenant_id) + allowed_tenants."""
+    home = teams.tenant_id or settings.identity.tenant_id
+    return frozenset(t.lower() for t in ([home] if home else []) + teams.allowed_tenants)
 
 
 def teams_settings(settings: Settings) -> TeamsSettings:
@@ -65,4 +85,5 @@ def bot_settings_values(settings: Settings, teams: TeamsSettings) -> dict[str, A
         "to_channel_from_bot_login_url": cloud.bot_login_url
         or f"{cloud.endpoint('authority_host')}/{login_tenant}/oauth2/v2.0/token",
         "to_channel_from_bot_oauth_scope": cloud.endpoint("bot_oauth_scope"),
+        "allowed_tenants": tuple(teams.allowed_tenants),
     }

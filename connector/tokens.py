@@ -12,9 +12,9 @@ Our cache is the only one that counts: each acquisition first empties MSAL's acc
 (`remove_tokens_for_client`), because MSAL 1.39's `acquire_token_for_client` refuses `force_refresh` and would
 otherwise hand back the token we just decided to renew.
 
-TLS: with `ca_bundle`, MSAL gets our own requests session that verifies against that file only. requests lets
-REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's `verify`; we override `merge_environment_settings` to put
-ours back, rather than `trust_env = False`, so HTTPS_PROXY / NO_PROXY from the environment keep working.
+TLS: MSAL gets our own requests session whose https transport (connector/tls.py) trusts the system's CAs plus
+`ca_bundle` when given, as every other outbound client does; REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are ignored. The
+session keeps `trust_env`, so HTTPS_PROXY / NO_PROXY from the environment keep working.
 
 Errors: `TokenError` (Entra refused: wrong secret, unknown app, bad scope; the AADSTS text is kept) and
 `TokenUnavailable` (network, TLS, 429, 5xx: try later; `retry_after` when Entra said). Messages never carry a
@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from msal.exceptions import MsalServiceError
 
 from connector.secrets import Secret
+from connector.tls import TrustAdapter, client_ssl_context
 
 __all__ = [
     "ClientCertificate", "ClientSecret", "ManagedIdentity", "TokenError", "TokenFailure", "TokenProvider",
@@ -178,22 +179,14 @@ def graph_scope(graph_url: str = "https://graph.microsoft.com") -> str:
 
 # --- HTTP for MSAL ----------------------------------------------------------------------------------------------
 class _Session(requests.Session):
-    """requests session for MSAL: pins our CA bundle against REQUESTS_CA_BUNDLE, applies a default timeout and
-    remembers the last response's status and Retry-After per thread (MSAL hides them)."""
+    """requests session for MSAL: system CAs + `ca_bundle` (connector/tls.py), a default timeout, and the last
+    response's status and Retry-After per thread (MSAL hides them)."""
 
     def __init__(self, ca_bundle: str | None, timeout: float) -> None:
         super().__init__()
-        self._ca_bundle = ca_bundle
+        self.mount("https://", TrustAdapter(client_ssl_context(ca_bundle)))
         self._timeout = timeout
         self.last = threading.local()
-        if ca_bundle:
-            self.verify = ca_bundle
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: ANN001, ANN201
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self._ca_bundle:
-            settings["verify"] = self._ca_bundle  # REQUESTS_CA_BUNDLE would win otherwise
-        return settings
 
     def request(self, method, url, *args, **kwargs):  # noqa: ANN001, ANN201
         kwargs.setdefault("timeout", self._timeout)
@@ -223,7 +216,7 @@ class TokenProvider:
 
     Args:
         authority_host: e.g. "https://login.microsoftonline.com" (or the sandbox's "https://127.0.0.1:P").
-        ca_bundle: CA file to trust instead of the system's (the sandbox CA); wins over REQUESTS_CA_BUNDLE.
+        ca_bundle: an extra CA file trusted besides the system's (a proxy's or the sandbox's CA).
         clock: monotonic seconds, for expiry.
         refresh_margin: renew this long before expiry (at most half the token's lifetime).
         timeout: seconds per HTTP request to Entra.

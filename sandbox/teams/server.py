@@ -6,7 +6,9 @@
     await running.close()
 
 botbuilder fetches the channel's OpenID metadata with blocking `requests` inside its event loop: run this in a
-different process or thread/loop from the bot (teams.md §1.6).
+different process or thread/loop from the bot (teams.md §1.6). With a CA, the metadata and signing keys are served
+over https on a listener of their own (login.botframework.com's part), so a bot that does not trust the CA it was
+given for them fails here as it would in production; the channel, Connector and page stay on plain http.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RunningTeams:
     graph_base_url: str
     _runners: tuple[web.AppRunner, ...]
     _session: aiohttp.ClientSession
+    login_base_url: str = ""  # the https OpenID metadata + keys listener ("" = served by base_url)
 
     @property
     def world(self) -> World:
@@ -50,7 +53,8 @@ class RunningTeams:
         """The "teams" and "graph" entries of sandbox.json."""
         return {
             "teams": {"base_url": self.base_url, "service_url": self.service_url,
-                      "openid_metadata_url": f"{self.base_url}/v1/.well-known/openidconfiguration",
+                      "openid_metadata_url":
+                          f"{self.login_base_url or self.base_url}/v1/.well-known/openidconfiguration",
                       "token_issuer": "https://api.botframework.com",
                       "bot_app_id": self.world.bot_app_id, "admin_url": f"{self.base_url}/_sandbox/teams",
                       "page_url": f"{self.base_url}/"},
@@ -79,6 +83,21 @@ def teams_app(service: TeamsService) -> web.Application:
     return app
 
 
+def login_app(service: TeamsService) -> web.Application:
+    """The channel's OpenID metadata and signing keys, as login.botframework.com serves them (its own host)."""
+    app = web.Application()
+
+    async def openid(request: web.Request) -> web.Response:
+        return web.json_response(ChannelKeys.openid_configuration(f"{request.scheme}://{request.host}"))
+
+    async def keys(request: web.Request) -> web.Response:
+        return web.json_response(service.channel.keys.jwks())
+
+    app.router.add_get("/v1/.well-known/openidconfiguration", openid)
+    app.router.add_get("/v1/keys", keys)
+    return app
+
+
 async def _listen(app: web.Application, host: str, port: int, ssl_context) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -94,7 +113,8 @@ async def start_teams(*, host: str = "127.0.0.1", ca=None, verify_token: VerifyT
                       teams_https: bool = False, graph_https: bool | None = None, keys: ChannelKeys | None = None,
                       world: World | None = None, preinstalled: bool | list[str] = False,
                       clock: Callable[[], float] = time.monotonic) -> RunningTeams:
-    """Start the channel/Connector/page (http unless teams_https) and Graph (https when `ca` is given).
+    """Start the channel/Connector/page (http unless teams_https), Graph (https when `ca` is given) and, when `ca`
+    is given, the channel's OpenID metadata + keys on their own https listener (state's openid_metadata_url).
 
     Args:
         ca: sandbox.tls.SandboxCA; serves https and trusts it for an https bot endpoint.
@@ -132,9 +152,14 @@ async def start_teams(*, host: str = "127.0.0.1", ca=None, verify_token: VerifyT
         runner, gport = await _listen(graph_app(graph), host, graph_port, ssl_server if g_https else None)
         runners.append(runner)
         graph.base_url = f"{'https' if g_https else 'http'}://{host}:{gport}"
+        login_base = ""
+        if ssl_server is not None:
+            runner, lport = await _listen(login_app(service), host, 0, ssl_server)
+            runners.append(runner)
+            login_base = f"https://{host}:{lport}"
     except BaseException:
         for r in runners:
             await r.cleanup()
         await session.close()
         raise
-    return RunningTeams(service, graph, service.base_url, graph.base_url, tuple(runners), session)
+    return RunningTeams(service, graph, service.base_url, graph.base_url, tuple(runners), session, login_base)

@@ -1,8 +1,8 @@
 """The Teams half as a sandbox service starter (see sandbox/runner.py): `await start_teams_services(ctx)`.
 
 Registers the bot's app in the Entra stand-in (secret + Graph app roles), starts the channel/Connector/page
-(plain http, as botbuilder accepts for the channel) and Graph (https, sandbox CA), and adds "teams" and "graph"
-to sandbox.json. Options read from ctx.options (all optional):
+(plain http, as botbuilder accepts for the channel), the channel's OpenID metadata + signing keys and Graph (https,
+sandbox CA), and adds "teams" and "graph" to sandbox.json. Options read from ctx.options (all optional):
   bot_app_id, bot_endpoint (the bot's /api/messages; else set it later with POST {admin_url}/knobs),
   teams_renderer_dir (e.g. cards/vendor), teams_preinstalled (True or team names), teams_app_external_id,
   graph_resource (default https://graph.microsoft.com).

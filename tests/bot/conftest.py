@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import BotRuntime, BotSettings, TeamsPoster
 from bot.retry import RetryPolicy
+from sandbox.tls import make_ca
 
 APP_ID = "00000000-0000-0000-0000-00000000b07"
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -82,10 +84,12 @@ def _jwk(key: rsa.RSAPrivateKey, kid: str, endorsements: list[str]) -> dict:
 
 
 class ThreadedServer:
-    """An aiohttp app on its own event loop in a daemon thread (so the bot's loop may block on it)."""
+    """An aiohttp app on its own event loop in a daemon thread (so the bot's loop may block on it); https when
+    given a server SSLContext."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> None:
         self._app = app
+        self._ssl = ssl_context
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
@@ -98,7 +102,7 @@ class ThreadedServer:
         async def start() -> None:
             self._runner = web.AppRunner(self._app, access_log=None)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
 
@@ -130,6 +134,7 @@ class ChannelKeys:
     good: rsa.RSAPrivateKey
     other: rsa.RSAPrivateKey
     metadata_url: str = ""
+    ca_file: str = ""  # the private CA the metadata and keys are served under (the runtime's ca_file)
     fetches: list[str] = field(default_factory=list)
 
     def jwks(self) -> dict:
@@ -144,15 +149,13 @@ class ChannelKeys:
         return jwt.encode(claims, key or self.good, algorithm="RS256", headers={"kid": kid})
 
 
-@pytest.fixture(scope="session")
-def channel_keys():
-    keys = ChannelKeys(good=rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                       other=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+def channel_keys_app(keys: ChannelKeys, scheme: str) -> web.Application:
+    """The channel's OpenID metadata and JWKS, as login.botframework.com serves them."""
     app = web.Application()
 
     async def openid(request: web.Request) -> web.Response:
         keys.fetches.append("openid")
-        base = f"http://127.0.0.1:{request.url.port}"
+        base = f"{scheme}://127.0.0.1:{request.url.port}"
         return web.json_response({"issuer": ISSUER, "jwks_uri": f"{base}/v1/keys",
                                   "id_token_signing_alg_values_supported": ["RS256"]})
 
@@ -162,8 +165,19 @@ def channel_keys():
 
     app.router.add_get("/v1/.well-known/openidconfiguration", openid)
     app.router.add_get("/v1/keys", jwks)
-    server = ThreadedServer(app).start()
-    keys.metadata_url = f"http://127.0.0.1:{server.port}/v1/.well-known/openidconfiguration"
+    return app
+
+
+@pytest.fixture(scope="session")
+def channel_keys(tmp_path_factory):
+    # Over https under a private CA, as the real (public) endpoint is https: botbuilder's own fetch must get
+    # the runtime's ca_file (plain http here would hide a missing CA).
+    ca = make_ca(tmp_path_factory.mktemp("channel-ca"))
+    keys = ChannelKeys(good=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                       other=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                       ca_file=str(ca.cert_path))
+    server = ThreadedServer(channel_keys_app(keys, "https"), ca.server_context()).start()
+    keys.metadata_url = f"https://127.0.0.1:{server.port}/v1/.well-known/openidconfiguration"
     yield keys
     server.stop()
 
@@ -252,6 +266,7 @@ class RecordingHandlers:
         self.submit_result: Any = None
         self.execute_result: Any = {"type": "AdaptiveCard", "version": "1.5", "body": []}
         self.fail_with: Exception | None = None
+        self.message_result: Any = None  # what on_message answers (text or a card)
 
     async def _record(self, name: str, value: Any) -> None:
         self.calls.append((name, value))
@@ -277,7 +292,7 @@ class RecordingHandlers:
 
     async def on_message(self, message):
         await self._record("message", message)
-        return None
+        return self.message_result
 
 
 @pytest.fixture
@@ -294,12 +309,13 @@ def token() -> FakeToken:
 async def make_runtime(channel_keys, handlers, token):
     made: list[BotRuntime] = []
 
-    def make(get_token: Any = None, **overrides: Any) -> BotRuntime:
+    def make(get_token: Any = None, ca_file: str | None = None, **overrides: Any) -> BotRuntime:
         values = {"app_id": APP_ID, "tenant_id": TENANT,
                   "to_bot_from_channel_openid_metadata_url": channel_keys.metadata_url, "auth_timeout": 10.0,
                   "connector_timeout": 10.0}
         values.update(overrides)
-        runtime = BotRuntime(BotSettings(**values), get_token or token, handlers)
+        runtime = BotRuntime(BotSettings(**values), get_token or token, handlers,
+                             ca_file=ca_file if ca_file is not None else channel_keys.ca_file)
         made.append(runtime)
         return runtime
 

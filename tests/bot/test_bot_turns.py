@@ -12,6 +12,7 @@ import pytest
 TEAM = "19:team@thread.tacv2"
 CHANNEL = "19:approvals@thread.tacv2"
 BOT_ID = "28:00000000-0000-0000-0000-00000000b07"  # conftest's APP_ID
+TENANT = "11111111-1111-1111-1111-111111111111"  # conftest's TENANT: the bot serves only this tenant
 
 
 @pytest.fixture
@@ -75,12 +76,12 @@ async def test_upgrade_is_an_install_not_an_uninstall(send, connector, handlers,
 
 async def test_personal_install_carries_the_user(send, connector, handlers, make_activity):
     body = make_activity("installationUpdate", connector.url, action="add",
-                         conversation={"conversationType": "personal", "tenantId": "t-2", "id": "a:1xyz"},
-                         channelData={"tenant": {"id": "t-2"}})
+                         conversation={"conversationType": "personal", "tenantId": TENANT, "id": "a:1xyz"},
+                         channelData={"tenant": {"id": TENANT}})
     assert (await send(body))[0] == 201
     [(name, event)] = handlers.calls
     assert (event.scope, event.conversation_id, event.user_aad_object_id, event.user_id, event.tenant_id) == (
-        "personal", "a:1xyz", "aad-alex", "29:user", "t-2")
+        "personal", "a:1xyz", "aad-alex", "29:user", TENANT)
     assert event.team_id is None and connector.requests == []
 
 
@@ -182,3 +183,30 @@ async def test_failing_submit_is_500_without_detail_and_posts_nothing(send, conn
     status, body = await send(_submit(make_activity, connector.url))
     assert (status, body) == (500, {"error": "internal"})
     assert connector.requests == []
+
+
+@pytest.mark.parametrize("result", ["Hello.", {"type": "AdaptiveCard", "version": "1.5", "body": []}])
+async def test_connector_404_while_answering_a_message_is_logged_not_500(send, connector, handlers, make_activity,
+                                                                        caplog, result):
+    # the conversation was deleted (or the bot removed) between Teams sending the message and our reply
+    handlers.message_result = result
+    connector.answer(404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}})
+    body = make_activity("message", connector.url, text="hi")
+    status, answer = await send(body)
+    assert status == 201, answer
+    [(name, _)] = handlers.calls
+    assert name == "message"
+    [post] = connector.requests
+    assert post["method"] == "POST" and "/activities" in post["path"]
+    assert "could not reply to the message in the turn (ErrorResponseException, HTTP 404)" in caplog.text
+    assert "bot turn failed" not in caplog.text
+
+
+async def test_connector_404_while_updating_a_pressed_card_is_logged_not_500(send, connector, handlers,
+                                                                            make_activity, caplog):
+    handlers.submit_result = {"type": "AdaptiveCard", "version": "1.5", "body": []}
+    connector.answer(404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}})
+    status, _ = await send(_submit(make_activity, connector.url))
+    assert status == 201
+    assert [r["method"] for r in connector.requests] == ["PUT"]
+    assert "HTTP 404" in caplog.text
