@@ -265,6 +265,7 @@ def create_app(
                 clock=clock,
                 max_lines=settings.cards.max_lines,
                 max_bytes=settings.cards.max_bytes,
+                tenants=served_tenants(settings, teams) or None,
             )
             services.outbox = Outbox(services.poster, Pacer(), make_digest_renderer(deps),
                                      digest_after=teams.digest_after, digest_max=teams.digest_max)

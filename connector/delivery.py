@@ -56,6 +56,7 @@ class DeliveryDeps:
     max_bytes: int = 28_000
     approvals: ApprovalService | None = None
     reconciler: Reconciler | None = None
+    tenants: frozenset[str] | None = None  # served tenants (lower case): installs of any other are never posted to
 
 
 async def resolve_mentions(
@@ -169,7 +170,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
         posted: list[str] = []
         for route in pending:
             try:
-                install, channel_id = resolve_channel(route, installs)
+                install, channel_id = resolve_channel(route, installs, deps.tenants)
             except TargetNotFound as exc:
                 raise Park(str(exc)) from exc
             card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention})
