@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import secrets as pysecrets
 import sys
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 import click
 
-from connector.config import ConfigError, Settings, load_settings
+from connector.config import ConfigError, Settings, ignored_environment_variables, load_settings
 
 T = TypeVar("T")
 
@@ -82,12 +83,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Run the service (events endpoint, pipeline, bot) until interrupted."""
-    from connector.app import run_service
+    from connector.app import StartupError, run_service
 
     settings = _settings(ctx)
     try:
         run_service(settings)
-    except ConfigError as exc:
+    except (ConfigError, StartupError) as exc:  # one clear line (a list for several configuration problems)
         _fail(str(exc))
 
 
@@ -99,8 +100,19 @@ def config() -> None:
 @config.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate the configuration file and environment overrides, then print a summary."""
+    """Validate the configuration file and environment overrides (every check `serve` makes), then summarise."""
+    from connector.validation import validate_settings
+
     s = _settings(ctx)
+    try:
+        validated = validate_settings(s)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for warning in validated.warnings:
+        click.echo(f"warning: {warning}")
+    ignored = ignored_environment_variables(os.environ)
+    if ignored:  # names only: a value could be anyone's secret
+        click.echo(f"note: ignored environment variables (no such configuration section): {', '.join(ignored)}")
     click.echo(f"configuration ok: {len(s.environments)} environment(s), store {s.store.url.split('://')[0]}, "
                f"cloud {s.cloud.name}")
 
