@@ -168,13 +168,7 @@ def create_app(
         )
         env_endpoints = []
         for env in settings.environments:
-            try:
-                token = (await services.secrets.get(env.event_secret_name)).reveal()
-            except SecretNotFound:
-                log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
-                          env.name, env.name)
-                token = ""
-            env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
+            # The credential first: without it the service cannot start, and its error should be the only line.
             credential = await load_credential(
                 services.secrets,
                 name=env.credential or settings.identity.credential,
@@ -182,6 +176,13 @@ def create_app(
                 thumbprint=env.certificate_thumbprint or settings.identity.certificate_thumbprint,
                 owner=f"environment '{env.name}'",
             )
+            try:
+                token = (await services.secrets.get(env.event_secret_name)).reveal()
+            except SecretNotFound:
+                log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
+                          env.name, env.name)
+                token = ""
+            env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
             get_token = services.tokens.token_source(
                 env.tenant_id or settings.identity.tenant_id,
                 env.client_id or settings.identity.client_id,

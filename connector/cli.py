@@ -1,8 +1,8 @@
 """The `ml-connector` command line: serve, inspect and replay events, manage secrets, preview cards, demo.
 
 Every command reads the same configuration as the service (`--config`, $ML_CONFIG, ./ml-connector.toml) and
-says what to do when something is wrong (exit 2: configuration or usage; exit 3: the store or a service is
-unreachable). Secret values are read from standard input or a hidden prompt, never from the command line.
+says what to do when something is wrong (exit 2: configuration or usage, and whatever stops `serve` from starting,
+in one line; exit 3: the store or a service is unreachable for the other commands). Secret values are read from standard input or a hidden prompt, never from the command line.
 """
 
 from __future__ import annotations

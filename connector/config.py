@@ -11,7 +11,6 @@ Adapters never see this module: connector/app.py reads it and passes plain value
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,9 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_CONFIG_FILE = "ml-connector.toml"
 CONFIG_ENV = "ML_CONFIG"
-
-
-log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -379,9 +375,6 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
             raise ConfigError(f"configuration file not found: {p}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration file {p} is not valid TOML: {exc}") from None
-    ignored = ignored_environment_variables(env)
-    if ignored:
-        log.debug("ignored environment variables (no such configuration section): %s", ", ".join(ignored))
     try:
         return Settings(**_merge(raw, environment_overrides(env)))
     except ValidationError as exc:

@@ -80,12 +80,13 @@ def cases(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
         "certificate-and-key-differ": ({"ML_SERVER__TLS_CERT": str(ca1.server_cert_path),
                                         "ML_SERVER__TLS_KEY": str(ca2.server_key_path)}, "server.tls_key"),
         "template-dir-gone": ({"ML_CARDS__TEMPLATE_DIR": str(tmp_path / "templates")}, "cards.template_dir"),
+        "credential-not-stored": ({}, "ml-connector secrets set entra-client-secret"),
     }
 
 
 CASES = ["no-master-key", "master-key-file-missing", "master-key-file-too-open", "mongodb-closed-port",
          "sqlite-folder-missing", "sqlite-folder-read-only", "certificate-path-wrong", "certificate-and-key-differ",
-         "template-dir-gone"]
+         "template-dir-gone", "credential-not-stored"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -133,3 +134,17 @@ def test_unrelated_ml_variables_do_not_stop_the_service(cfg: Path, tmp_path: Pat
             proc.wait()
     assert proc.returncode == 0, rest
     assert "Traceback" not in rest and "Unclosed" not in rest
+
+
+def test_a_busy_port_is_one_line(cfg: Path, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg.write_text(CONFIG.format(port=port, tmp=tmp_path).split("[[environments]]")[0])
+        done = subprocess.run([*COMMAND, "serve"], env=serve_env(tmp_path, ML_SERVER__HOST="127.0.0.1"),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "WARNING" not in line]  # "no [bot]" is a warning log
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot listen on 127.0.0.1:{port}"), done.stderr
+    assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr
