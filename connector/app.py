@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ from aiohttp import web
 
 from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
 from connector.approvals import Approvals
-from cards import Catalog, TemplateInvalid
-from connector.config import ConfigError, Settings
+from cards import Catalog
+from connector.config import ConfigError, Settings, ignored_environment_variables
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
 from connector.endpoint_tokens import read_tokens
 from connector.installs import InstallRecorder
@@ -30,22 +31,27 @@ from connector.manifest import default_app_id
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
-from connector.routes import routes_from_config
 from connector.teams_bot import ConnectorBotHandlers
-from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants, teams_settings
-from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_redaction, master_key_from_environment
+from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants
+from connector.secrets import (MasterKey, SecretBox, SecretNotFound, SecretsError, install_redaction,
+                               master_key_from_environment)
 from connector.stages import EnvironmentRuntime, make_enrich_stage
-from connector.store import Store
+from connector.store import Store, StoreUnavailable
 from connector.store.factory import open_store
 from connector.tls import client_ssl_context
 from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
+from connector.validation import validate_settings
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
-from dynamics import ODataClient, plans_from_config
+from dynamics import ODataClient
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", "Services")
+
+
+class StartupError(Exception):
+    """`serve` could not start; the message is one line that says what to do."""
 
 
 @dataclass
@@ -80,8 +86,12 @@ def catalog_app_id(teams: Any) -> str:
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # F&O's HTTPS endpoint requires at least TLS 1.2
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(cert, key, password=_no_passphrase)  # never an interactive OpenSSL prompt
     return ctx
+
+
+def _no_passphrase() -> bytes:
+    raise ssl.SSLError("the private key is encrypted (give an unencrypted PEM key)")
 
 
 async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: str | None, owner: str) -> Any:
@@ -93,7 +103,13 @@ async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: s
             f"{owner}: the credential secret '{name}' is not stored; run `ml-connector secrets set {name}`"
         ) from None
     if kind == "certificate":
-        return ClientCertificate(private_key_pem=value, thumbprint=thumbprint)
+        try:
+            return ClientCertificate(private_key_pem=value, thumbprint=thumbprint)
+        except ValueError:
+            raise ConfigError(
+                f"{owner}: the stored secret '{name}' is not an unencrypted PEM private key; store it again with "
+                f"`ml-connector secrets set {name} --from-file key.pem`"
+            ) from None
     return ClientSecret(value)
 
 
@@ -113,8 +129,16 @@ def create_app(
     clock: Callable[[], float] = time.time,
     start_pipeline: bool = True,
 ) -> web.Application:
-    """Build the service. `store` and `master_key` default to the configured ones (tests pass their own)."""
-    services = Services(settings=settings, store=store or configured_store(settings))
+    """Build the service. `store` and `master_key` default to the configured ones (tests pass their own).
+
+    Raises:
+        ConfigError: from validate_settings (the same verdict as `ml-connector config check`), before anything opens.
+    """
+    validated = validate_settings(settings)
+    for warning in validated.warnings:
+        log.warning("configuration: %s", warning)
+    services = Services(settings=settings, store=store or configured_store(settings),
+                        teams=validated.teams, catalog=validated.catalog)
     app = events_app(
         services.store,
         EventEndpoints([], clock=clock),  # filled in at start, once the tokens are decrypted
@@ -157,19 +181,22 @@ def create_app(
                     previous_valid_until=tokens.previous_valid_until(env.event_token_grace)))
             return loaded
 
-        env_endpoints = await load_endpoints()
-        for env, endpoint in zip(settings.environments, env_endpoints):
-            if not endpoint.token:
-                log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
-                          env.name, env.name)
+        credentials = []
         for env in settings.environments:
-            credential = await load_credential(
+            # The credentials first: without them the service cannot start, and that error should be the only line.
+            credentials.append(await load_credential(
                 services.secrets,
                 name=env.credential or settings.identity.credential,
                 kind=env.credential_type or settings.identity.credential_type,
                 thumbprint=env.certificate_thumbprint or settings.identity.certificate_thumbprint,
                 owner=f"environment '{env.name}'",
-            )
+            ))
+        env_endpoints = await load_endpoints()
+        for env, endpoint in zip(settings.environments, env_endpoints):
+            if not endpoint.token:
+                log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
+                          env.name, env.name)
+        for env, credential in zip(settings.environments, credentials):
             get_token = services.tokens.token_source(
                 env.tenant_id or settings.identity.tenant_id,
                 env.client_id or settings.identity.client_id,
@@ -247,7 +274,7 @@ def create_app(
         await services.bot.close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        plans = plans_from_config(settings.enrichment)
+        plans = validated.plans
         teams = services.teams
         delivering = teams is not None and teams.enabled and services.poster is not None
         stages: dict[str, Stage] = {
@@ -259,7 +286,7 @@ def create_app(
                 store=services.store,
                 outbox=None,  # type: ignore[arg-type]  (set just below: the digest renderer needs deps)
                 catalog=services.catalog,
-                routes=routes_from_config(settings.routes),
+                routes=validated.routes,
                 graph=services.graph,
                 environments={e.name: e.base_url for e in settings.environments},
                 clock=clock,
@@ -309,15 +336,6 @@ def create_app(
         await services.pipeline.stop()
         await registry.stop()  # after the pipeline: releases whatever it left leased
 
-    # Fail fast on configuration the service cannot run with (before any resource is opened).
-    services.teams = teams_settings(settings)
-    routes_from_config(settings.routes)
-    plans_from_config(settings.enrichment)
-    try:
-        services.catalog = Catalog.load(settings.cards.template_dir)
-    except TemplateInvalid as exc:
-        raise ConfigError(f"[cards] template_dir: {exc}") from None
-
     app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, teams_ctx, pipeline_ctx])
 
     async def messages(request: web.Request) -> web.StreamResponse:
@@ -355,17 +373,66 @@ def configure_logging(settings: Settings) -> None:
 
 
 def run_service(settings: Settings) -> None:
-    """`ml-connector serve`: run until SIGINT/SIGTERM."""
+    """`ml-connector serve`: run until SIGINT/SIGTERM.
+
+    Raises:
+        ConfigError: the configuration is invalid (every problem listed).
+        StartupError: something the service needs cannot be had (master key, store, TLS files, the port); one line.
+    """
     configure_logging(settings)
-    app = create_app(settings)
+    ignored = ignored_environment_variables(os.environ)
+    if ignored:
+        log.debug("ignored environment variables (no such configuration section): %s", ", ".join(ignored))
+    app = create_app(settings)  # validates first; the master key is read at start-up, after the store opens
     ssl_ctx = None
     if settings.server.tls_cert and settings.server.tls_key:
-        ssl_ctx = server_ssl_context(settings.server.tls_cert, settings.server.tls_key)
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        ssl_context=ssl_ctx,
-        print=lambda msg: log.info("listening on %s:%s", settings.server.host, settings.server.port),
-        handle_signals=True,
-    )
+        try:
+            ssl_ctx = server_ssl_context(settings.server.tls_cert, settings.server.tls_key)
+        except (ssl.SSLError, OSError) as exc:  # changed since validation read them
+            raise StartupError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from None
+    try:
+        asyncio.run(_serve(app, settings.server.host, settings.server.port, ssl_ctx))
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    except StoreUnavailable as exc:
+        raise StartupError(_one_line(
+            f"the store is unavailable: {exc}. Check [store] url: the database must be reachable (MongoDB) or its "
+            "folder must exist and be writable (SQLite)")) from None
+    except SecretsError as exc:  # no master key, a malformed one, or one that cannot open the stored secrets
+        raise StartupError(_one_line(str(exc))) from None
+    except _ListenError as exc:
+        raise StartupError(str(exc)) from None
+
+
+class _ListenError(Exception):
+    """The listening socket could not be opened."""
+
+
+async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+    """What web.run_app does, except that a failed start closes what had already started.
+
+    aiohttp leaves the cleanup contexts that did start open when a later one fails (web.run_app calls setup()
+    outside its try), so the HTTP session and the store would leak and Python would print "Unclosed client session"
+    after our error line.
+    """
+    runner = web.AppRunner(app, handle_signals=True)
+    try:
+        await runner.setup()
+    except BaseException:
+        await app.cleanup()
+        raise
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another [server] port "
+                               "or stop what is using it") from None
+        log.info("listening on %s:%s", host, port)
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
+    finally:
+        await runner.cleanup()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,8 +1,8 @@
 """The `ml-connector` command line: serve, inspect and replay events, manage secrets, preview cards, demo.
 
 Every command reads the same configuration as the service (`--config`, $ML_CONFIG, ./ml-connector.toml) and
-says what to do when something is wrong (exit 2: configuration or usage; exit 3: the store or a service is
-unreachable). Secret values are read from standard input or a hidden prompt, never from the command line.
+says what to do when something is wrong (exit 2: configuration or usage, and whatever stops `serve` from starting,
+in one line; exit 3: the store or a service is unreachable for the other commands). Secret values are read from standard input or a hidden prompt, never from the command line.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import secrets as pysecrets
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 import click
 
-from connector.config import ConfigError, Settings, load_settings
+from connector.config import ConfigError, Settings, ignored_environment_variables, load_settings
 
 T = TypeVar("T")
 
@@ -86,13 +88,13 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Run the service (events endpoint, pipeline, bot) until interrupted."""
-    from connector.app import run_service
+    from connector.app import StartupError, run_service
     from connector.store import StoreInsecure
 
     settings = _settings(ctx)
     try:
         run_service(settings)
-    except (ConfigError, StoreInsecure) as exc:
+    except (ConfigError, StartupError, StoreInsecure) as exc:  # one clear line (a list for several problems)
         _fail(str(exc))
 
 
@@ -104,8 +106,19 @@ def config() -> None:
 @config.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate the configuration file and environment overrides, then print a summary."""
+    """Validate the configuration file and environment overrides (every check `serve` makes), then summarise."""
+    from connector.validation import validate_settings
+
     s = _settings(ctx)
+    try:
+        validated = validate_settings(s)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for warning in validated.warnings:
+        click.echo(f"warning: {warning}")
+    ignored = ignored_environment_variables(os.environ)
+    if ignored:  # names only: a value could be anyone's secret
+        click.echo(f"note: ignored environment variables (no such configuration section): {', '.join(ignored)}")
     click.echo(f"configuration ok: {len(s.environments)} environment(s), store {s.store.url.split('://')[0]}, "
                f"cloud {s.cloud.name}")
 

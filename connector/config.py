@@ -10,12 +10,12 @@ Adapters never see this module: connector/app.py reads it and passes plain value
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-
-import json
 
 from connector.approvals.config import ApprovalSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,7 +25,46 @@ CONFIG_ENV = "ML_CONFIG"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; the message names every bad key and says what is wrong."""
+    """The configuration is invalid; the message names every bad key and says what is wrong.
+
+    `problems` holds one line per problem (`key: what is wrong`), for callers that list or compare them.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
+
+    @classmethod
+    def listing(cls, source: str | None, problems: Sequence[str]) -> "ConfigError":
+        """One line for one problem (start-up errors read best on one line), else a header and a line each."""
+        head = f"invalid configuration ({source})" if source else "invalid configuration"
+        if len(problems) == 1:
+            return cls(f"{head}: {problems[0]}", problems)
+        return cls("\n".join([f"{head}:", *(f"  {p}" for p in problems)]), problems)
+
+
+def key_path(loc: Iterable[str | int], prefix: str = "") -> str:
+    """A pydantic error location as the key an admin writes: ("routes", 0, "when", 1, "op") -> routes[0].when[1].op."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    """`key: message` lines for every error of a pydantic ValidationError."""
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against README.md, Configuration)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{key_path(err['loc'], prefix)}: {msg}")
+    return lines
 
 
 class _Section(BaseModel):
@@ -40,14 +79,20 @@ class ServerSettings(_Section):
     tls_key: Path | None = None
     max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger event bodies are refused with 413
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> "ServerSettings":
-        if (self.tls_cert is None) != (self.tls_key is None):
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _pem_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v} (give the path of a PEM file the service can read)")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_pair(cls, data: Any) -> Any:
+        # before the fields: "set them together" says more than "file not found" about a half-set pair
+        if isinstance(data, dict) and (data.get("tls_cert") is None) != (data.get("tls_key") is None):
             raise ValueError("tls_cert and tls_key must be set together")
-        for path in (self.tls_cert, self.tls_key):
-            if path is not None and not path.is_file():
-                raise ValueError(f"file not found: {path}")
-        return self
+        return data
 
 
 class StoreSettings(_Section):
@@ -268,32 +313,40 @@ class Settings(_Section):
         raise KeyError(name)
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against README.md, Configuration)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
 ENV_PREFIX = "ML_"
 _NOT_CONFIG = {CONFIG_ENV, "ML_MASTER_KEY", "ML_MASTER_KEY_FILE", "ML_REQUIRE_ORACLES"}
 
 
-def environment_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def _env_path(name: str) -> list[str] | None:
+    """The configuration path an `ML_...` variable names, or None when it is not ours to read.
+
+    Only variables whose first segment is a section of Settings are configuration: ML_DEBUG=1 or ML_FOO__BAR=x
+    (another tool's, or a typo in the section) are ignored, while ML_SERVER__PROT=1 (a typo inside a known
+    section) still reaches validation and is reported as an unknown key.
+    """
+    if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG or name.startswith("ML_TEST_"):
+        return None
+    path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+    if not path or path[0] not in Settings.model_fields:
+        return None
+    return path
+
+
+def ignored_environment_variables(environ: Mapping[str, str]) -> list[str]:
+    """Names (never values) of `ML_*` variables that are not configuration and were therefore ignored."""
+    return sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in _NOT_CONFIG
+                  and not n.startswith("ML_TEST_") and _env_path(n) is None)
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`ML_SECTION__KEY=value` → {"section": {"key": value}}; JSON values (lists, objects) are decoded."""
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG or name.startswith("ML_TEST_"):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
-        if not path:
+        path = _env_path(name)
+        if path is None:
             continue
         parsed: Any = value
-        if value[:1] in "[{":
+        if value and value[0] in "[{":  # ("" is in every string: an empty value is an empty string, not JSON)
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError:
@@ -341,4 +394,4 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
     try:
         return Settings(**_merge(raw, environment_overrides(env)))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError.listing(source, pydantic_problems(exc)) from None

@@ -138,7 +138,7 @@ class InstanceRegistry:
         await self.reap()
         await self._register()
         self._task = asyncio.create_task(self._heartbeat_loop(), name="instance-heartbeat")
-        log.info("registered as instance %s", self.id)
+        log.debug("registered as instance %s", self.id)
         return self.id
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.config import ConfigError
+from connector.config import ConfigError, key_path, pydantic_problems
 from connector.store import Install
 
 Op = Literal["==", "!=", ">", ">=", "<", "<=", "in", "contains", "exists"]
@@ -80,22 +80,31 @@ class Route(BaseModel):
         return all(c.holds(data) for c in self.when)
 
 
-def routes_from_config(raw: list[dict[str, Any]]) -> list[Route]:
+def route_problems(raw: list[Any]) -> tuple[list[Route], list[str]]:
+    """The routes that are valid, and one `routes[i].key: what is wrong` line for each problem of the others."""
     routes = []
     problems = []
     for i, item in enumerate(raw):
+        prefix = key_path([i], "routes")
+        if not isinstance(item, dict):
+            problems.append(f"{prefix}: expected a table ([[routes]]), got {type(item).__name__}")
+            continue
         try:
             routes.append(Route(**item))
         except ValidationError as exc:
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"])
-                problems.append(f"  routes.{i}.{key}: {err['msg'].removeprefix('Value error, ')}")
-        except TypeError as exc:
-            problems.append(f"  routes.{i}: {exc}")
+            problems += pydantic_problems(exc, prefix)
+        except TypeError as exc:  # a key that is not a string (from JSON in ML_ROUTES)
+            problems.append(f"{prefix}: {exc}")
     names = [r.name for r in routes]
-    problems += [f"  routes: duplicate name '{n}'" for n in sorted({n for n in names if names.count(n) > 1})]
+    problems += [f"routes: duplicate name '{n}'" for n in sorted({n for n in names if names.count(n) > 1})]
+    return routes, problems
+
+
+def routes_from_config(raw: list[Any]) -> list[Route]:
+    """Every route, or ConfigError listing each problem with its key (`routes[1].threading`)."""
+    routes, problems = route_problems(raw)
     if problems:
-        raise ConfigError("invalid configuration (routes):\n" + "\n".join(problems))
+        raise ConfigError.listing("routes", problems)
     return routes
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.config import ConfigError, Settings
+from connector.config import ConfigError, Settings, pydantic_problems
 
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -58,16 +58,21 @@ def served_tenants(settings: Settings, teams: TeamsSettings) -> frozenset[str]:
     return frozenset(t.lower() for t in ([home] if home else []) + teams.allowed_tenants)
 
 
-def teams_settings(settings: Settings) -> TeamsSettings:
+def teams_problems(settings: Settings) -> tuple[TeamsSettings | None, list[str]]:
+    """The [bot] section, or None and one `bot.key: what is wrong` line per problem."""
     try:
-        return TeamsSettings(**settings.bot)
+        return TeamsSettings(**settings.bot), []
     except ValidationError as exc:
-        lines = ["invalid configuration ([bot]):"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  bot.{key}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        return None, pydantic_problems(exc, "bot")
+    except TypeError as exc:  # a key that is not a string (from JSON in ML_BOT)
+        return None, [f"bot: {exc}"]
+
+
+def teams_settings(settings: Settings) -> TeamsSettings:
+    teams, problems = teams_problems(settings)
+    if teams is None:
+        raise ConfigError.listing("[bot]", problems)
+    return teams
 
 
 def bot_settings_values(settings: Settings, teams: TeamsSettings) -> dict[str, Any]:

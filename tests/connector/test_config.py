@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConfigError, load_settings
+from connector.config import ConfigError, ignored_environment_variables, load_settings
 
 GOOD = """
 [server]
@@ -72,3 +72,25 @@ def test_environment_list_as_json_and_duplicates() -> None:
         load_settings(environ=env)
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_settings(environ={"ML_ENVIRONMENTS": "[oops"})
+
+
+def test_unrelated_ml_variables_are_ignored_but_typos_inside_a_section_are_not(tmp_path: Path) -> None:
+    # ML_DEBUG / ML_FOO__BAR belong to someone else (or name no section): they must not stop the service
+    s = load_settings(write(tmp_path, GOOD), environ={"ML_DEBUG": "1", "ML_FOO__BAR": "x", "ML_SERVER__PORT": "9000"})
+    assert s.server.port == 9000
+    assert ignored_environment_variables({"ML_DEBUG": "1", "ML_FOO__BAR": "x", "ML_SERVER__PORT": "1",
+                                          "ML_MASTER_KEY": "k", "PATH": "/bin"}) == ["ML_DEBUG", "ML_FOO__BAR"]
+    with pytest.raises(ConfigError, match=r"server\.prot: unknown key"):
+        load_settings(write(tmp_path, GOOD), environ={"ML_SERVER__PROT": "1"})
+
+
+def test_an_empty_override_is_an_empty_value_not_json(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, GOOD), environ={"ML_IDENTITY__TENANT_ID": ""})
+    assert s.identity.tenant_id == ""
+
+
+def test_one_problem_is_one_line_and_list_keys_use_brackets(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, GOOD), environ={"ML_ENVIRONMENTS": '[{"name": "a"}]'})
+    assert str(err.value) == (f"invalid configuration ({tmp_path / 'ml-connector.toml'} and environment): "
+                              "environments[0].base_url: required key is missing")

@@ -52,6 +52,8 @@ async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ML_MASTER_KEY", key_text)
     key = MasterKey.from_text(key_text)
     settings = Settings(server={"public_url": PUBLIC}, store={"url": f"sqlite:///{db}"},
+                        identity={"tenant_id": "aaaaaaaa-0000-4000-8000-000000000001",
+                                  "client_id": "bbbbbbbb-0000-4000-8000-000000000002"},
                         environments=[{"name": "prod", "base_url": "https://contoso.operations.dynamics.com",
                                        "event_token_grace": GRACE}])
     store = open_store(settings.store.url)
