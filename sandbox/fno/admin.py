@@ -14,6 +14,14 @@ POST apps {client_id, user_id, name}; GET apps   the "Microsoft Entra ID applica
 POST apps/remove {client_id}                  delete a row of that table: the app then has no F&O user and every
                                               /data call answers `unknown_client_status` (dynamics.md simulator
                                               spec item 8: 403 by default, configurable; real F&O's is unconfirmed)
+POST schema {reset, remove_fields: {set: [field]}, remove_actions: [name], remove_entity_sets: [set]}; GET schema
+                                              make this environment lack fields, WorkflowWorkItems actions or
+                                              whole entity sets, as a real environment may: they vanish from
+                                              $metadata and the service document, and naming them answers F&O's
+                                              own error (400 "Could not find a property named 'X' on type ..." for
+                                              a field, 404 for a set or action). Rows keep every field underneath.
+                                              Removals accumulate; `reset: true` (applied first) restores all.
+                                              Unknown names answer 400. Answers the removals now in force.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.admin_http import json_object
+from sandbox.admin_http import bad_request, json_object
 
 from sandbox.fno import workflow
 from sandbox.fno.odata import SERVICE, Fault, FnoService, Stats
+from sandbox.fno.schema import SchemaError
 from sandbox.fno.state import to_odata_row
 
 
@@ -148,6 +157,19 @@ async def list_apps(request: web.Request) -> web.Response:
     return web.json_response([dataclasses.asdict(a) for a in _svc(request).state.apps.values()])
 
 
+async def get_schema(request: web.Request) -> web.Response:
+    return web.json_response(_svc(request).schema.as_dict())
+
+
+async def set_schema(request: web.Request) -> web.Response:
+    body, svc = await json_object(request), _svc(request)
+    try:
+        svc.schema.apply(body, svc.state.types, svc.actions())
+    except SchemaError as exc:
+        raise bad_request(str(exc)) from None
+    return web.json_response(svc.schema.as_dict())
+
+
 def add_fno_admin_routes(app: web.Application) -> None:
     p = "/_sandbox/fno"
     app.router.add_post(f"{p}/throttle", throttle)
@@ -163,3 +185,5 @@ def add_fno_admin_routes(app: web.Application) -> None:
     app.router.add_post(f"{p}/apps", add_app)
     app.router.add_get(f"{p}/apps", list_apps)
     app.router.add_post(f"{p}/apps/remove", remove_app)
+    app.router.add_get(f"{p}/schema", get_schema)
+    app.router.add_post(f"{p}/schema", set_schema)

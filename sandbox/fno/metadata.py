@@ -8,8 +8,11 @@ from xml.sax.saxutils import escape
 from sandbox.fno.state import EDM, ENUMS, NAMESPACE, EntityType
 
 
-def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outcome: str, comment: str) -> str:
-    types = list(types)
+def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outcome: str, comment: str,
+                 omit_actions: Iterable[str] = ()) -> str:
+    """`types` are the entity types as exposed (removed sets and fields already left out); `omit_actions` names
+    bound actions this environment lacks."""
+    types, omit = list(types), set(omit_actions)
     out = ['<?xml version="1.0" encoding="utf-8"?>',
            '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
            "<edmx:DataServices>",
@@ -28,11 +31,13 @@ def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outc
             out.append(f'<Property Name="{field}" Type="{edm}"{nullable}/>')
         out.append("</EntityType>")
     binding = f'<Parameter Name="_bindingParameter" Type="{NAMESPACE}.WorkflowWorkItem"/>'
-    out.append(f'<Action Name="{escape(validate)}" IsBound="true">{binding}'
-               '<ReturnType Type="Edm.Boolean" Nullable="false"/></Action>')
-    out.append(f'<Action Name="{escape(complete)}" IsBound="true">{binding}'
-               f'<Parameter Name="{escape(outcome)}" Type="Edm.String"/>'
-               f'<Parameter Name="{escape(comment)}" Type="Edm.String"/></Action>')
+    if validate not in omit:
+        out.append(f'<Action Name="{escape(validate)}" IsBound="true">{binding}'
+                   '<ReturnType Type="Edm.Boolean" Nullable="false"/></Action>')
+    if complete not in omit:
+        out.append(f'<Action Name="{escape(complete)}" IsBound="true">{binding}'
+                   f'<Parameter Name="{escape(outcome)}" Type="Edm.String"/>'
+                   f'<Parameter Name="{escape(comment)}" Type="Edm.String"/></Action>')
     out.append('<EntityContainer Name="Resources">')
     out += [f'<EntitySet Name="{et.set_name}" EntityType="{NAMESPACE}.{et.type_name}"/>' for et in types]
     out += ["</EntityContainer>", "</Schema>", "</edmx:DataServices>", "</edmx:Edmx>"]

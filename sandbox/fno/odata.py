@@ -22,6 +22,7 @@ from aiohttp import web
 from sandbox.fno import workflow
 from sandbox.fno.metadata import metadata_xml
 from sandbox.fno.query import QueryError, parse_key, parse_query, run_query
+from sandbox.fno.schema import Schema
 from sandbox.fno.state import NAMESPACE, EntityType, FnoState, to_odata_row
 from sandbox.fno.throttle import ServiceProtection, Throttled
 
@@ -110,6 +111,14 @@ class FnoService:
         self.stats = Stats()
         self.faults: list[Fault] = []
         self.on_complete: list[Callable[[dict[str, Any], Caller], Any]] = []  # scenario hooks
+        self.schema = Schema()  # what this environment lacks (admin knob); rows stay complete underneath
+
+    def exposed(self, set_name: str) -> EntityType | None:
+        """The entity type as this environment's OData exposes it, or None if it has no such entity set."""
+        return self.schema.view(self.state.entity_type(set_name))
+
+    def actions(self) -> tuple[str, str]:
+        return self.config.validate_action, self.config.complete_action
 
     def take_fault(self, path: str) -> Fault | None:
         for fault in self.faults:
@@ -209,7 +218,7 @@ def _cross_company(request: web.Request) -> bool:
 
 def _split_segment(svc: FnoService, segment: str) -> tuple[EntityType, str | None]:
     name, paren, rest = segment.partition("(")
-    et = svc.state.entity_type(name)
+    et = svc.exposed(name)
     if et is None:
         raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{segment}'.")
     if paren and not rest.endswith(")"):
@@ -221,18 +230,36 @@ def _visible(et: EntityType, row: dict[str, Any], caller: Caller, cross: bool) -
     return cross or not et.company_specific or (row["dataAreaId"] or "").lower() == caller.company.lower()
 
 
+def _key(svc: FnoService, et: EntityType, key_text: str) -> dict[str, Any]:
+    """A key segment parsed against the exposed type; rows are stored under the full key, so an entity whose
+    key field was removed cannot be addressed by key (its key no longer matches)."""
+    key = parse_key(et, key_text)
+    if len(et.keys) != len(svc.state.types[et.set_name].keys):
+        raise QueryError("The number of keys specified in the URI does not match number of key properties for "
+                         f"the resource '{et.qualified_name}'.")
+    return key
+
+
 async def service_document(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     base = _base(svc, request)
     return _json({"@odata.context": f"{base}/data/$metadata",
-                  "value": [{"name": n, "kind": "EntitySet", "url": n} for n in svc.state.types]})
+                  "value": [{"name": et.set_name, "kind": "EntitySet", "url": et.set_name}
+                            for et in svc.schema.views(svc.state.types.values())]})
 
 
 async def metadata(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    xml = metadata_xml(svc.state.types.values(), svc.config.validate_action, svc.config.complete_action,
-                       svc.config.outcome_param, svc.config.comment_param)
+    xml = metadata_xml(svc.schema.views(svc.state.types.values()), svc.config.validate_action,
+                       svc.config.complete_action, svc.config.outcome_param, svc.config.comment_param,
+                       omit_actions=_missing_actions(svc))
     return web.Response(text=xml, content_type="application/xml")
+
+
+def _missing_actions(svc: FnoService) -> set[str]:
+    if svc.exposed(workflow.SET) is None:  # no work-item entity, no actions bound to it
+        return set(svc.actions())
+    return set(svc.schema.removed_actions)
 
 
 async def read(request: web.Request) -> web.Response:
@@ -243,16 +270,17 @@ async def read(request: web.Request) -> web.Response:
     et, key_text = _split_segment(svc, tail)
     cross = _cross_company(request)
     base = _base(svc, request)
+    stored_type = svc.state.types[et.set_name]  # companies follow the stored rows, whatever is exposed
     if key_text is not None:
-        key = parse_key(et, key_text)
+        key = _key(svc, et, key_text)
         row = svc.state.get(et.set_name, key)
-        if row is None or not _visible(et, row, caller, cross):
+        if row is None or not _visible(stored_type, row, caller, cross):
             raise FnoError(404, f"Resource not found for the segment '{et.set_name}'.")
         return _json({"@odata.context": f"{base}/data/$metadata#{et.set_name}/$entity",
                       "@odata.etag": svc.state.etag(et.set_name, row), **to_odata_row(et, row)})
     params = {k: v for k, v in request.query.items()}
     q = parse_query(et, params)
-    rows = [r for r in svc.state.rows(et.set_name) if _visible(et, r, caller, cross)]
+    rows = [r for r in svc.state.rows(et.set_name) if _visible(stored_type, r, caller, cross)]
     page, total = run_query(et, rows, q)
     body: dict[str, Any] = {"@odata.context": f"{base}/data/$metadata#{et.set_name}"
                             + (f"({','.join(q.select)})" if q.select else "")}
@@ -291,9 +319,10 @@ async def action(request: web.Request) -> web.Response:
     prefix = NAMESPACE + "."
     name = action_name[len(prefix):] if action_name.startswith(prefix) else None
     cfg = svc.config
-    if et.set_name != workflow.SET or key_text is None or name not in (cfg.validate_action, cfg.complete_action):
+    if (et.set_name != workflow.SET or key_text is None or name not in (cfg.validate_action, cfg.complete_action)
+            or not svc.schema.has_action(name)):
         raise FnoError(404, f"No HTTP resource was found that matches the request URI '/data/{tail}'.")
-    key = parse_key(et, key_text)
+    key = _key(svc, et, key_text)
     stored = svc.state.get(et.set_name, key)
     counter = svc.stats.validate_calls if name == cfg.validate_action else svc.stats.complete_calls
     counter[stored["Id"] if stored else str(key.get("Id"))] += 1

@@ -324,3 +324,102 @@ async def test_delegated_tokens_run_as_the_user_by_upn_or_object_id(aiohttp_clie
         assert resp.status == 200 and {r["dataAreaId"] for r in body["value"]} == {"demf"}  # Jürgen's company
     resp = await client.get("/data/VendorsV2", headers={"Authorization": "Bearer nobody"})
     assert resp.status == 403
+
+
+async def _meta(fno) -> str:
+    resp = await fno.client.get("/data/$metadata", headers={"Authorization": f"Bearer {fno.token}"})
+    assert resp.status == 200
+    return await resp.text()
+
+
+async def test_schema_knob_removes_a_field_from_metadata_queries_and_rows(fno):
+    header = "/data/PurchaseOrderHeadersV2"
+    assert '<Property Name="BuyerGroupId"' in await _meta(fno)
+    resp = await fno.client.post("/_sandbox/fno/schema", json={"remove_fields": {
+        "PurchaseOrderHeadersV2": ["BuyerGroupId"], "PurchaseOrderLinesV2": ["CurrencyCode"]}})
+    assert resp.status == 200
+    assert (await resp.json())["remove_fields"] == {"PurchaseOrderHeadersV2": ["BuyerGroupId"],
+                                                    "PurchaseOrderLinesV2": ["CurrencyCode"]}
+    meta = await _meta(fno)
+    header_type = meta.split('<EntityType Name="PurchaseOrderHeaderV2">')[1].split("</EntityType>")[0]
+    line_type = meta.split('<EntityType Name="PurchaseOrderLineV2">')[1].split("</EntityType>")[0]
+    assert "BuyerGroupId" not in header_type and '<Property Name="PurchaseOrderName"' in header_type
+    assert '"CurrencyCode"' not in line_type and '"CurrencyCode"' in header_type  # only where removed
+    expected = (f"Could not find a property named 'BuyerGroupId' on type "
+                f"'{NS}.PurchaseOrderHeaderV2'.")
+    for params in ({"$select": "PurchaseOrderNumber,BuyerGroupId"}, {"$filter": "BuyerGroupId eq 'x'"},
+                   {"$orderby": "BuyerGroupId desc"}):
+        resp, body = await fno(header, {"cross-company": "true", **params})
+        assert resp.status == 400, params
+        assert_error_body(body)
+        assert body["error"]["innererror"]["message"] == expected and expected in body["error"]["message"]
+    resp, body = await fno(header, {"cross-company": "true", "$top": "1"})
+    assert resp.status == 200 and "BuyerGroupId" not in body["value"][0] and "PurchaseOrderName" in body["value"][0]
+    resp, row = await fno(f"{header}(dataAreaId='usmf',PurchaseOrderNumber='USMF-000001')")
+    assert resp.status == 200 and "BuyerGroupId" not in row and "CurrencyCode" in row
+    resp, body = await fno("/data/PurchaseOrderLinesV2", {"cross-company": "true", "$select": "CurrencyCode"})
+    assert resp.status == 400 and "'CurrencyCode' on type 'Microsoft.Dynamics.DataEntities.PurchaseOrderLineV2'" \
+        in body["error"]["innererror"]["message"]
+
+    resp = await fno.client.post("/_sandbox/fno/schema", json={"reset": True})
+    assert (await resp.json()) == {"remove_fields": {}, "remove_actions": [], "remove_entity_sets": []}
+    resp, body = await fno(header, {"cross-company": "true", "$select": "BuyerGroupId", "$top": "1"})
+    assert resp.status == 200 and "BuyerGroupId" in body["value"][0]
+    assert '<Property Name="BuyerGroupId"' in await _meta(fno)
+
+
+async def test_schema_knob_removes_a_key_field_so_the_key_no_longer_matches(fno):
+    await fno.client.post("/_sandbox/fno/schema", json={"remove_fields": {"VendorsV2": ["VendorAccountNumber"]}})
+    resp, body = await fno("/data/VendorsV2", {"$filter": "VendorAccountNumber eq 'US-101'"})
+    assert resp.status == 400 and "Could not find a property named 'VendorAccountNumber'" in body["error"]["message"]
+    resp, body = await fno("/data/VendorsV2(dataAreaId='usmf',VendorAccountNumber='US-101')")
+    assert resp.status == 400 and "number of keys" in body["error"]["message"]
+    meta = await _meta(fno)
+    assert '"VendorAccountNumber"' not in meta.split('<EntityType Name="VendorV2">')[1].split("</EntityType>")[0]
+
+
+async def test_schema_knob_removes_actions_and_entity_sets(fno):
+    headers = {"Authorization": f"Bearer {fno.token}"}
+    resp = await fno.client.post("/_sandbox/fno/schema", json={"remove_actions": ["validate"],
+                                                               "remove_entity_sets": ["VendorsV2"]})
+    assert resp.status == 200
+    meta = await _meta(fno)
+    assert '<Action Name="validate"' not in meta and '<Action Name="complete"' in meta
+    assert '<EntitySet Name="VendorsV2"' not in meta and '<EntityType Name="VendorV2">' not in meta
+    assert '<EntitySet Name="PurchaseOrderHeadersV2"' in meta
+    resp, body = await fno("/data/VendorsV2")
+    assert resp.status == 404
+    assert_error_body(body)
+    resp, body = await fno("/data/VendorsV2(dataAreaId='usmf',VendorAccountNumber='US-101')")
+    assert resp.status == 404
+    _, service_doc = await fno("/data/")
+    assert "VendorsV2" not in {s["name"] for s in service_doc["value"]}
+    _, items = await fno("/data/WorkflowWorkItems", {"$filter": "Status eq "
+                                                     f"{NS}.WorkflowWorkItemStatus'Pending'", "$top": "1"})
+    url = f"/data/WorkflowWorkItems(Id='{items['value'][0]['Id']}')/{NS}."
+    assert (await fno.client.post(url + "validate", json={}, headers=headers)).status == 404
+    assert (await fno.client.post(url + "complete", json={"outcome": "Maybe"}, headers=headers)).status == 400
+
+    await fno.client.post("/_sandbox/fno/schema", json={"remove_entity_sets": ["WorkflowWorkItems"]})
+    meta = await _meta(fno)
+    assert "<Action " not in meta  # nothing left to bind them to
+    await fno.client.post("/_sandbox/fno/schema", json={"reset": True})
+    assert (await fno.client.post(url + "validate", json={}, headers=headers)).status == 200
+    assert (await fno("/data/VendorsV2", {"$top": "1"}))[0].status == 200
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"remove_fields": {"NoSuchSet": ["X"]}}, "unknown entity set 'NoSuchSet'"),
+    ({"remove_fields": {"VendorsV2": ["Nope"]}}, "VendorsV2 has no field(s) ['Nope']"),
+    ({"remove_fields": ["BuyerGroupId"]}, "remove_fields must be"),
+    ({"remove_actions": ["explode"]}, "unknown action(s) ['explode']"),
+    ({"remove_entity_sets": "VendorsV2"}, "remove_entity_sets must be a list"),
+    ({"remove_entity_sets": ["Nope"]}, "unknown entity set(s) ['Nope']"),
+    ({"drop": ["x"]}, "unknown option(s) ['drop']"),
+])
+async def test_schema_knob_rejects_unknown_names_and_changes_nothing(fno, body, says):
+    resp = await fno.client.post("/_sandbox/fno/schema", json={"remove_entity_sets": ["CustomersV3"], **body})
+    assert resp.status == 400
+    assert says in (await resp.json())["error"]
+    state = await (await fno.client.get("/_sandbox/fno/schema")).json()
+    assert state["remove_entity_sets"] == []  # validated before anything changed
