@@ -34,7 +34,9 @@ from connector.secrets import MasterKey, SecretBox, SecretNotFound, install_reda
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
-from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
+from connector.token_wiring import (bot_credential, bot_token_source, environment_credential, fo_token_source,
+                                    graph_token_source, load_credential, load_ref, token_provider)
+from connector.tokens import TokenProvider
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient, plans_from_config
 
@@ -82,19 +84,6 @@ def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: str | None, owner: str) -> Any:
-    """The client secret or certificate key stored under `name`, as a token-library credential."""
-    try:
-        value = await box.get(name)
-    except SecretNotFound:
-        raise ConfigError(
-            f"{owner}: the credential secret '{name}' is not stored; run `ml-connector secrets set {name}`"
-        ) from None
-    if kind == "certificate":
-        return ClientCertificate(private_key_pem=value, thumbprint=thumbprint)
-    return ClientSecret(value)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -131,10 +120,7 @@ def create_app(
         key = master_key or master_key_from_environment()
         services.secrets = SecretBox(services.store, key)
         install_redaction(services.secrets.known_values)
-        services.tokens = TokenProvider(
-            authority_host=settings.cloud.endpoint("authority_host"),
-            ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
-        )
+        services.tokens = token_provider(settings)
         env_endpoints = []
         for env in settings.environments:
             try:
@@ -144,19 +130,8 @@ def create_app(
                           env.name, env.name)
                 token = ""
             env_endpoints.append(EventEnvironment(env.name, token, frozenset(le.lower() for le in env.legal_entities)))
-            credential = await load_credential(
-                services.secrets,
-                name=env.credential or settings.identity.credential,
-                kind=env.credential_type or settings.identity.credential_type,
-                thumbprint=env.certificate_thumbprint or settings.identity.certificate_thumbprint,
-                owner=f"environment '{env.name}'",
-            )
-            get_token = services.tokens.token_source(
-                env.tenant_id or settings.identity.tenant_id,
-                env.client_id or settings.identity.client_id,
-                credential,
-                fo_scope(env.base_url),
-            )
+            ref = environment_credential(settings, env)
+            get_token = fo_token_source(services.tokens, ref, await load_ref(services.secrets, ref), env)
             odata = ODataClient(
                 services.session,
                 env.base_url,
@@ -181,11 +156,9 @@ def create_app(
             log.warning("no [bot] app_id configured: events are stored and enriched, but not posted to Teams")
             yield
             return
-        tenant = teams.tenant_id or settings.identity.tenant_id
-        credential = await load_credential(services.secrets, name=teams.credential, kind=teams.credential_type,
-                                           thumbprint=teams.certificate_thumbprint, owner="[bot]")
-        bot_token = services.tokens.token_source(
-            tenant, teams.app_id, credential, settings.cloud.endpoint("bot_oauth_scope").rstrip("/") + "/.default")
+        bot_ref = bot_credential(settings, teams)
+        credential = await load_ref(services.secrets, bot_ref)
+        bot_token = bot_token_source(services.tokens, settings, bot_ref, credential)
 
         async def install_changed(install: Any) -> None:
             if services.approvals is not None:
@@ -201,10 +174,9 @@ def create_app(
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")
         services.poster = TeamsPoster(services.bot)
         if teams.graph:
-            graph_url = settings.cloud.endpoint("graph_url")
-            graph_token = services.tokens.token_source(
-                tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
-            services.graph = GraphClient(services.session, graph_url, graph_token, ssl=outbound_tls)
+            graph_token = graph_token_source(services.tokens, settings, bot_ref, credential)
+            services.graph = GraphClient(services.session, settings.cloud.endpoint("graph_url"), graph_token,
+                                         ssl=outbound_tls)
         if settings.approvals.enabled:
             assert services.catalog is not None
             approval_settings = settings.approvals
