@@ -173,6 +173,29 @@ async def test_unknown_app_and_wrong_tenant(sandbox: dict[str, Any], tmp_path: P
     assert "AADSTS90002" in line.detail and "Directory (tenant) ID" in line.fix, render_text(results)
 
 
+async def test_certificate_not_registered(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    async with https_site(sandbox) as url:
+        setup = await prepared(sandbox, tmp_path, url)
+        store = await setup.store()
+        try:
+            await SecretBox(store, setup.key).put("fo-cert-key", pem)
+        finally:
+            await store.close()
+        ident = setup.settings.identity.model_copy(update={"credential": "fo-cert-key", "credential_type":
+                                                           "certificate", "certificate_thumbprint": "AB" * 20})
+        setup.settings = setup.settings.model_copy(update={"identity": ident})
+        results = await setup.run()
+    only_failures(results, (ENV, "token"))
+    line = one(results, ENV, "token")
+    assert "AADSTS700027" in line.detail and "Certificates & secrets" in line.fix
+    assert "PRIVATE KEY" not in render_text(results) + render_json(results)
+
+
 async def test_missing_graph_role(sandbox: dict[str, Any], tmp_path: Path) -> None:
     graph = sandbox["graph"]
     resource = graph.get("resource") or "https://graph.microsoft.com"
