@@ -122,9 +122,9 @@ async def _credential(ctx: CheckContext, r: Reporter, ref: CredentialRef) -> Non
     try:
         ctx.credentials[ref.name] = await load_ref(ctx.box, ref)
     except ConfigError:
-        r.fail(item, f"the {ref.kind} credential of {ref.owner} is not stored",
-               f"store it with `ml-connector secrets set {ref.name}`"
-               + (" --from-file KEY.pem`." if ref.kind == "certificate" else "` (the value is read from stdin)."))
+        how = f"`ml-connector secrets set {ref.name} --from-file KEY.pem`" if ref.kind == "certificate" else \
+            f"`ml-connector secrets set {ref.name}` (it reads the value from stdin or a hidden prompt)"
+        r.fail(item, f"the {ref.kind} credential of {ref.owner} is not stored", f"store it with {how}.")
         return
     except WrongMasterKey as exc:
         r.fail(item, str(exc), "set the master key the secrets were stored with (ML_MASTER_KEY_FILE), or store "
