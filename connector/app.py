@@ -24,6 +24,7 @@ from cards import Catalog, TemplateInvalid
 from connector.config import ConfigError, Settings
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
 from connector.installs import InstallRecorder
+from connector.manifest import default_app_id
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
@@ -67,6 +68,12 @@ class Services:
     handlers: ConnectorBotHandlers | None = None
     approvals: Approvals | None = None
     messages_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+
+
+def catalog_app_id(teams: Any) -> str:
+    """The Teams app's manifest id, which the org catalog keeps as its `externalId`: configured, or the id
+    `manifest build` derives from the bot's app id (so an admin who uploaded our package sets nothing)."""
+    return teams.teams_app_external_id or teams.teams_app_id or default_app_id(teams.app_id)
 
 
 def client_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
@@ -180,9 +187,9 @@ def create_app(
         if settings.approvals.enabled:
             assert services.catalog is not None
             approval_settings = settings.approvals
-            if not approval_settings.teams_app_external_id and teams.teams_app_external_id:
+            if not approval_settings.teams_app_external_id:
                 approval_settings = approval_settings.model_copy(
-                    update={"teams_app_external_id": teams.teams_app_external_id})
+                    update={"teams_app_external_id": catalog_app_id(teams)})
             services.approvals = Approvals.build(
                 store=services.store, settings=approval_settings, poster=services.poster, graph=services.graph,
                 catalog=services.catalog,

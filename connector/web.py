@@ -191,4 +191,11 @@ def events_app(
     app[WAKE] = wake
     app[MAX_BODY] = max_body_bytes
     add_routes(app)
+    app.on_response_prepare.append(_plain_server_header)
     return app
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the product, not the framework and its version: a version string only helps someone matching
+    known vulnerabilities against the service."""
+    response.headers["Server"] = "ml-connector"

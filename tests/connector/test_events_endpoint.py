@@ -139,3 +139,10 @@ async def test_fuzzed_bodies_never_5xx_and_store_only_valid(client, store, body:
         assert after == before
     else:
         assert r.status in (200, 202)
+
+
+async def test_server_header_names_the_product_not_the_framework(client) -> None:
+    for resp in (await client.post("/api/dynamics/events/nope", json={}), await client.get("/healthz")):
+        server = resp.headers.get("Server", "")
+        assert "aiohttp" not in server.lower() and "python" not in server.lower(), server
+        assert server == "ml-connector"

@@ -67,7 +67,7 @@ def test_default_package_validates_against_the_official_1_22_schema(tmp_path: Pa
     assert m["name"]["short"] == DEFAULT_NAME_SHORT and len(m["name"]["short"]) <= 30
     assert len(m["description"]["short"]) <= 80
     bot = m["bots"][0]
-    assert bot == {"botId": BOT_ID, "scopes": ["team", "personal", "groupChat"], "supportsFiles": False,
+    assert bot == {"botId": BOT_ID, "scopes": ["team", "personal"], "supportsFiles": False,
                    "isNotificationOnly": False}
     # the manifest id is the Teams app id (derived, stable), not the bot's Entra app id
     assert m["id"] == default_app_id(BOT_ID) != BOT_ID
@@ -107,7 +107,7 @@ def test_manifest_1_10_for_gcc_high_validates_against_the_1_10_schema(tmp_path: 
     assert m["manifestVersion"] == "1.10"
     assert m["$schema"].endswith("/teams/v1.10/MicrosoftTeams.schema.json")
     assert list(Draft4Validator(load_schema("1.10")).iter_errors(m)) == []
-    assert m["bots"][0]["scopes"] == ["team", "personal", "groupChat"]
+    assert m["bots"][0]["scopes"] == ["team", "personal"]
 
 
 def test_fields_1_10_does_not_know_are_dropped_with_a_warning(tmp_path: Path) -> None:
@@ -461,3 +461,25 @@ def test_microsofts_validator_accepts_our_manifest_and_flags_a_broken_one(tmp_pa
     del m["bots"][0]["botId"]
     found = failures(m)
     assert any(f.startswith("/name/short") for f in found) and any("botId" in f for f in found)
+
+
+def test_manifest_promises_only_what_the_app_does(tmp_path: Path) -> None:
+    """No group chats are served (nothing routes to them) and the card cannot delegate: the store listing must
+    not say otherwise."""
+    m = manifest_of(build(tmp_path))
+    assert "groupChat" not in m["bots"][0]["scopes"]
+    text = (m["description"]["short"] + " " + m["description"]["full"]).lower()
+    assert "delegate" not in text
+
+
+def test_catalog_id_for_per_user_installs_defaults_to_the_manifest_id() -> None:
+    """An admin who uploaded the package `manifest build` made sets nothing: the approvals' catalog look-up uses
+    the same derived id the manifest carries; a configured id wins."""
+    from connector.app import catalog_app_id
+    from connector.teams_config import TeamsSettings
+
+    derived = TeamsSettings(app_id=BOT_ID)
+    assert catalog_app_id(derived) == default_app_id(BOT_ID)
+    assert catalog_app_id(TeamsSettings(app_id=BOT_ID, teams_app_id="11111111-2222-3333-4444-555555555555")) \
+        == "11111111-2222-3333-4444-555555555555"
+    assert catalog_app_id(TeamsSettings(app_id=BOT_ID, teams_app_external_id="x-1")) == "x-1"
