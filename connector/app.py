@@ -36,7 +36,7 @@ from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store
 from connector.store.factory import open_store
 from connector.token_wiring import (bot_credential, bot_token_source, environment_credential, fo_token_source,
-                                    graph_token_source, load_credential, load_ref, token_provider)
+                                    graph_token_source, load_ref, token_provider)
 from connector.tokens import TokenProvider
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient, plans_from_config

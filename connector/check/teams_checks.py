@@ -149,8 +149,9 @@ async def _installs(ctx: CheckContext, r: Reporter) -> None:
         except TargetNotFound as exc:
             if not by_id and not by_name:
                 r.fail(item, f"the app is not installed in team {route.team}",
-                       f"add it in Teams: open team {route.team} > Manage team > Apps > Upload the app package, "
-                       "then check `ml-connector installs list`.")
+                       f"add it in Teams: in team {route.team}, Manage team > Apps > Get more apps and pick the app "
+                       "(an admin uploads its package in the Teams admin center first), then check "
+                       "`ml-connector installs list`.")
             else:
                 r.fail(item, str(exc), f"set the route's channel to one the team has (see `ml-connector installs "
                        "list`), or create it in Teams.")
