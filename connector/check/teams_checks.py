@@ -72,7 +72,11 @@ async def run_graph(ctx: CheckContext, r: Reporter) -> None:
     need = needed_graph_roles(ctx)
     missing = [role for role in need if role not in have]
     if missing:
-        r.fail("permissions", "the Graph token lacks " + "; ".join(f"{m} ({need[m]})" for m in missing)
+        why: dict[str, list[str]] = {}
+        for m in missing:
+            why.setdefault(need[m], []).append(m)
+        r.fail("permissions", "the Graph token lacks " + "; ".join(f"{' and '.join(ms)}, needed {reason}"
+                                                                   for reason, ms in why.items())
                + f"; it has {', '.join(sorted(have)) or 'none'}",
                f"in the app registration {ref.client_id}, add Microsoft Graph application permission(s) "
                f"{', '.join(missing)} under API permissions and grant admin consent.")
