@@ -135,6 +135,19 @@ class GraphClient:
         self._remember(key, user)
         return user
 
+    async def first_user(self) -> GraphUser | None:
+        """One user of the directory (`GET /users?$top=1`), or None in an empty one: proves the token, the
+        network path and User.Read.All in one read (`ml-connector check`). Not cached.
+
+        Raises:
+            GraphForbidden (names User.Read.All), GraphUnauthorized, GraphThrottled, GraphUnavailable...
+        """
+        status, data = await self._request("GET", f"/users?$top=1&{_SELECT}", target="GET /users?$top=1")
+        if status != 200:
+            raise self._error(status, data, "GET /users?$top=1", _USERS_PERMISSION)
+        users = [u for u in (_user(v) for v in (data or {}).get("value") or []) if u is not None]
+        return users[0] if users else None
+
     async def find_user_by_mail(self, mail: str) -> GraphUser | None:
         """The user whose `mail` is this address, else whose UPN is; None when neither matches."""
         if not mail:

@@ -39,7 +39,9 @@ from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store, StoreUnavailable
 from connector.store.factory import open_store
 from connector.tls import client_ssl_context
-from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, fo_scope, graph_scope
+from connector.token_wiring import (bot_credential, bot_token_source, environment_credential, fo_token_source,
+                                    graph_token_source, load_ref, token_provider)
+from connector.tokens import TokenProvider
 from connector.validation import validate_settings
 from connector.web import ENDPOINTS, EventEndpoints, EventEnvironment, events_app
 from dynamics import ODataClient
@@ -94,25 +96,6 @@ def _no_passphrase() -> bytes:
     raise ssl.SSLError("the private key is encrypted (give an unencrypted PEM key)")
 
 
-async def load_credential(box: SecretBox, *, name: str, kind: str, thumbprint: str | None, owner: str) -> Any:
-    """The client secret or certificate key stored under `name`, as a token-library credential."""
-    try:
-        value = await box.get(name)
-    except SecretNotFound:
-        raise ConfigError(
-            f"{owner}: the credential secret '{name}' is not stored; run `ml-connector secrets set {name}`"
-        ) from None
-    if kind == "certificate":
-        try:
-            return ClientCertificate(private_key_pem=value, thumbprint=thumbprint)
-        except ValueError:
-            raise ConfigError(
-                f"{owner}: the stored secret '{name}' is not an unencrypted PEM private key; store it again with "
-                f"`ml-connector secrets set {name} --from-file key.pem`"
-            ) from None
-    return ClientSecret(value)
-
-
 def configured_store(settings: Settings) -> Store:
     """The store [store] names, with its password from store.password_file when set (not opened)."""
     try:
@@ -165,10 +148,7 @@ def create_app(
         key = master_key or master_key_from_environment()
         services.secrets = SecretBox(services.store, key)
         install_redaction(services.secrets.known_values)
-        services.tokens = TokenProvider(
-            authority_host=settings.cloud.endpoint("authority_host"),
-            ca_bundle=str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None,
-        )
+        services.tokens = token_provider(settings)
         box = services.secrets
 
         async def load_endpoints() -> list[EventEnvironment]:
@@ -181,28 +161,15 @@ def create_app(
                     previous_valid_until=tokens.previous_valid_until(env.event_token_grace)))
             return loaded
 
-        credentials = []
-        for env in settings.environments:
-            # The credentials first: without them the service cannot start, and that error should be the only line.
-            credentials.append(await load_credential(
-                services.secrets,
-                name=env.credential or settings.identity.credential,
-                kind=env.credential_type or settings.identity.credential_type,
-                thumbprint=env.certificate_thumbprint or settings.identity.certificate_thumbprint,
-                owner=f"environment '{env.name}'",
-            ))
+        # The credentials first: without them the service cannot start, and that error should be the only line.
+        credentials = [await load_ref(box, environment_credential(settings, env)) for env in settings.environments]
         env_endpoints = await load_endpoints()
         for env, endpoint in zip(settings.environments, env_endpoints):
             if not endpoint.token:
                 log.error("environment %s has no events URL yet: run `ml-connector environments endpoint %s`",
                           env.name, env.name)
         for env, credential in zip(settings.environments, credentials):
-            get_token = services.tokens.token_source(
-                env.tenant_id or settings.identity.tenant_id,
-                env.client_id or settings.identity.client_id,
-                credential,
-                fo_scope(env.token_resource),  # not base_url: a proxy's host is not F&O's audience
-            )
+            get_token = fo_token_source(services.tokens, environment_credential(settings, env), credential, env)
             odata = ODataClient(
                 services.session,
                 env.base_url,
@@ -228,11 +195,9 @@ def create_app(
             log.warning("no [bot] app_id configured: events are stored and enriched, but not posted to Teams")
             yield
             return
-        tenant = teams.tenant_id or settings.identity.tenant_id
-        credential = await load_credential(services.secrets, name=teams.credential, kind=teams.credential_type,
-                                           thumbprint=teams.certificate_thumbprint, owner="[bot]")
-        bot_token = services.tokens.token_source(
-            tenant, teams.app_id, credential, settings.cloud.endpoint("bot_oauth_scope").rstrip("/") + "/.default")
+        bot_ref = bot_credential(settings, teams)
+        credential = await load_ref(services.secrets, bot_ref)
+        bot_token = bot_token_source(services.tokens, settings, bot_ref, credential)
 
         async def install_changed(install: Any) -> None:
             if services.approvals is not None:
@@ -249,10 +214,9 @@ def create_app(
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")
         services.poster = TeamsPoster(services.bot)
         if teams.graph:
-            graph_url = settings.cloud.endpoint("graph_url")
-            graph_token = services.tokens.token_source(
-                tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
-            services.graph = GraphClient(services.session, graph_url, graph_token, ssl=outbound_tls)
+            graph_token = graph_token_source(services.tokens, settings, bot_ref, credential)
+            services.graph = GraphClient(services.session, settings.cloud.endpoint("graph_url"), graph_token,
+                                         ssl=outbound_tls)
         if settings.approvals.enabled:
             assert services.catalog is not None
             approval_settings = settings.approvals

@@ -123,6 +123,38 @@ def config_check(ctx: click.Context) -> None:
                f"cloud {s.cloud.name}")
 
 
+@main.command("check")
+@click.option("--environment", "-e", "environment", metavar="NAME", help="check only this F&O environment")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list of {group, item, status, detail, fix}")
+@click.option("--timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds each network call may take")
+@click.pass_context
+def check(ctx: click.Context, environment: str | None, as_json: bool, timeout: float) -> None:
+    """Ping F&O, Entra ID, Graph and Teams with the configured credentials: one line per item (✓ ✗ !), each ✗
+    with its fix. Exit 0 when nothing failed (warnings do not fail)."""
+    import logging
+
+    from connector.check import (CheckResult, ProgressLine, Status, UnknownEnvironment, failed, render_json,
+                                 render_text, run_checks)
+
+    logging.getLogger().addHandler(logging.NullHandler())  # the checklist says it all; no stray log lines
+    try:
+        settings = load_settings(ctx.obj.get("config"))
+    except ConfigError as exc:
+        results = [CheckResult("Configuration", "settings", Status.FAIL, str(exc).replace("\n", " "),
+                               "correct the keys named above (README.md, Configuration).")]
+    else:
+        progress = ProgressLine()
+        try:
+            results = asyncio.run(run_checks(settings, environment=environment, progress=progress, timeout=timeout))
+        except UnknownEnvironment as exc:
+            _fail(str(exc))
+        finally:
+            progress.clear()
+    click.echo(render_json(results) if as_json else render_text(results))
+    sys.exit(1 if failed(results) else 0)
+
+
 # --- events -----------------------------------------------------------------------------------------------
 @main.group()
 def events() -> None:

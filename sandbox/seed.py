@@ -75,6 +75,7 @@ def seed_state(state: FnoState | None = None, *, seed: int = 20261126, today: dt
     rng = random.Random(seed)
     today = today or dt.date(2026, 11, 26)
     _users(state)
+    _legal_entities(state)
     for le, currency in LEGAL_ENTITIES.items():
         vendors = _vendors(state, rng, le, currency, vendors_per_entity)
         pos = _purchase_orders(state, rng, le, currency, vendors, today, pos_per_entity)
@@ -83,6 +84,15 @@ def seed_state(state: FnoState | None = None, *, seed: int = 20261126, today: dt
         _customers_and_ledger(state, rng, le, currency, today)
     _main_accounts(state)
     return state
+
+
+COMPANY_NAMES = {"dat": "Company accounts data", "usmf": "Contoso Distribution USA",
+                 "demf": "Contoso Distribution Deutschland", "gbsi": "Contoso Distribution UK"}
+
+
+def _legal_entities(state: FnoState) -> None:
+    for le in ["dat", *LEGAL_ENTITIES]:  # "dat" exists in every F&O environment
+        state.insert("LegalEntities", {"LegalEntityId": le.upper(), "Name": COMPANY_NAMES.get(le, le)})
 
 
 def _users(state: FnoState) -> None:

@@ -117,6 +117,26 @@ async def _admin_fail_next(request: web.Request) -> web.Response:
     return web.json_response(issuer.stats())
 
 
+async def _admin_roles(request: web.Request) -> web.Response:
+    """Set the application permissions (app roles) an app holds on a resource, as admin consent would; they go
+    into the `roles` claim of the app's next tokens for that resource."""
+    issuer = request.app[ISSUER_KEY]
+    try:
+        body = await request.json()
+        client_id, resource, roles = str(body["client_id"]).lower(), str(body["resource"]), body["roles"]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise TypeError("roles must be a list of strings")
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        return web.json_response({"error": f"give {{\"client_id\", \"resource\", \"roles\": [...]}} ({exc})"},
+                                 status=400)
+    app = issuer.apps.get(client_id)
+    if app is None:
+        return web.json_response({"error": f"no app registered with client id {client_id}"}, status=404)
+    app.roles[resource.rstrip("/")] = list(roles)
+    app.roles.pop(resource.rstrip("/") + "/", None)
+    return web.json_response({"client_id": client_id, "roles": app.roles})
+
+
 async def _admin_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ISSUER_KEY].stats())
 
@@ -128,6 +148,7 @@ def create_entra_app(issuer: EntraIssuer) -> web.Application:
     app.router.add_post("/_sandbox/entra/token-lifetime", _admin_token_lifetime)
     app.router.add_post("/_sandbox/entra/fail-next", _admin_fail_next)
     app.router.add_get("/_sandbox/entra/stats", _admin_stats)
+    app.router.add_post("/_sandbox/entra/roles", _admin_roles)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", _keys)
     app.router.add_get("/{tenant}/discovery/keys", _keys)

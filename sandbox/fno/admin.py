@@ -11,6 +11,9 @@ GET work-items?status=&user=&document_id=&id=  work items (OData field format), 
 POST delete {entity_set, key}                 remove a record ("record no longer exists")
 GET record?entity_set=..&<key>=..             read one record without auth (for tests and the demo)
 POST apps {client_id, user_id, name}; GET apps   the "Microsoft Entra ID applications" table
+POST apps/remove {client_id}                  delete a row of that table: the app then has no F&O user and every
+                                              /data call answers `unknown_client_status` (dynamics.md simulator
+                                              spec item 8: 403 by default, configurable; real F&O's is unconfirmed)
 POST schema {reset, remove_fields: {set: [field]}, remove_actions: [name], remove_entity_sets: [set]}; GET schema
                                               make this environment lack fields, WorkflowWorkItems actions or
                                               whole entity sets, as a real environment may: they vanish from
@@ -141,6 +144,15 @@ async def add_app(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(app))
 
 
+async def remove_app(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    client_id = str(body.get("client_id") or "").lower()
+    if not client_id:
+        raise web.HTTPBadRequest(text="give client_id")
+    removed = _svc(request).state.apps.pop(client_id, None)
+    return web.json_response({"removed": removed is not None})
+
+
 async def list_apps(request: web.Request) -> web.Response:
     return web.json_response([dataclasses.asdict(a) for a in _svc(request).state.apps.values()])
 
@@ -172,5 +184,6 @@ def add_fno_admin_routes(app: web.Application) -> None:
     app.router.add_get(f"{p}/work-items", work_items)
     app.router.add_post(f"{p}/apps", add_app)
     app.router.add_get(f"{p}/apps", list_apps)
+    app.router.add_post(f"{p}/apps/remove", remove_app)
     app.router.add_get(f"{p}/schema", get_schema)
     app.router.add_post(f"{p}/schema", set_schema)

@@ -100,6 +100,8 @@ ENTITY_TYPES: tuple[EntityType, ...] = (
     _t("CustomersV3", "CustomerV3", "dataAreaId CustomerAccount",
        "OrganizationName CustomerGroupId SalesCurrencyCode PrimaryContactEmail"),
     _t("MainAccounts", "MainAccount", "ChartOfAccounts MainAccountId", "Name Type"),
+    # the companies (dataAreaId values); F&O's LegalEntityEntity, public collection LegalEntities
+    _t("LegalEntities", "LegalEntity", "LegalEntityId", "Name"),
     _t("LedgerJournalHeaders", "LedgerJournalHeader", "dataAreaId JournalBatchNumber",
        "JournalName Description IsPosted:NoYes"),
     _t("LedgerJournalLines", "LedgerJournalLine", "dataAreaId JournalBatchNumber LineNumber:int",

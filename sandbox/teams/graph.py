@@ -187,6 +187,15 @@ class GraphService:
                         return True
                 return False
             users = [u for u in self.users if hit(u.as_json())]
+        if "$top" in query:  # Graph: 1..999 for users
+            try:
+                top = int(query["$top"])
+            except ValueError:
+                top = 0
+            if not 1 <= top <= 999:
+                return _error(400, "Request_BadRequest", f"Invalid page size specified: '{query['$top']}'. Must be "
+                              "between 1 and 999 inclusive.")
+            users = users[:top]
         value = [self._select(u.as_json(), query) for u in users]
         return Reply(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#users", "value": value})
 
