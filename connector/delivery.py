@@ -30,6 +30,7 @@ from connector.carddata import (
     UNAVAILABLE_TEMPLATE,
     build_card_data,
     default_template,
+    digest_card_data,
     document_key,
     summarize,
 )
@@ -108,7 +109,7 @@ def choose_template(route: Route, data: dict[str, Any], record: EventRecord) -> 
 
 def make_digest_renderer(deps: DeliveryDeps) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     def render_digest(items: list[dict[str, Any]]) -> dict[str, Any]:
-        data = {"digest": {"count": len(items), "items": items}}
+        data = digest_card_data(items)
         return render(DIGEST_TEMPLATE, data, catalog=deps.catalog, max_bytes=deps.max_bytes,
                       max_lines=deps.max_lines).card
 
