@@ -190,6 +190,41 @@ async def teams_bot_messages(admin: Admin, sandbox: Sandbox, team: str = TEAM) -
     return out
 
 
+def unexpanded_in_state(state: dict[str, Any]) -> list[str]:
+    """Every bot message (channel threads, 1:1 chats, per-viewer refresh cards) whose card still holds a `${`: a
+    template expression that reached Teams unexpanded. One line per message: where, and the first offending text."""
+    found: list[str] = []
+
+    def first_leftover(node: Any) -> str | None:
+        if isinstance(node, str):
+            return node if "${" in node else None
+        items = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for item in items:
+            hit = first_leftover(item)
+            if hit is not None:
+                return hit
+        return None
+
+    threads = [(f"{t['name']} / {ch['name']}", th) for t in state.get("teams", []) for ch in t["channels"]
+               for th in ch["threads"]]
+    threads += [(f"chat with {c.get('user')}", c) for c in state.get("chats", [])]
+    for where, thread in threads:
+        for m in thread["messages"]:
+            if m.get("sender") == "bot" and (hit := first_leftover([m.get("text"), m.get("cards")])) is not None:
+                found.append(f"{where}, message {m['id']}: {hit[:200]!r}")
+    for viewer, cards in (state.get("viewerCards") or {}).items():
+        for mid, card in cards.items():
+            if (hit := first_leftover(card)) is not None:
+                found.append(f"refresh card of {mid} for {viewer}: {hit[:200]!r}")
+    return found
+
+
+async def assert_no_unexpanded_expressions(admin: Admin, sandbox: Sandbox) -> None:
+    """Fail if any card the bot posted (as Teams holds it now) shows a raw `${...}` template expression."""
+    leftovers = unexpanded_in_state(await admin.get(f"{sandbox.teams_admin}/state"))
+    assert not leftovers, "cards posted with unexpanded template expressions:\n" + "\n".join(leftovers)
+
+
 # --- the connector ------------------------------------------------------------------------------------------------
 def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
     """A copy of `settings` with some keys of some sections changed, e.g. tweak(s, pipeline={"lease_seconds": 20})."""
