@@ -165,7 +165,11 @@ async def admin_session(sandbox: Sandbox) -> AsyncIterator[Admin]:
 
 
 async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
-    """Knobs back to defaults, counters and Teams messages cleared: each test starts from the same sandbox."""
+    """Knobs back to defaults, counters and Teams messages cleared: each test starts from the same sandbox.
+
+    Every test resets when it ends, so this is also where each scenario's posted cards are checked before they go:
+    AssertionError (after the reset) if any shows a raw `${...}` template expression."""
+    leftovers = unexpanded_in_state(await admin.get(f"{sandbox.teams_admin}/state"))
     await admin.post(f"{sandbox.teams_admin}/reset", {"threads": True})
     await admin.post(f"{sandbox.teams_admin}/knobs", {"latency_ms": 0, "rate_limits": True})
     await admin.post(f"{sandbox.sender}/config", {"duplicate_next": 0, "duplicate_probability": 0.0,
@@ -173,6 +177,7 @@ async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
     await admin.post(f"{sandbox.fno_admin}/stats/reset")
     await admin.post(f"{sandbox.fno_admin}/config", {"latency_ms": 0})
     await admin.post(f"{sandbox.entra_admin}/token-lifetime", {"seconds": 3599})
+    assert not leftovers, "cards posted with unexpanded template expressions:\n" + "\n".join(leftovers)
 
 
 async def teams_bot_messages(admin: Admin, sandbox: Sandbox, team: str = TEAM) -> list[dict[str, Any]]:
@@ -217,12 +222,6 @@ def unexpanded_in_state(state: dict[str, Any]) -> list[str]:
             if (hit := first_leftover(card)) is not None:
                 found.append(f"refresh card of {mid} for {viewer}: {hit[:200]!r}")
     return found
-
-
-async def assert_no_unexpanded_expressions(admin: Admin, sandbox: Sandbox) -> None:
-    """Fail if any card the bot posted (as Teams holds it now) shows a raw `${...}` template expression."""
-    leftovers = unexpanded_in_state(await admin.get(f"{sandbox.teams_admin}/state"))
-    assert not leftovers, "cards posted with unexpanded template expressions:\n" + "\n".join(leftovers)
 
 
 # --- the connector ------------------------------------------------------------------------------------------------
