@@ -901,6 +901,12 @@ def _slice(take: bool) -> Impl:
     return impl
 
 
+def f_raw(node: Any, st: Any, sub: bool) -> Any:
+    """raw(x): x itself. Ours, not Microsoft's: ``${raw(x)}`` is a binding the template trusts as markdown, so
+    cards.template does not escape it (see cards/markdown.py); anywhere else it changes nothing."""
+    return node.args[0].ev(st, sub)
+
+
 def f_create_array(node: Any, st: Any, sub: bool) -> Any:
     return eval_args(node, st, sub)
 
@@ -1020,6 +1026,7 @@ _register(("max",), _spec("max", 1, _MANY, _ANY, NUM, _extreme(max, -math.inf)))
 _register(("round",), _spec("round", 1, 2, ("all", NUM), NUM, f_round))
 _register(("take",), _spec("take", 2, 2, ("order", (ARR | STR, NUM), ()), ARR | STR, _slice(True)))
 _register(("skip",), _spec("skip", 2, 2, ("order", (ARR, NUM), ()), ARR, _slice(False)))
+_register(("raw",), _spec("raw", 1, 1, _ANY, OBJ, f_raw))
 _register(("createArray",), _spec("createArray", 0, _MANY, _ANY, ARR, f_create_array))
 _register(("formatNumber",), _spec("formatNumber", 2, 3, ("order", (NUM, NUM), (STR,)), STR, f_format_number))
 _register(("formatDateTime",), _spec("formatDateTime", 1, 3, ("order", (STR,), (STR, STR)), STR, f_format_date_time))

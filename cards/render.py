@@ -8,7 +8,11 @@ anything. On top of that contract, the templates read a few optional keys the ca
 - `title`: a heading for `generic-event` / `record-unavailable` (default: `eventType`).
 - `moreLines`: lines the caller already left out (e.g. fetched with `$top`); `render` adds the ones it drops.
 - `digest.title` (e.g. "purchase orders confirmed"; default `eventType`) and `digest.since` (ISO time).
-- `approval.decidedBy` (display text, may be a mention's `text`) and `approval.comment`, shown once decided.
+- `approval.decidedBy` (display text) and `approval.comment`, shown once decided.
+
+Every value bound into a TextBlock's `text` or a fact's `title`/`value` is escaped for Teams' markdown
+(`cards.markdown`), so F&O text cannot post links, emphasis, lists or mentions; `${raw(expr)}` opts a binding out (the
+templates use it for `mentions.<role>.text` only).
 
 Line arrays (`record.lines`, `digest.items`) are cut to `max_lines`, then further while the card is over
 `max_bytes` (see `cards.limits`). `digest.count` stays the total so the card can say "and N more".
@@ -22,6 +26,7 @@ from typing import Any
 
 from cards.catalog import Catalog
 from cards.limits import DEFAULT_MAX_BYTES, card_size, fit_lines, minimal_card, truncate_texts
+from cards.markdown import escape_markdown
 from cards.mentions import attach_mentions, prepare_mentions
 from cards.template import expand
 
@@ -133,7 +138,8 @@ def render(
     available = min(max(max_lines, 0), total)
 
     def build(n: int) -> dict[str, Any]:
-        card = expand(tpl, _with_lines(prepared, n, base_more), name=name, now=now)
+        # Text from F&O is escaped for Teams' markdown; a template opts a binding out with ${raw(...)}.
+        card = expand(tpl, _with_lines(prepared, n, base_more), name=name, now=now, escape=escape_markdown)
         return attach_mentions(card, mentions)
 
     card, shown = fit_lines(build, available, max_bytes)

@@ -18,7 +18,10 @@ differs (so the list stays true):
 - a literal (non-string) ``$data`` is used as plain JSON (Microsoft hands its prepared expression objects over);
 - integers beyond 2**53 are kept exact (JavaScript rounds them to doubles);
 - locales other than English are refused (Microsoft uses d3/dayjs locale tables we do not carry);
-- limits: a template nested deeper than 64 or producing more than 200,000 objects fails closed.
+- limits: a template nested deeper than 64 or producing more than 200,000 objects fails closed;
+- ``raw(x)`` (ours) is ``x``: it marks a binding that ``cards.render`` must not escape for Teams' markdown
+  (``cards/markdown.py``); Microsoft's engine does not know it. The escaping itself is off in ``expand`` unless
+  asked for (``escape=``), so every other pair here compares Microsoft's behaviour.
 ``utcNow`` is not compared (it reads the clock); tests/cards/test_expressions.py covers it with ``now``.
 """
 
@@ -544,6 +547,8 @@ INTENTIONAL = [
     ("${x}", {"x": 9007199254740993}, 9007199254740993, "integers beyond 2**53 stay exact"),
     ("${formatNumber(1234.5, 2, 'de-DE')}", {}, ERROR, "only English locales are supported"),
     (_DEEP, {"x": 1}, ERROR, "templates nested deeper than 64 fail closed"),
+    ({"t": "${raw(x)}", "u": "a ${raw(x)}"}, {"x": "*b*"}, {"t": "*b*", "u": "a *b*"},
+     "raw() is ours: it opts a binding out of cards.render's markdown escaping (Microsoft: unknown function)"),
 ]
 
 
