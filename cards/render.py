@@ -9,6 +9,8 @@ anything. On top of that contract, the templates read a few optional keys the ca
 - `moreLines`: lines the caller already left out (e.g. fetched with `$top`); `render` adds the ones it drops.
 - `digest.title` (e.g. "purchase orders confirmed"; default `eventType`) and `digest.since` (ISO time).
 - `approval.decidedBy` (display text) and `approval.comment`, shown once decided.
+- `locale` (BCP 47, e.g. `de-DE`): numbers and dates are formatted for it (CLDR, `cards.locales`); `render` sets it
+  to `en-US` when missing or unknown, so templates can always pass `$root.locale` to formatNumber/formatDateTime.
 
 Every value bound into a TextBlock's `text` or a fact's `title`/`value` is escaped for Teams' markdown
 (`cards.markdown`), so F&O text cannot post links, emphasis, lists or mentions; `${raw(expr)}` opts a binding out (the
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cards.catalog import Catalog
+from cards.locales import DEFAULT_LOCALE, canonical_locale
 from cards.limits import DEFAULT_MAX_BYTES, card_size, fit_lines, minimal_card, truncate_texts
 from cards.markdown import escape_markdown
 from cards.mentions import attach_mentions, prepare_mentions
@@ -128,6 +131,7 @@ def render(
         name, tpl = "<inline>", template
 
     prepared, mentions = prepare_mentions(copy.deepcopy(data))
+    prepared["locale"] = canonical_locale(prepared.get("locale")) or DEFAULT_LOCALE
     base_more = prepared.get("moreLines") if isinstance(prepared.get("moreLines"), int) else 0
     digest = prepared.get("digest")
     if isinstance(digest, dict) and isinstance(digest.get("items"), list):

@@ -241,6 +241,7 @@ def create_app(
                 routes=routes_from_config(settings.routes),
                 graph=services.graph,
                 environments={e.name: e.base_url for e in settings.environments},
+                locales={e.name: e.locale for e in settings.environments if e.locale},
                 clock=clock,
                 max_lines=settings.cards.max_lines,
                 max_bytes=settings.cards.max_bytes,

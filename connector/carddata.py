@@ -100,8 +100,11 @@ def build_card_data(
     *,
     environment_name: str,
     base_url: str,
+    locale: str | None = None,
 ) -> dict[str, Any]:
-    """The card data for one event (mentions are added by the delivery stage once resolved)."""
+    """The card data for one event (mentions are added by the delivery stage once resolved).
+
+    `locale` is the environment's card locale (a route's may replace it); None is en-US."""
     payload = without_empty_dates(record.payload)
     enrichment = record.data.get("enrichment") or {}
     data: dict[str, Any] = {
@@ -110,6 +113,7 @@ def build_card_data(
         "eventTime": event_time_iso(payload),
         "environment": {"name": environment_name, "baseUrl": base_url},
         "legalEntity": (record.legal_entity or "").lower() or None,
+        "locale": locale or DEFAULT_LOCALE,
         "record": without_empty_dates(enrichment.get("record") or {}),
         "missing": list(enrichment.get("missing") or []),
         "openUrl": enrichment.get("openUrl") or landing_url(base_url, record.legal_entity),

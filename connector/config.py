@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import json
 
+from cards import canonical_locale
 from connector.approvals.config import ApprovalSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,6 +27,16 @@ CONFIG_ENV = "ML_CONFIG"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names every bad key and says what is wrong."""
+
+
+def check_locale(value: str | None) -> str | None:
+    """A card locale as configured (`de-DE`, `de_de`, `fr`) in its BCP 47 form; ValueError if CLDR does not know it."""
+    if value is None:
+        return None
+    canonical = canonical_locale(value)
+    if canonical is None:
+        raise ValueError(f"unknown locale {value!r}: use a BCP 47 tag such as de-DE, fr-FR or en-US")
+    return canonical
 
 
 class _Section(BaseModel):
@@ -171,6 +182,12 @@ class EnvironmentSettings(_Section):
     certificate_thumbprint: str | None = None
     event_secret: str | None = None  # stored secret holding the token in the events URL; default env/<name>/event-token
     legal_entities: list[str] = Field(default_factory=list)  # accepted legal entities; empty = all
+    locale: str | None = None  # cards' number and date format (BCP 47, e.g. de-DE); a route's locale wins; en-US
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str | None) -> str | None:
+        return check_locale(v)
 
     @field_validator("base_url")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bot import (
@@ -57,6 +57,7 @@ class DeliveryDeps:
     max_bytes: int = 28_000
     approvals: ApprovalService | None = None
     reconciler: Reconciler | None = None
+    locales: dict[str, str] = field(default_factory=dict)  # environment name -> card locale (when configured)
 
 
 async def resolve_mentions(
@@ -144,7 +145,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
 
     async def deliver(record: EventRecord) -> StageOutcome:
         base_url = deps.environments.get(record.environment, "")
-        data = build_card_data(record, environment_name=record.environment, base_url=base_url)
+        data = build_card_data(record, environment_name=record.environment, base_url=base_url,
+                               locale=deps.locales.get(record.environment))
         workflow_notes: list[str] = []
         if deps.reconciler is not None and is_workflow_progress_event(record.business_event_id):
             # A work item decided, recalled or delegated inside F&O: bring its cards up to date.
@@ -173,7 +175,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 install, channel_id = resolve_channel(route, installs)
             except TargetNotFound as exc:
                 raise Park(str(exc)) from exc
-            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention})
+            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention},
+                             locale=route.locale or data["locale"])  # the route's readers win
             try:
                 rendered = render(choose_template(route, data, record), card_data, catalog=deps.catalog,
                                   max_bytes=deps.max_bytes, max_lines=deps.max_lines)
@@ -206,7 +209,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 service_url=install.service_url,
                 channel_id=channel_id,
                 card=rendered.card,
-                summary=summarize(data),
+                summary=summarize(card_data),
                 reply_to=reply_to,
                 digestible="approval" not in data,
                 on_posted=record_post,
