@@ -15,6 +15,7 @@ __all__ = [
 # Rendering for connector/: catalog, render, mentions, size limits, validation, preview (cards/render.py & co.)
 from .catalog import Catalog, TemplateInvalid  # noqa: E402
 from .limits import DEFAULT_MAX_BYTES  # noqa: E402
+from .locales import DEFAULT_LOCALE, canonical_locale  # noqa: E402
 from .mentions import Mention  # noqa: E402
 from .preview import PreviewResult, write_preview  # noqa: E402
 # `render` is exported as `render_card`: binding `cards.render` to the function would hide the module.
@@ -23,11 +24,13 @@ from .validate import validate_card  # noqa: E402
 
 __all__ += [
     "Catalog",
+    "DEFAULT_LOCALE",
     "DEFAULT_MAX_BYTES",
     "Mention",
     "PreviewResult",
     "RenderedCard",
     "TemplateInvalid",
+    "canonical_locale",
     "card_attachment",
     "event_fields",
     "render_card",

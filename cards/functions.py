@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
+from .locales import EN_US_NUMBERS, DateNames, NumberSymbols, date_names, number_symbols
+
 
 class _Undefined:
     """JavaScript's ``undefined`` (a missing value, distinct from JSON null)."""
@@ -306,8 +308,8 @@ def to_fixed(x: float | int, digits: int) -> str:
     return text
 
 
-def d3_fixed(x: float | int, precision: int) -> str:
-    """d3-format ``,.{precision}f`` with the default locale (U+2212 minus, en-US grouping)."""
+def d3_fixed(x: float | int, precision: int, symbols: NumberSymbols = EN_US_NUMBERS) -> str:
+    """d3-format ``,.{precision}f`` (U+2212 minus) with the locale's separators and grouping (default en-US)."""
     precision = max(0, min(20, precision))
     negative = x < 0 or (x == 0 and math.copysign(1.0, x) < 0)
     text = to_fixed(abs(x), precision)
@@ -318,11 +320,15 @@ def d3_fixed(x: float | int, precision: int) -> str:
     if negative and float(text if text[:1].isdigit() else "nan") == 0:
         negative = False
     groups = []
-    while len(whole) > 3:
-        groups.append(whole[-3:])
-        whole = whole[:-3]
+    size = symbols.primary
+    while len(whole) > size:
+        groups.append(whole[-size:])
+        whole = whole[:-size]
+        size = symbols.secondary
     groups.append(whole)
-    return ("\u2212" if negative else "") + ",".join(reversed(groups)) + suffix
+    if suffix.startswith("."):
+        suffix = symbols.decimal + suffix[1:]
+    return ("\u2212" if negative else "") + symbols.group.join(reversed(groups)) + suffix
 
 
 # ---------------------------------------------------------------- dates
@@ -365,8 +371,8 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
            "November", "December"]
 
 
-def format_dayjs(ms: int, fmt: str) -> str:
-    """dayjs(ms).utc().format(fmt) with the English locale."""
+def format_dayjs(ms: int, fmt: str, names: DateNames | None = None) -> str:
+    """dayjs(ms).utc().format(fmt): English names, or the locale's CLDR `names` (see cards/locales.py)."""
     try:
         dt = _EPOCH + timedelta(milliseconds=ms)
     except OverflowError:
@@ -381,17 +387,26 @@ def format_dayjs(ms: int, fmt: str) -> str:
         return {
             "YY": lambda: str(dt.year)[-2:], "YYYY": lambda: str(dt.year).rjust(4, "0"),
             "M": lambda: str(dt.month), "MM": lambda: f"{dt.month:02d}",
-            "MMM": lambda: _MONTHS[dt.month - 1][:3], "MMMM": lambda: _MONTHS[dt.month - 1],
+            "MMM": lambda: names.months_abbreviated[dt.month - 1] if names else _MONTHS[dt.month - 1][:3],
+            "MMMM": lambda: names.months_wide[dt.month - 1] if names else _MONTHS[dt.month - 1],
             "D": lambda: str(dt.day), "DD": lambda: f"{dt.day:02d}", "d": lambda: str(wd),
-            "dd": lambda: _WEEKDAYS[wd][:2], "ddd": lambda: _WEEKDAYS[wd][:3], "dddd": lambda: _WEEKDAYS[wd],
+            "dd": lambda: names.days_short[wd] if names else _WEEKDAYS[wd][:2],
+            "ddd": lambda: names.days_abbreviated[wd] if names else _WEEKDAYS[wd][:3],
+            "dddd": lambda: names.days_wide[wd] if names else _WEEKDAYS[wd],
             "H": lambda: str(dt.hour), "HH": lambda: f"{dt.hour:02d}", "h": lambda: str(h12),
-            "hh": lambda: f"{h12:02d}", "a": lambda: "am" if dt.hour < 12 else "pm",
-            "A": lambda: "AM" if dt.hour < 12 else "PM", "m": lambda: str(dt.minute),
+            "hh": lambda: f"{h12:02d}", "a": lambda: _meridiem(dt.hour, names).lower(),
+            "A": lambda: _meridiem(dt.hour, names), "m": lambda: str(dt.minute),
             "mm": lambda: f"{dt.minute:02d}", "s": lambda: str(dt.second), "ss": lambda: f"{dt.second:02d}",
             "SSS": lambda: f"{dt.microsecond // 1000:03d}", "Z": lambda: "+00:00", "ZZ": lambda: "+0000",
         }[t]()
 
     return _DAYJS.sub(token, fmt)
+
+
+def _meridiem(hour: int, names: DateNames | None) -> str:
+    if names is None:
+        return "AM" if hour < 12 else "PM"
+    return names.am if hour < 12 else names.pm
 
 
 # .NET custom format letters → (dayjs token per repeat count); a None entry means "unsupported by dayjs".
@@ -462,18 +477,17 @@ def dotnet_to_dayjs(fmt: str) -> str:
 DEFAULT_DATE_FORMAT = "YYYY-MM-DDTHH:mm:ss.SSS[Z]"
 
 
-def _date_format(args: list[Any], max_args: int) -> str:
-    """FunctionUtils.determineFormatAndLocale (locale: English only, see the differential test)."""
-    fmt = DEFAULT_DATE_FORMAT
+def _date_format(args: list[Any], max_args: int) -> tuple[str, DateNames | None]:
+    """FunctionUtils.determineFormatAndLocale: the dayjs format, and the names of the locale (last argument)."""
+    fmt, names = DEFAULT_DATE_FORMAT, None
     if len(args) == max_args:
         last, second = args[-1], args[-2]
         if type(last) is str and type(second) is str:
-            if not last.lower().startswith("en"):
-                raise EvalError(f"locale {last} is not supported (English only)")
+            names = date_names(last)
             fmt = _timestamp_formatter(second) if second != "" else DEFAULT_DATE_FORMAT
     elif len(args) == max_args - 1 and type(args[-1]) is str:
         fmt = _timestamp_formatter(args[-1])
-    return fmt
+    return fmt, names
 
 
 def _timestamp_formatter(fmt: str) -> str:
@@ -691,11 +705,24 @@ def _is_empty(v: Any) -> bool:
     return len(v) == 0 if type(v) in (str, list, dict) else False
 
 
+def utf16_len(s: str) -> int:
+    """String.length: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(s) + sum(1 for c in s if ord(c) > 0xFFFF)
+
+
+def utf16_slice(s: str, start: int, end: int) -> str:
+    """String.prototype.substring over UTF-16 code units. Where the cut splits a surrogate pair JavaScript keeps a
+    lone surrogate, which UTF-8 (and so Teams) cannot carry: we put U+FFFD there instead."""
+    if utf16_len(s) == len(s):
+        return s[start:end]
+    return s.encode("utf-16-le", "surrogatepass")[2 * start:2 * end].decode("utf-16-le", "replace")
+
+
 def f_count(node: Any, st: Any, sub: bool) -> Any:
     (v,) = eval_args(node, st, sub, v_container)
     if v is None:
         raise EvalError("Cannot convert undefined or null to object")
-    return len(v)
+    return utf16_len(v) if type(v) is str else len(v)
 
 
 def f_concat(node: Any, st: Any, sub: bool) -> Any:
@@ -734,13 +761,23 @@ def f_join(node: Any, st: Any, sub: bool) -> Any:
     return sep(args[1]).join(parts[:-1]) + sep(args[2]) + parts[-1]
 
 
-def _string_transform(fn: Callable[[str], str]) -> Impl:
+def _string_transform(fn: Callable[[str], str], turkic: Callable[[str], str] | None = None) -> Impl:
+    """toUpper/toLower/trim; the locale matters only where JavaScript's toLocaleUpperCase differs (dotted i)."""
     def impl(node: Any, st: Any, sub: bool) -> Any:
         args = eval_args(node, st, sub, v_string_or_undefined)
-        if len(args) == 2 and type(args[1]) is str and not args[1].lower().startswith("en"):
-            raise EvalError(f"locale {args[1]} is not supported (English only)")
-        return fn(_str_or_empty(args[0]))
+        text = _str_or_empty(args[0])
+        if turkic is not None and len(args) == 2 and type(args[1]) is str and args[1][:2].lower() in ("tr", "az"):
+            return turkic(text)
+        return fn(text)
     return impl
+
+
+def _turkic_upper(s: str) -> str:
+    return s.replace("i", "\u0130").upper()
+
+
+def _turkic_lower(s: str) -> str:
+    return s.replace("I", "\u0131").replace("\u0130", "i").lower()
 
 
 def f_substring(node: Any, st: Any, sub: bool) -> Any:
@@ -753,31 +790,31 @@ def f_substring(node: Any, st: Any, sub: bool) -> Any:
     if not is_int(start):
         raise EvalError(f"{node.args[1]} is not an integer.")
     start = int(start)
-    if start < 0 or start > len(s):
+    size = utf16_len(s)  # JavaScript indexes strings by UTF-16 code unit
+    if start < 0 or start > size:
         raise EvalError(f"{node.args[1]}={start} which is out of range for {s}")
     if len(node.args) == 2:
-        length = len(s) - start
+        length = size - start
     else:
         length = node.args[2].ev(st, sub)
         if not is_int(length):
             raise EvalError(f"{node.args[2]} is not an integer")
         length = int(length)
-        if length < 0 or start + length > len(s):
+        if length < 0 or start + length > size:
             raise EvalError(f"{node.args[2]}={length} which is out of range for {s}")
-    return s[start:start + length]
+    return utf16_slice(s, start, start + length)
 
 
 def f_string(node: Any, st: Any, sub: bool) -> Any:
     args = eval_args(node, st, sub)
     v = args[0]
-    if len(args) == 2 and type(args[1]) is str and not args[1].lower().startswith("en"):
-        raise EvalError(f"locale {args[1]} is not supported (English only)")
+    symbols = number_symbols(args[1]) if len(args) == 2 and type(args[1]) is str else EN_US_NUMBERS
     if type(v) is str:
         return v
     if is_num(v):
         text = num_str(v)
         precision = len(text.split(".")[1]) if "." in text else 0
-        return d3_fixed(v, precision)
+        return d3_fixed(v, precision, symbols)
     return common_stringify(v)
 
 
@@ -820,7 +857,7 @@ def f_json(node: Any, st: Any, sub: bool) -> Any:
 
 def f_length(node: Any, st: Any, sub: bool) -> Any:
     (v,) = eval_args(node, st, sub, v_string_or_undefined)
-    return len(_str_or_empty(v))
+    return utf16_len(_str_or_empty(v))
 
 
 def f_contains(node: Any, st: Any, sub: bool) -> Any:
@@ -901,6 +938,12 @@ def _slice(take: bool) -> Impl:
     return impl
 
 
+def f_raw(node: Any, st: Any, sub: bool) -> Any:
+    """raw(x): x itself. Ours, not Microsoft's: ``${raw(x)}`` is a binding the template trusts as markdown, so
+    cards.template does not escape it (see cards/markdown.py); anywhere else it changes nothing."""
+    return node.args[0].ev(st, sub)
+
+
 def f_create_array(node: Any, st: Any, sub: bool) -> Any:
     return eval_args(node, st, sub)
 
@@ -914,36 +957,35 @@ def f_format_number(node: Any, st: Any, sub: bool) -> Any:
         raise EvalError(f"formatNumber first argument {js_string(number)} must be a number")
     if not is_num(precision):
         raise EvalError(f"formatNumber second argument {js_string(precision)} must be a number")
-    if len(args) == 3 and type(args[2]) is str and not args[2].lower().startswith("en"):
-        raise EvalError(f"locale {args[2]} is not supported (English only)")
+    symbols = number_symbols(args[2]) if len(args) == 3 and type(args[2]) is str else EN_US_NUMBERS
     if not is_int(precision) or precision < 0 or not math.isfinite(number):
         raise EvalError(f"invalid format: ,.{js_string(precision)}f")
     precision = int(precision)
     scale = math.pow(10, precision)
     rounded = js_round(float(number) * scale) / scale
-    return d3_fixed(rounded, precision)
+    return d3_fixed(rounded, precision, symbols)
 
 
 def f_format_date_time(node: Any, st: Any, sub: bool) -> Any:
     args = eval_args(node, st, sub)
     ms = parse_timestamp(args[0])
-    return format_dayjs(ms, _date_format(args, 3))
+    return format_dayjs(ms, *_date_format(args, 3))
 
 
 def f_add_days(node: Any, st: Any, sub: bool) -> Any:
     args = eval_args(node, st, sub)
     if type(args[0]) is not str or not is_num(args[1]):
         raise EvalError(f"{node} should contain an ISO format timestamp and a time interval integer.")
-    fmt = _date_format(args, 4)
+    fmt, names = _date_format(args, 4)
     ms = parse_timestamp(args[0])
     day = (_EPOCH + timedelta(milliseconds=ms)).day
     shift = math.trunc(day + args[1]) - day  # Date.setDate(getDate() + n) truncates the new day number
-    return format_dayjs(ms + shift * 86400000, fmt)
+    return format_dayjs(ms + shift * 86400000, fmt, names)
 
 
 def f_utc_now(node: Any, st: Any, sub: bool) -> Any:
     args = eval_args(node, st, sub)
-    return format_dayjs(st.now_ms(), _date_format(args, 2))
+    return format_dayjs(st.now_ms(), *_date_format(args, 2))
 
 
 # ---------------------------------------------------------------- the table
@@ -1000,8 +1042,8 @@ _register(("empty",), _spec("empty", 1, 1, _ANY, BOOL, _comparison(lambda a: _is
 _register(("count",), _spec("count", 1, 1, ("order", (STR | ARR,), ()), NUM, f_count))
 _register(("&", "concat"), _spec("concat", 1, _MANY, _ANY, STR | ARR, f_concat))
 _register(("join",), _spec("join", 2, 3, ("order", (ARR, STR), (STR,)), STR, f_join))
-_register(("toUpper",), _spec("toUpper", 1, 2, ("all", STR), STR, _string_transform(str.upper)))
-_register(("toLower",), _spec("toLower", 1, 2, ("all", STR), STR, _string_transform(str.lower)))
+_register(("toUpper",), _spec("toUpper", 1, 2, ("all", STR), STR, _string_transform(str.upper, _turkic_upper)))
+_register(("toLower",), _spec("toLower", 1, 2, ("all", STR), STR, _string_transform(str.lower, _turkic_lower)))
 _register(("trim",), _spec("trim", 1, 1, ("all", STR), STR, _string_transform(lambda s: s.strip(_JS_WHITESPACE))))
 _register(("substring",), _spec("substring", 2, 3, ("order", (STR, NUM), (NUM,)), STR, f_substring))
 _register(("string",), _spec("string", 1, 2, ("order", (OBJ,), (STR,)), STR, f_string))
@@ -1020,6 +1062,7 @@ _register(("max",), _spec("max", 1, _MANY, _ANY, NUM, _extreme(max, -math.inf)))
 _register(("round",), _spec("round", 1, 2, ("all", NUM), NUM, f_round))
 _register(("take",), _spec("take", 2, 2, ("order", (ARR | STR, NUM), ()), ARR | STR, _slice(True)))
 _register(("skip",), _spec("skip", 2, 2, ("order", (ARR, NUM), ()), ARR, _slice(False)))
+_register(("raw",), _spec("raw", 1, 1, _ANY, OBJ, f_raw))
 _register(("createArray",), _spec("createArray", 0, _MANY, _ANY, ARR, f_create_array))
 _register(("formatNumber",), _spec("formatNumber", 2, 3, ("order", (NUM, NUM), (STR,)), STR, f_format_number))
 _register(("formatDateTime",), _spec("formatDateTime", 1, 3, ("order", (STR,), (STR, STR)), STR, f_format_date_time))

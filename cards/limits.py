@@ -13,6 +13,8 @@ import copy
 import json
 from typing import Any, Callable
 
+from cards.markdown import escape_markdown
+
 DEFAULT_MAX_BYTES = 28_000
 _TEXT_KEYS = {"text", "value", "title", "placeholder", "label", "altText"}
 _TRUNCATE_STEPS = (2000, 800, 300, 120, 60)
@@ -79,8 +81,10 @@ def truncate_texts(card: dict[str, Any], max_bytes: int) -> dict[str, Any] | Non
 
 
 def _clip(value: Any, limit: int = 120) -> str:
+    """Display text from the data (F&O's): escaped for Teams' markdown, like every bound value, and cut."""
     text = "" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return escape_markdown(text)
 
 
 def minimal_card(data: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:

@@ -8,7 +8,13 @@ anything. On top of that contract, the templates read a few optional keys the ca
 - `title`: a heading for `generic-event` / `record-unavailable` (default: `eventType`).
 - `moreLines`: lines the caller already left out (e.g. fetched with `$top`); `render` adds the ones it drops.
 - `digest.title` (e.g. "purchase orders confirmed"; default `eventType`) and `digest.since` (ISO time).
-- `approval.decidedBy` (display text, may be a mention's `text`) and `approval.comment`, shown once decided.
+- `approval.decidedBy` (display text) and `approval.comment`, shown once decided.
+- `locale` (BCP 47, e.g. `de-DE`): numbers and dates are formatted for it (CLDR, `cards.locales`); `render` sets it
+  to `en-US` when missing or unknown, so templates can always pass `$root.locale` to formatNumber/formatDateTime.
+
+Every value bound into a TextBlock's `text` or a fact's `title`/`value` is escaped for Teams' markdown
+(`cards.markdown`), so F&O text cannot post links, emphasis, lists or mentions; `${raw(expr)}` opts a binding out (the
+templates use it for `mentions.<role>.text` only).
 
 Line arrays (`record.lines`, `digest.items`) are cut to `max_lines`, then further while the card is over
 `max_bytes` (see `cards.limits`). `digest.count` stays the total so the card can say "and N more".
@@ -21,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cards.catalog import Catalog
+from cards.locales import DEFAULT_LOCALE, canonical_locale
 from cards.limits import DEFAULT_MAX_BYTES, card_size, fit_lines, minimal_card, truncate_texts
+from cards.markdown import escape_markdown
 from cards.mentions import attach_mentions, prepare_mentions
 from cards.template import expand
 
@@ -123,6 +131,7 @@ def render(
         name, tpl = "<inline>", template
 
     prepared, mentions = prepare_mentions(copy.deepcopy(data))
+    prepared["locale"] = canonical_locale(prepared.get("locale")) or DEFAULT_LOCALE
     base_more = prepared.get("moreLines") if isinstance(prepared.get("moreLines"), int) else 0
     digest = prepared.get("digest")
     if isinstance(digest, dict) and isinstance(digest.get("items"), list):
@@ -133,7 +142,8 @@ def render(
     available = min(max(max_lines, 0), total)
 
     def build(n: int) -> dict[str, Any]:
-        card = expand(tpl, _with_lines(prepared, n, base_more), name=name, now=now)
+        # Text from F&O is escaped for Teams' markdown; a template opts a binding out with ${raw(...)}.
+        card = expand(tpl, _with_lines(prepared, n, base_more), name=name, now=now, escape=escape_markdown)
         return attach_mentions(card, mentions)
 
     card, shown = fit_lines(build, available, max_bytes)

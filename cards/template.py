@@ -7,8 +7,13 @@ Follows Microsoft's adaptivecards-templating 2.3.1 (``Template.prepare`` / ``int
 - ``$data`` (array: repeat, ``$index`` set; empty: drop; object: new scope), ``$when`` (anything but a true
   boolean drops the element), ``$root``, ``$host``, ``$_acTemplateVersion``; reserved keys never reach the output;
 - in arrays, null items are dropped and array items are spliced in.
-Where we differ on purpose (unknown functions, backticks, lambdas, limits, F&O dates) see
+Where we differ on purpose (unknown functions, backticks, lambdas, limits, F&O dates, locales, ``raw``) see
 tests/cards/test_differential.py.
+
+Markdown escaping (``escape=``): Teams renders markdown in a TextBlock's ``text`` and a FactSet fact's ``title`` and
+``value``. With ``escape`` given, every value a binding puts into one of those properties goes through it (the
+template's own literal text never does), except a binding that is exactly ``${raw(expr)}`` (or a ``raw(...)``
+argument of a top-level ``concat``). Microsoft's engine has no such step; ``cards.render`` always escapes.
 
 This module knows nothing about Teams, mentions or card size: ``cards.render`` does that around ``expand``.
 """
@@ -21,7 +26,7 @@ import re
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from .errors import TemplateError
 from .expressions import ExpressionSyntaxError, Interpolation, Node, State, parse_interpolation
@@ -47,12 +52,20 @@ class _Fail(Exception):
 
 
 class _Obj:
-    """A prepared template object: its ordinary members plus its $data and $when."""
+    """A prepared template object: its ordinary members plus its $data and $when, and the key of each member
+    whose bound values are markdown (``markdown``) or whose objects are FactSet facts (``facts``)."""
 
-    __slots__ = ("items", "has_data", "data", "has_when", "when")
+    __slots__ = ("items", "has_data", "data", "has_when", "when", "markdown", "facts")
 
     def __init__(self, items: list[tuple[str, Any]], has_data: bool, data: Any, has_when: bool, when: Any):
         self.items, self.has_data, self.data, self.has_when, self.when = items, has_data, data, has_when, when
+        kind = next((v for k, v in items if k == "type"), None)
+        # A TextBlock's text is markdown; so is a bound text whose element type is itself bound (unknown here).
+        self.markdown = frozenset(["text"]) if kind == "TextBlock" or type(kind) is Interpolation else frozenset()
+        self.facts = kind == "FactSet"
+
+
+_FACT_KEYS = frozenset(["title", "value"])  # markdown in a FactSet's facts (cards-format.md)
 
 
 def _segment(key: str | int) -> str:
@@ -109,20 +122,24 @@ def _prepare_when(node: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- expand (Template.internalExpand)
 
 class _Run:
-    __slots__ = ("st", "budget")
+    __slots__ = ("st", "budget", "escape")
 
-    def __init__(self, st: State):
-        self.st, self.budget = st, MAX_OUTPUT_NODES
+    def __init__(self, st: State, escape: Callable[[str], str] | None = None):
+        self.st, self.budget, self.escape = st, MAX_OUTPUT_NODES, escape
 
 
-def _expand(node: Any, run: _Run) -> Any:
+# What a member holds, for markdown escaping: nothing special, markdown text, or FactSet facts.
+_PLAIN, _MARKDOWN, _FACTS = 0, 1, 2
+
+
+def _expand(node: Any, run: _Run, role: int = _PLAIN) -> Any:
     t = type(node)
     if t is str:
         return node
     if t is Interpolation:
-        return _binding(node, run.st)
+        return _binding(node, run.st, escape=run.escape if role == _MARKDOWN else None)
     if t is _Obj:
-        return _expand_object(node, run)
+        return _expand_object(node, run, fact=role == _FACTS)
     if t is list:
         run.budget -= 1
         if run.budget < 0:
@@ -130,7 +147,7 @@ def _expand(node: Any, run: _Run) -> Any:
         out: list[Any] = []
         for i, item in enumerate(node):
             try:
-                v = _expand(item, run)
+                v = _expand(item, run, _FACTS if role == _FACTS else _PLAIN)
             except _Fail as f:
                 f.segments.append(_segment(i))
                 raise
@@ -144,7 +161,13 @@ def _expand(node: Any, run: _Run) -> Any:
     return node
 
 
-def _expand_object(node: _Obj, run: _Run) -> Any:
+def _role(node: _Obj, key: str, fact: bool) -> int:
+    if key in node.markdown or (fact and key in _FACT_KEYS):
+        return _MARKDOWN
+    return _FACTS if node.facts and key == "facts" else _PLAIN
+
+
+def _expand_object(node: _Obj, run: _Run, fact: bool = False) -> Any:
     st = run.st
     saved_data, saved_index = st.data, st.index
     contexts: list[Any]
@@ -174,7 +197,7 @@ def _expand_object(node: _Obj, run: _Run) -> Any:
             out = {}
             for key, value in node.items:
                 try:
-                    v = _expand(value, run)
+                    v = _expand(value, run, _role(node, key, fact) if run.escape is not None else _PLAIN)
                 except _Fail as f:
                     f.segments.append(_segment(key))
                     raise
@@ -210,7 +233,12 @@ def _js_truthy(v: Any) -> bool:
     return True
 
 
-def _binding(interp: Interpolation, st: State, copy: bool = True) -> Any:
+def _is_raw(node: Node) -> bool:
+    return node.kind == "call" and node.spec.name == "raw"
+
+
+def _binding(interp: Interpolation, st: State, copy: bool = True,
+             escape: Callable[[str], str] | None = None) -> Any:
     if interp.typed:
         node: Node = interp.node  # type: ignore[assignment]
         try:
@@ -221,6 +249,8 @@ def _binding(interp: Interpolation, st: State, copy: bool = True) -> Any:
             return None  # JSON has no Infinity/NaN; JSON.stringify writes null
         if copy and type(v) in (dict, list):
             return _copy(v)
+        if escape is not None and type(v) is str and not _is_raw(node):
+            return escape(v)
         return v
     pieces = []
     for part in interp.parts:
@@ -231,11 +261,15 @@ def _binding(interp: Interpolation, st: State, copy: bool = True) -> Any:
             v = part.ev(st, True)
         except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError):
             v = "${" + str(part) + "}"
+            pieces.append(v)  # left as written, like Microsoft's engine (never escaped: it is the template's text)
+            continue
+        mark = escape if escape is not None and not _is_raw(part) else None
         if type(v) is str:
-            pieces.append(v)
+            pieces.append(mark(v) if mark else v)
             continue
         try:
-            pieces.append(to_string(v))
+            text = to_string(v)
+            pieces.append(mark(text) if mark else text)
         except EvalError as exc:
             reason = str(exc) if v is not None and v is not UNDEFINED else (
                 f"{part} is {'null' if v is None else 'undefined'}: Microsoft's engine fails on that inside a "
@@ -264,7 +298,7 @@ def _prepare_text(text: str) -> Any:
 
 
 def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template>",
-           now: datetime | None = None) -> Any:
+           now: datetime | None = None, escape: Callable[[str], str] | None = None) -> Any:
     """Expand an Adaptive Card template against data, as Microsoft's templating engine does.
 
     Args:
@@ -273,6 +307,8 @@ def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template
         host: the ``$host`` object; None leaves ``$host`` undefined.
         name: the template's name, used in error messages.
         now: the time ``utcNow()`` returns (timezone-aware, or naive UTC); default: the clock.
+        escape: applied to every string a binding puts into markdown (a TextBlock's ``text``, a fact's ``title``
+            and ``value``) unless the binding is ``${raw(expr)}``; None (Microsoft's behaviour) escapes nothing.
 
     Returns:
         New JSON: a dict for a card, possibly None or a list when the root has ``$when``/``$data``.
@@ -290,7 +326,7 @@ def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template
         else:
             prepared = _prepare(template, 0, [MAX_TEMPLATE_NODES])
         st = State(data, UNDEFINED if host is None else host, _VERSION, _clock(now))
-        return _expand(prepared, _Run(st))
+        return _expand(prepared, _Run(st, escape))
     except _Fail as f:
         path = "$" + "".join(reversed(f.segments))
         raise TemplateError(f.reason, template=name, path=path, expression=f.expression) from None

@@ -253,6 +253,7 @@ def create_app(
                 routes=validated.routes,
                 graph=services.graph,
                 environments={e.name: e.base_url for e in settings.environments},
+                locales={e.name: e.locale for e in settings.environments if e.locale},
                 clock=clock,
                 max_lines=settings.cards.max_lines,
                 max_bytes=settings.cards.max_bytes,

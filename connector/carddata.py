@@ -1,7 +1,12 @@
 """Card data: the one object a template binds to, built from a stored event and its enrichment.
 
-The shape is documented in DEVELOPERS.md ("Card data"). Also: which template an event gets by default and a
-one-line summary of an event for digests. Links and document keys come from the enrichment plans (dynamics/plans.py).
+The shape is documented in DEVELOPERS.md ("Card data"). Also: which template an event gets by default, a one-line
+summary of an event for digests and the card data of a digest. Links and document keys come from the enrichment plans
+(dynamics/plans.py).
+
+F&O has no null date: it writes "no date" as 1900-01-01 (`/Date(-2208988800000)/`, `1900-01-01T00:00:00Z`,
+`1900-01-01T12:00:00Z`). The card data carries those as null, so templates (whose date facts test `exists`) show
+nothing instead of "01 Jan 1900".
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ UNAVAILABLE_TEMPLATE = "record-unavailable"
 DIGEST_TEMPLATE = "digest"
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+# F&O's empty date in every spelling seen: the date alone, with any time of day, with Z or an offset, or as /Date(ms)/.
+_EMPTY_ISO = re.compile(r"^1900-01-01(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
+_EMPTY_MS = -2208988800000  # 1900-01-01T00:00:00Z
+
+DEFAULT_LOCALE = "en-US"
+# What a digest of one event type is about ("14 purchase orders confirmed"); other types read "14 <type> events".
+DIGEST_TITLES = {
+    "PurchaseOrderConfirmedBusinessEvent": "purchase orders confirmed",
+    "VendorInvoicePostedBusinessEvent": "vendor invoices posted",
+    "VendorPaymentPostedBusinessEvent": "vendor payments posted",
+}
 
 
 def _glob_lookup(table: list[tuple[str, str]], event_id: str) -> str | None:
@@ -55,6 +71,24 @@ def event_time_iso(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def is_empty_date(value: Any) -> bool:
+    """True for F&O's "no date" (1900-01-01 in any of its spellings)."""
+    if not isinstance(value, str):
+        return False
+    if m := _DATE.match(value):
+        return int(m.group(1)) == _EMPTY_MS
+    return bool(_EMPTY_ISO.match(value.strip()))
+
+
+def without_empty_dates(value: Any) -> Any:
+    """A copy of `value` (JSON) with F&O's empty dates replaced by None, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_empty_dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_empty_dates(v) for v in value]
+    return None if is_empty_date(value) else value
+
+
 def landing_url(base_url: str, company: str | None) -> str:
     """Where "Open in Dynamics" goes when no enrichment plan gave the document's own link: the right company."""
     company = (company or "").lower()
@@ -66,9 +100,12 @@ def build_card_data(
     *,
     environment_name: str,
     base_url: str,
+    locale: str | None = None,
 ) -> dict[str, Any]:
-    """The card data for one event (mentions are added by the delivery stage once resolved)."""
-    payload = record.payload
+    """The card data for one event (mentions are added by the delivery stage once resolved).
+
+    `locale` is the environment's card locale (a route's may replace it); None is en-US."""
+    payload = without_empty_dates(record.payload)
     enrichment = record.data.get("enrichment") or {}
     data: dict[str, Any] = {
         "event": payload,
@@ -76,7 +113,8 @@ def build_card_data(
         "eventTime": event_time_iso(payload),
         "environment": {"name": environment_name, "baseUrl": base_url},
         "legalEntity": (record.legal_entity or "").lower() or None,
-        "record": enrichment.get("record") or {},
+        "locale": locale or DEFAULT_LOCALE,
+        "record": without_empty_dates(enrichment.get("record") or {}),
         "missing": list(enrichment.get("missing") or []),
         "openUrl": enrichment.get("openUrl") or landing_url(base_url, record.legal_entity),
         "documentKey": enrichment.get("documentKey"),
@@ -131,7 +169,38 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         "currency": currency or "",
         "legalEntity": data.get("legalEntity"),
         "openUrl": data.get("openUrl"),
+        "eventType": data.get("eventType"),
+        "environment": (data.get("environment") or {}).get("name"),
+        "locale": data.get("locale"),
     }
+
+
+def digest_card_data(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The card data of a digest of `items` (rows made by `summarize`).
+
+    A digest has no event of its own: what its items share (event type, legal entity, environment, locale) becomes
+    the card's, and `digest.title` says what the items are, so the headline never falls back to a missing field.
+    """
+    def shared(key: str) -> Any:
+        values = {i.get(key) for i in items}
+        return values.pop() if len(values) == 1 else None
+
+    event_type = shared("eventType")
+    if event_type:
+        title = DIGEST_TITLES.get(event_type) or f"{event_type} events"
+    else:
+        title = "business events"
+    data: dict[str, Any] = {
+        "digest": {"count": len(items), "title": title, "items": items},
+        "locale": shared("locale") or DEFAULT_LOCALE,
+    }
+    if event_type:
+        data["eventType"] = event_type
+    if legal_entity := shared("legalEntity"):
+        data["legalEntity"] = legal_entity
+    if environment := shared("environment"):
+        data["environment"] = {"name": environment}
+    return data
 
 
 def document_key(data: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cards import canonical_locale
 from connector.approvals.config import ApprovalSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -65,6 +66,16 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[str]:
             msg = "required key is missing"
         lines.append(f"{key_path(err['loc'], prefix)}: {msg}")
     return lines
+
+
+def check_locale(value: str | None) -> str | None:
+    """A card locale as configured (`de-DE`, `de_de`, `fr`) in its BCP 47 form; ValueError if CLDR does not know it."""
+    if value is None:
+        return None
+    canonical = canonical_locale(value)
+    if canonical is None:
+        raise ValueError(f"unknown locale {value!r}: use a BCP 47 tag such as de-DE, fr-FR or en-US")
+    return canonical
 
 
 class _Section(BaseModel):
@@ -219,6 +230,12 @@ class EnvironmentSettings(_Section):
     event_secret: str | None = None  # stored secret holding the token in the events URL; default env/<name>/event-token
     event_token_grace: float = Field(7 * 24 * 3600, ge=0)  # seconds a rotated-out events URL token stays valid
     legal_entities: list[str] = Field(default_factory=list)  # accepted legal entities; empty = all
+    locale: str | None = None  # cards' number and date format (BCP 47, e.g. de-DE); a route's locale wins; en-US
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str | None) -> str | None:
+        return check_locale(v)
 
     @field_validator("base_url")
     @classmethod

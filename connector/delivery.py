@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bot import (
@@ -30,6 +30,7 @@ from connector.carddata import (
     UNAVAILABLE_TEMPLATE,
     build_card_data,
     default_template,
+    digest_card_data,
     document_key,
     summarize,
 )
@@ -57,6 +58,7 @@ class DeliveryDeps:
     approvals: ApprovalService | None = None
     reconciler: Reconciler | None = None
     tenants: frozenset[str] | None = None  # served tenants (lower case): installs of any other are never posted to
+    locales: dict[str, str] = field(default_factory=dict)  # environment name -> card locale (when configured)
 
 
 async def resolve_mentions(
@@ -109,7 +111,7 @@ def choose_template(route: Route, data: dict[str, Any], record: EventRecord) -> 
 
 def make_digest_renderer(deps: DeliveryDeps) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     def render_digest(items: list[dict[str, Any]]) -> dict[str, Any]:
-        data = {"digest": {"count": len(items), "items": items}}
+        data = digest_card_data(items)
         return render(DIGEST_TEMPLATE, data, catalog=deps.catalog, max_bytes=deps.max_bytes,
                       max_lines=deps.max_lines).card
 
@@ -144,7 +146,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
 
     async def deliver(record: EventRecord) -> StageOutcome:
         base_url = deps.environments.get(record.environment, "")
-        data = build_card_data(record, environment_name=record.environment, base_url=base_url)
+        data = build_card_data(record, environment_name=record.environment, base_url=base_url,
+                               locale=deps.locales.get(record.environment))
         workflow_notes: list[str] = []
         if deps.reconciler is not None and is_workflow_progress_event(record.business_event_id):
             # A work item decided, recalled or delegated inside F&O: bring its cards up to date.
@@ -173,7 +176,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 install, channel_id = resolve_channel(route, installs, deps.tenants)
             except TargetNotFound as exc:
                 raise Park(str(exc)) from exc
-            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention})
+            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention},
+                             locale=route.locale or data["locale"])  # the route's readers win
             try:
                 rendered = render(choose_template(route, data, record), card_data, catalog=deps.catalog,
                                   max_bytes=deps.max_bytes, max_lines=deps.max_lines)
@@ -206,7 +210,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 service_url=install.service_url,
                 channel_id=channel_id,
                 card=rendered.card,
-                summary=summarize(data),
+                summary=summarize(card_data),
                 reply_to=reply_to,
                 digestible="approval" not in data,
                 on_posted=record_post,

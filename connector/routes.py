@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.config import ConfigError, key_path, pydantic_problems
+from connector.config import ConfigError, check_locale, key_path, pydantic_problems
 from connector.store import Install
 
 Op = Literal["==", "!=", ">", ">=", "<", "<=", "in", "contains", "exists"]
@@ -64,6 +64,12 @@ class Route(BaseModel):
     mention: list[MentionRole] = Field(default_factory=lambda: ["initiator"])
     threading: Literal["event", "document"] = "event"  # new thread per event, or one thread per document
     personal: bool = False  # also send the card to the approver in a 1:1 chat (approvals)
+    locale: str | None = None  # cards' number and date format (BCP 47); default: the environment's, then en-US
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str | None) -> str | None:
+        return check_locale(v)
 
     @field_validator("legal_entities", "environments")
     @classmethod

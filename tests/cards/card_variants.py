@@ -181,7 +181,13 @@ def _pending_invoice(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _bare_digest(d: dict[str, Any]) -> dict[str, Any]:
+    """A digest with nothing but its items: no eventType, no title (the headline once read "50 ${eventType}")."""
+    return {"digest": {"count": 50, "items": d["digest"]["items"]}}
+
+
 SPECIFIC: dict[str, dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "digest": {"bare-digest": _bare_digest},
     "workflow-approval": {"decided": _decided, "rejected": _rejected, "no-outcomes": _no_outcomes},
     "vendor-invoice-posted": {"pending-invoice": _pending_invoice},
 }

@@ -17,8 +17,17 @@ differs (so the list stays true):
 - a backtick in a string holding ``${`` is an error (Microsoft's parser takes it for the end of the string);
 - a literal (non-string) ``$data`` is used as plain JSON (Microsoft hands its prepared expression objects over);
 - integers beyond 2**53 are kept exact (JavaScript rounds them to doubles);
-- locales other than English are refused (Microsoft uses d3/dayjs locale tables we do not carry);
-- limits: a template nested deeper than 64 or producing more than 200,000 objects fails closed.
+- locales come from CLDR through Babel (cards/locales.py), Microsoft's from its own d3 table and dayjs: fr-FR
+  groups with U+202F (CLDR) where Microsoft's table has U+00A0; a language alone (``de``) or another case
+  (``de-de``) is the locale CLDR knows, where Microsoft finds no table entry and formats en-US; month and day names
+  follow the locale, where Microsoft's dayjs (no locale loaded) is always English. de-DE, sv-SE, en-IN, ja-JP,
+  en-US and unknown locales (formatted as en-US) match Microsoft, and so do the UTF-16 ``length``/``count``/
+  ``substring``, except that a substring cutting a surrogate pair ends in U+FFFD, not a lone surrogate (which
+  UTF-8, and so Teams, cannot carry);
+- limits: a template nested deeper than 64 or producing more than 200,000 objects fails closed;
+- ``raw(x)`` (ours) is ``x``: it marks a binding that ``cards.render`` must not escape for Teams' markdown
+  (``cards/markdown.py``); Microsoft's engine does not know it. The escaping itself is off in ``expand`` unless
+  asked for (``escape=``), so every other pair here compares Microsoft's behaviour.
 ``utcNow`` is not compared (it reads the clock); tests/cards/test_expressions.py covers it with ``now``.
 """
 
@@ -383,7 +392,16 @@ HAND_CASES = json.loads(r"""
 [{"a": "${x}"}, {"x": "${y}", "y": 1}],
 [{"a": "${'${x}'}"}, {"x": 1}],
 [{"a": "${x}", "$data": "${d}"}, {"d": {"x": 2}, "x": 1}],
-[{"a": {"$data": "${d}", "b": {"$data": "${e}", "c": "${x}", "r": "${$root.x}"}}}, {"d": {"e": {"x": 3}}, "x": 1}]
+[{"a": {"$data": "${d}", "b": {"$data": "${e}", "c": "${x}", "r": "${$root.x}"}}}, {"d": {"e": {"x": 3}}, "x": 1}],
+[{"de": "${formatNumber(x, 2, 'de-DE')}", "sv": "${formatNumber(x, 2, 'sv-SE')}", "in": "${formatNumber(x, 2, 'en-IN')}", "ja": "${formatNumber(x, 2, 'ja-JP')}", "us": "${formatNumber(x, 2, 'en-US')}", "xx": "${formatNumber(x, 2, 'xx-XX')}"}, {"x": 1234567.891}],
+[{"de": "${formatNumber(x, 0, 'de-DE')}", "sv": "${formatNumber(x, 3, 'sv-SE')}", "in": "${formatNumber(x, 1, 'en-IN')}", "ja": "${formatNumber(x, 2, 'ja-JP')}", "xx": "${formatNumber(x, 2, 'qq-QQ')}"}, {"x": -9876543210.125}],
+[{"de": "${formatNumber(x, 2, 'de-DE')}", "in": "${formatNumber(x, 2, 'en-IN')}", "in2": "${formatNumber(y, 2, 'en-IN')}", "sv": "${formatNumber(y, 0, 'sv-SE')}"}, {"x": 0.125, "y": 123456.5}],
+[{"a": "Total ${formatNumber(x, 2, loc)} EUR", "b": "${formatNumber(x, 2, $root.loc)}"}, {"x": 50657.5, "loc": "de-DE"}],
+[{"a": "${string(x, 'de-DE')}", "b": "${string(y, 'sv-SE')}", "c": "${string(x, 'en-IN')}", "d": "${string('s', 'de-DE')}", "e": "${string(x, 'xx-XX')}"}, {"x": 1234567.5, "y": -1000}],
+[{"a": "${formatDateTime(d, 'dd MMM yyyy HH:mm', 'en-US')}", "b": "${formatDateTime(d, 'dd MMM yyyy', 'xx-XX')}", "c": "${formatDateTime(d, 'yyyy-MM-dd HH:mm', 'de-DE')}", "d": "${formatDateTime(d, 'MMMM d, yyyy', 'en-IN')}", "e": "${formatDateTime(d, '', 'ja-JP')}"}, {"d": "2026-03-05T14:07:09Z"}],
+[{"a": "${toUpper('straße', 'de-DE')}", "b": "${toLower('ÄÖÜ', 'de-DE')}", "c": "${toUpper('istanbul', 'tr-TR')}", "d": "${toLower('DİYARBAKIR', 'tr-TR')}"}, {}],
+[{"a": "${length(s)}", "b": "${count(s)}", "c": "${substring(s, 1, 2)}", "d": "${substring(s, 3)}", "e": "${length('日本語')}", "f": "x ${substring(s, 0, 5)}"}, {"s": "a😀b✓👍🏽"}],
+[{"a": "${substring(s, 0, 9)}"}, {"s": "a😀b✓👍🏽"}]
 ]
 """)
 
@@ -542,8 +560,20 @@ INTENTIONAL = [
     ({"$data": ["${x}"], "v": "${$data}"}, {"x": 1}, {"v": "${x}"},
      "a literal $data is plain JSON (Microsoft passes its parsed expression objects)"),
     ("${x}", {"x": 9007199254740993}, 9007199254740993, "integers beyond 2**53 stay exact"),
-    ("${formatNumber(1234.5, 2, 'de-DE')}", {}, ERROR, "only English locales are supported"),
+    ("${formatNumber(x, 2, 'fr-FR')}", {"x": 1234567.891}, "1\u202f234\u202f567,89",
+     "fr-FR groups with CLDR's narrow no-break space U+202F (Microsoft's d3 table: U+00A0)"),
+    ({"a": "${formatNumber(x, 2, 'de')}", "b": "${formatNumber(x, 2, 'de-de')}"}, {"x": 1234.5},
+     {"a": "1.234,50", "b": "1.234,50"},
+     "a language alone or a lower-case region is the CLDR locale (Microsoft: no table entry, so en-US)"),
+    ("${formatDateTime(d, 'dddd d. MMMM yyyy', 'de-DE')}", {"d": "2026-03-05T14:07:00Z"}, "Donnerstag 5. März 2026",
+     "month and day names follow the locale (Microsoft's dayjs loads no locale: always English)"),
+    ("${formatDateTime(d, 'ddd d MMM yyyy', 'fr-FR')}", {"d": "2026-03-05T14:07:00Z"}, "jeu. 5 mars 2026",
+     "month and day names follow the locale (Microsoft's dayjs loads no locale: always English)"),
+    ("x ${substring(s, 0, 2)}", {"s": "a😀b"}, "x a\ufffd",
+     "a substring that cuts a surrogate pair ends in U+FFFD (Microsoft: a lone surrogate, not valid UTF-8)"),
     (_DEEP, {"x": 1}, ERROR, "templates nested deeper than 64 fail closed"),
+    ({"t": "${raw(x)}", "u": "a ${raw(x)}"}, {"x": "*b*"}, {"t": "*b*", "u": "a *b*"},
+     "raw() is ours: it opts a binding out of cards.render's markdown escaping (Microsoft: unknown function)"),
 ]
 
 

@@ -170,7 +170,36 @@ def test_parse_time_errors(expr: str) -> None:
         ev(expr)
 
 
-def test_locales_other_than_english_are_refused() -> None:
-    assert ev("formatNumber(1234.5, 2, 'en-US')") == "1,234.50"
-    with pytest.raises(TemplateError, match="locale"):
-        ev("formatNumber(1234.5, 2, 'de-DE')")
+@pytest.mark.parametrize("locale,expected", [
+    ("en-US", "1,234,567.89"), ("de-DE", "1.234.567,89"), ("fr-FR", "1\u202f234\u202f567,89"),
+    ("sv-SE", "1\u00a0234\u00a0567,89"), ("en-IN", "12,34,567.89"), ("ja-JP", "1,234,567.89"),
+    ("xx-XX", "1,234,567.89"), ("", "1,234,567.89"),
+])
+def test_format_number_takes_a_locale(locale: str, expected: str) -> None:
+    assert ev(f"formatNumber(1234567.891, 2, '{locale}')") == expected
+    assert ev(f"formatNumber(-1234567.891, 2, '{locale}')") == "\u2212" + expected
+
+
+def test_format_date_time_takes_a_locale() -> None:
+    d = "'2026-03-05T14:07:09Z'"
+    assert ev(f"formatDateTime({d}, 'dddd d. MMMM yyyy HH:mm', 'de-DE')") == "Donnerstag 5. März 2026 14:07"
+    assert ev(f"formatDateTime({d}, 'ddd d MMM yyyy', 'fr-FR')") == "jeu. 5 mars 2026"
+    assert ev(f"formatDateTime({d}, 'dd MMM yyyy h:mm tt', 'en-GB')") == "05 Mar 2026 2:07 PM"
+    assert ev(f"formatDateTime({d}, 'dd MMM yyyy', 'xx-XX')") == "05 Mar 2026"
+    assert ev(f"addDays({d}, 1, 'dddd', 'de-DE')") == "Freitag"
+
+
+def test_string_and_case_functions_take_a_locale() -> None:
+    assert ev("string(1234.5, 'de-DE')") == "1.234,5"
+    assert ev("toUpper('istanbul', 'tr-TR')") == "\u0130STANBUL"
+    assert ev("toLower('DIYARBAKIR', 'tr-TR')") == "d\u0131yarbak\u0131r"
+    assert ev("toUpper('straße', 'de-DE')") == "STRASSE"
+
+
+def test_string_lengths_count_utf16_code_units_as_javascript_does() -> None:
+    assert ev("length('a😀b')") == 4 and ev("count('a😀b')") == 4 and ev("length('日本語')") == 3
+    assert ev("substring('a😀b', 1, 2)") == "😀"
+    assert ev("substring('a😀b', 3)") == "b"
+    assert ev("substring('a😀b', 0, 2)") == "a\ufffd"  # JavaScript: a lone surrogate, which UTF-8 cannot carry
+    with pytest.raises(TemplateError, match="out of range"):
+        ev("substring('a😀b', 0, 5)")

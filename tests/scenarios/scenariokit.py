@@ -165,7 +165,11 @@ async def admin_session(sandbox: Sandbox) -> AsyncIterator[Admin]:
 
 
 async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
-    """Knobs back to defaults, counters and Teams messages cleared: each test starts from the same sandbox."""
+    """Knobs back to defaults, counters and Teams messages cleared: each test starts from the same sandbox.
+
+    Every test resets when it ends, so this is also where each scenario's posted cards are checked before they go:
+    AssertionError (after the reset) if any shows a raw `${...}` template expression."""
+    leftovers = unexpanded_in_state(await admin.get(f"{sandbox.teams_admin}/state"))
     await admin.post(f"{sandbox.teams_admin}/reset", {"threads": True})
     await admin.post(f"{sandbox.teams_admin}/knobs", {"latency_ms": 0, "rate_limits": True})
     await admin.post(f"{sandbox.sender}/config", {"duplicate_next": 0, "duplicate_probability": 0.0,
@@ -174,6 +178,7 @@ async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
     await admin.post(f"{sandbox.fno_admin}/config", {"latency_ms": 0})
     await admin.post(f"{sandbox.fno_admin}/schema", {"reset": True})
     await admin.post(f"{sandbox.entra_admin}/token-lifetime", {"seconds": 3599})
+    assert not leftovers, "cards posted with unexpanded template expressions:\n" + "\n".join(leftovers)
 
 
 async def teams_bot_messages(admin: Admin, sandbox: Sandbox, team: str = TEAM) -> list[dict[str, Any]]:
@@ -189,6 +194,35 @@ async def teams_bot_messages(admin: Admin, sandbox: Sandbox, team: str = TEAM) -
                     if m["sender"] == "bot":
                         out.append(dict(m, channel=ch["name"], thread=th["id"]))
     return out
+
+
+def unexpanded_in_state(state: dict[str, Any]) -> list[str]:
+    """Every bot message (channel threads, 1:1 chats, per-viewer refresh cards) whose card still holds a `${`: a
+    template expression that reached Teams unexpanded. One line per message: where, and the first offending text."""
+    found: list[str] = []
+
+    def first_leftover(node: Any) -> str | None:
+        if isinstance(node, str):
+            return node if "${" in node else None
+        items = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for item in items:
+            hit = first_leftover(item)
+            if hit is not None:
+                return hit
+        return None
+
+    threads = [(f"{t['name']} / {ch['name']}", th) for t in state.get("teams", []) for ch in t["channels"]
+               for th in ch["threads"]]
+    threads += [(f"chat with {c.get('user')}", c) for c in state.get("chats", [])]
+    for where, thread in threads:
+        for m in thread["messages"]:
+            if m.get("sender") == "bot" and (hit := first_leftover([m.get("text"), m.get("cards")])) is not None:
+                found.append(f"{where}, message {m['id']}: {hit[:200]!r}")
+    for viewer, cards in (state.get("viewerCards") or {}).items():
+        for mid, card in cards.items():
+            if (hit := first_leftover(card)) is not None:
+                found.append(f"refresh card of {mid} for {viewer}: {hit[:200]!r}")
+    return found
 
 
 # --- the connector ------------------------------------------------------------------------------------------------
