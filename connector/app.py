@@ -228,6 +228,7 @@ def create_app(
                 catalog=services.catalog,
                 environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
+                locales={e.name: e.locale for e in settings.environments if e.locale},
             )
             services.handlers.approvals = services.approvals.service
         yield

@@ -176,8 +176,10 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 install, channel_id = resolve_channel(route, installs, deps.tenants)
             except TargetNotFound as exc:
                 raise Park(str(exc)) from exc
-            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention},
-                             locale=route.locale or data["locale"])  # the route's readers win
+            # The route's readers win, except on approval cards: every copy of one is re-rendered on each decision
+            # (connector/approvals/copies.py), in the environment's locale, and must not change language then.
+            locale = data["locale"] if "approval" in data else route.locale or data["locale"]
+            card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention}, locale=locale)
             try:
                 rendered = render(choose_template(route, data, record), card_data, catalog=deps.catalog,
                                   max_bytes=deps.max_bytes, max_lines=deps.max_lines)

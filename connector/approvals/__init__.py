@@ -75,14 +75,14 @@ class Approvals:
               environments: dict[str, tuple[str, Any]], clock: Callable[[], float] = time.time,
               wake: Callable[[], None] = lambda: None, mri_of: MriLookup | None = None,
               fo: dict[str, FoEnvironment] | None = None, sleep: Any = None, max_bytes: int = 28_000,
-              max_lines: int = 20) -> "Approvals":
+              max_lines: int = 20, locales: dict[str, str] | None = None) -> "Approvals":
         """Args:
             environments: name -> (F&O base URL, ODataClient).
             wake: `pipeline.wake` (or set `approvals.wake` once the pipeline exists).
             fo: overrides the FoEnvironments built from `environments` (tests).
         """
         copies = CardCopies(store, poster, catalog, {n: base for n, (base, _) in environments.items()}, graph=graph,
-                            mri_of=mri_of, max_bytes=max_bytes, max_lines=max_lines)
+                            mri_of=mri_of, max_bytes=max_bytes, max_lines=max_lines, locales=dict(locales or {}))
         resolver = ApproverResolver(store, graph, user_map=settings.user_map, mapping_ttl=settings.mapping_ttl,
                                     negative_ttl=settings.negative_ttl, clock=clock)
         if fo is None:

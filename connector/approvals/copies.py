@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from bot import GraphError, TeamsError, TeamsForbidden, TeamsNotFound
@@ -63,6 +63,7 @@ class CardCopies:
         environments: environment name -> F&O base URL (for the card's links).
         graph: optional GraphClient, to name the initiator again when a card is re-rendered.
         mri_of: optional Entra object id -> MRI lookup for `refresh.userIds` (see `base_view`).
+        locales: environment name -> card locale; approval cards (every copy, every update) use the environment's.
     """
 
     store: Store
@@ -73,6 +74,7 @@ class CardCopies:
     mri_of: MriLookup | None = None
     max_bytes: int = 28_000
     max_lines: int = 20
+    locales: dict[str, str] = field(default_factory=dict)  # environment name -> card locale (when configured)
 
     def __post_init__(self) -> None:
         self._names: dict[str, str] = {}  # initiator object id -> display name (process cache)
@@ -176,7 +178,8 @@ class CardCopies:
         if view == "base":  # the approver's client refreshes to the approver view when the card names their MRI
             view = "status" if mri else "approver"
         base_url = self.environments.get(record.environment, "")
-        data = build_card_data(record, environment_name=record.environment, base_url=base_url)
+        data = build_card_data(record, environment_name=record.environment, base_url=base_url,
+                               locale=self.locales.get(record.environment))
         data["mentions"] = await self._mentions(approval, record, offline)
         data["approval"] = await self.approval_block(approval, view=view, note=note)
         template = UNAVAILABLE_TEMPLATE if data.get("missing") else default_template(record.business_event_id)

@@ -64,5 +64,6 @@ def test_configured_locales_are_checked_and_normalised() -> None:
     [route] = routes_from_config([{**ROUTE, "locale": "sv-se"}])
     assert route.locale == "sv-SE"
     assert routes_from_config([ROUTE])[0].locale is None
-    with pytest.raises(ConfigError, match=r"routes\.0\.locale: unknown locale 'xx-YY'.*de-DE"):
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.locale: unknown locale 'xx-YY'.*de-DE"):
         routes_from_config([{**ROUTE, "locale": "xx-YY"}])
+

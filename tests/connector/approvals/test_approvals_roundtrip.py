@@ -214,3 +214,16 @@ async def test_a_decision_f_and_o_refuses_reopens_the_buttons(world):
     await world.service.on_submit(submit(MEGAN, "reject"))
     await world.run_pipeline()
     assert [c[1] for c in world.workflow.completions] == ["Reject"]
+
+
+async def test_every_copy_is_rendered_in_the_environments_locale(world):
+    """A decision re-renders every copy of an approval card: it stays in the environment's card locale."""
+    import json
+    world.workflow.add(WI, DueDateTime="2026-03-05T10:00:00Z")
+    await world.work_item_event()
+    copies = world.approvals.deps.copies
+    approval = await world.store.get_approval(ENV, WI)
+    english = json.dumps(await copies.render(approval, view="status"), ensure_ascii=False)
+    copies.locales[ENV] = "de-DE"
+    german = json.dumps(await copies.render(approval, view="status"), ensure_ascii=False)
+    assert "05 Mar 2026" in english and "05 März 2026" in german, german
