@@ -239,6 +239,7 @@ def create_app(
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
             )
             services.handlers.approvals = services.approvals.service
+            services.handlers.my_approvals = services.approvals.my
         yield
         if services.approvals is not None:
             await services.approvals.service.aclose()
@@ -294,6 +295,7 @@ def create_app(
         pipeline = services.pipeline
         registry.on_renamed = lambda new_id: setattr(pipeline, "name", new_id)
         background: asyncio.Task[None] | None = None
+        summaries: asyncio.Task[None] | None = None
         stop_background = asyncio.Event()
         if services.approvals is not None:
             services.approvals.set_wake(services.pipeline.wake)
@@ -302,10 +304,11 @@ def create_app(
             if services.approvals is not None:
                 background = asyncio.create_task(services.approvals.reconciler.run_background(stop_background),
                                                  name="approvals-reconciler")
+                summaries = asyncio.create_task(services.approvals.my.summary.run_background(stop_background),
+                                                name="my-approvals-summary")
         yield
         stop_background.set()
-        if background is not None:
-            await asyncio.gather(background, return_exceptions=True)
+        await asyncio.gather(*(t for t in (background, summaries) if t is not None), return_exceptions=True)
         await services.pipeline.stop()
         await registry.stop()  # after the pipeline: releases whatever it left leased
 
