@@ -102,7 +102,7 @@ class MyApprovals:
         if isinstance(box, str) and box.startswith("comment_"):
             data["comment"] = data.get(box) or ""
         press = Press.from_values("execute", data, execute, execute.verb)
-        env = press.environment
+        env = press.environment or await self._environment_of(press.work_item_id)
         before = await self.store.get_approval(env, press.work_item_id) if env else None
         answer = await self.service.press(press)
         after = await self.store.get_approval(env, press.work_item_id) if env else None
@@ -118,6 +118,12 @@ class MyApprovals:
         if after is not None:
             return f"Work item {after.work_item_id} is no longer waiting for you ({after.fo_status or after.status})."
         return f"Work item {press.work_item_id} is not tracked by the connector."
+
+    async def _environment_of(self, work_item_id: str) -> str | None:
+        for env in self.service.environments:
+            if await self.store.get_approval(env, work_item_id) is not None:
+                return env
+        return None
 
     # --- the morning summary ------------------------------------------------------------------------------------
     async def _send_summary(self, sub: SummarySubscription) -> str | None:

@@ -70,7 +70,8 @@ class Page:
 
 
 def cursor_of(approval: Approval) -> str:
-    return f"{approval.created_at:.6f}|{approval.environment}|{approval.work_item_id}"
+    # repr() round-trips a float exactly: a rounded time could repeat or skip the row at a page boundary
+    return f"{float(approval.created_at)!r}|{approval.environment}|{approval.work_item_id}"
 
 
 def _key(approval: Approval) -> tuple[float, str, str]:
