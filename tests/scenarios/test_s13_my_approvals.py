@@ -1,4 +1,4 @@
-"""Scenario 12: "my approvals" through the front door.
+"""Scenario 13: "my approvals" through the front door.
 
 A real work item reaches its channel card. In the Teams page's 1:1 chat the assignee types "my approvals" (the
 Teams stand-in delivers it as a signed `message` activity) and gets the list card with that item; another user's
