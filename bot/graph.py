@@ -148,6 +148,24 @@ class GraphClient:
         users = [u for u in (_user(v) for v in (data or {}).get("value") or []) if u is not None]
         return users[0] if users else None
 
+    async def get_mailbox_time_zone(self, user_id: str) -> str | None:
+        """The user's mailbox time zone (`GET /users/{id}/mailboxSettings` -> timeZone: a Windows or an IANA
+        name, as Outlook stores it), or None when the user or their mailbox is unknown.
+
+        Raises:
+            GraphForbidden (names MailboxSettings.Read), GraphThrottled, GraphUnavailable...
+        """
+        if not user_id:
+            return None
+        path = f"{_user_path(user_id)}/mailboxSettings"
+        status, data = await self._request("GET", f"{path}?$select=timeZone", target=f"GET {path}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise self._error(status, data, f"GET {path}", "MailboxSettings.Read")
+        zone = data.get("timeZone") if isinstance(data, dict) else None
+        return zone if isinstance(zone, str) and zone else None
+
     async def find_user_by_mail(self, mail: str) -> GraphUser | None:
         """The user whose `mail` is this address, else whose UPN is; None when neither matches."""
         if not mail:

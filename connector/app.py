@@ -231,6 +231,7 @@ def create_app(
                 locales={e.name: e.locale for e in settings.environments if e.locale},
             )
             services.handlers.approvals = services.approvals.service
+            services.handlers.my_approvals = services.approvals.my
         yield
         if services.approvals is not None:
             await services.approvals.service.aclose()
@@ -287,6 +288,7 @@ def create_app(
         pipeline = services.pipeline
         registry.on_renamed = lambda new_id: setattr(pipeline, "name", new_id)
         background: asyncio.Task[None] | None = None
+        summaries: asyncio.Task[None] | None = None
         stop_background = asyncio.Event()
         if services.approvals is not None:
             services.approvals.set_wake(services.pipeline.wake)
@@ -295,10 +297,11 @@ def create_app(
             if services.approvals is not None:
                 background = asyncio.create_task(services.approvals.reconciler.run_background(stop_background),
                                                  name="approvals-reconciler")
+                summaries = asyncio.create_task(services.approvals.my.summary.run_background(stop_background),
+                                                name="my-approvals-summary")
         yield
         stop_background.set()
-        if background is not None:
-            await asyncio.gather(background, return_exceptions=True)
+        await asyncio.gather(*(t for t in (background, summaries) if t is not None), return_exceptions=True)
         await services.pipeline.stop()
         await registry.stop()  # after the pipeline: releases whatever it left leased
 

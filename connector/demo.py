@@ -192,9 +192,10 @@ class Demo:
                 await self._play(http, state, services)
                 ok = await self._report(http, state, services)
                 ok = await _approval_demo(self, http, state, services) and ok
+                ok = await _my_approvals_demo(self, http, state, services) and ok
             if self.once:
-                self.out("\ndemo check: " + ("every event reached its card; the approval round trip worked"
-                                             if ok else "FAILED (see above)"))
+                self.out("\ndemo check: " + ("every event reached its card; the approval round trip worked; "
+                                             "'my approvals' listed and decided" if ok else "FAILED (see above)"))
                 return 0 if ok else 1
             self.out(f"\nOpen the sandbox Teams page to see the cards: {state['teams']['page_url']}")
             self.out("Press Ctrl-C to stop.")
@@ -392,6 +393,85 @@ async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[
     demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({final.outcome}, complete called "
                                              f"{completes}x), cards updated" if ok else "no decision recorded"))
     return refused and ok and completes == 1
+
+
+async def _my_approvals_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[str, Any],
+                             services: Services) -> bool:
+    """A new work item; its approver types "my approvals" in their 1:1 chat and approves from the list."""
+    store = services.store
+    scenario, sender = state["scenario"]["url"], state["sender"]["admin_url"]
+    admin, fno = state["teams"]["admin_url"], state["fno"]["admin_url"]
+    [event] = (await _post(http, f"{scenario}/submit_to_workflow", {"legal_entity": "usmf"}))["events"]
+    await _post(http, f"{sender}/drain", {})
+    wid = str(event.get("WorkflowWorkItemInstanceId") or "")
+
+    async def tracked() -> Any:
+        return next((a for a in await store.list_approvals(status="pending", limit=1000)
+                     if a.work_item_id.lower() == wid.lower() and a.assignee_object_id), None)
+
+    if not await _until(tracked, 60):
+        demo.out(f"\nmy approvals: work item {wid} was not tracked")
+        return False
+    approval = await tracked()
+    oid, who = approval.assignee_object_id, approval.assignee_name or "the approver"
+    demo.out(f"\nmy approvals: work item {wid} '{approval.subject}' also waits for {who}")
+    chats = (await _get(http, f"{admin}/state"))["chats"]
+    if not any(c["user"].lower() == oid.lower() for c in chats):
+        await _post(http, f"{admin}/emit", {"kind": "install_personal", "user": oid})
+    if not demo.once:
+        demo.out(f"  In the Teams page view as {who}, open the chat with the bot and type 'my approvals'\n"
+                 "  (or 'my approvals daily on' for a morning summary); decide from the list.")
+        return True
+    await _post(http, f"{admin}/ui/say", {"viewer": oid, "text": "my approvals"})
+
+    async def list_card() -> Any:
+        chat = next((c for c in (await _get(http, f"{admin}/state"))["chats"] if c["user"].lower() == oid.lower()), {})
+        for m in reversed(chat.get("messages", [])):
+            for card in m["cards"] if m["sender"] == "bot" else []:
+                if "MY APPROVALS" in json.dumps(card) and wid in json.dumps(card):
+                    return chat["id"], m["id"], card
+        return None
+
+    if not await _until(list_card, 30):
+        demo.out(f"  {who} typed 'my approvals': the list did not arrive")
+        return False
+    chat_id, message_id, card = await list_card()
+    demo.out(f"  {who} typed 'my approvals': the list card shows work item {wid}")
+    button = _list_button(card, wid)
+    if button is None:
+        demo.out("  the list has no Approve button for it")
+        return False
+    await _post(http, f"{admin}/ui/submit", {
+        "viewer": oid, "conversation": chat_id, "messageId": message_id,
+        "action": {"type": "Action.Execute", "verb": button["verb"], "data": button["data"]},
+        "inputs": {button["data"]["commentInput"]: "Approved from my list"}})
+
+    async def decided() -> bool:
+        a = await store.get_approval(approval.environment, approval.work_item_id)
+        return a is not None and a.status == "decided"
+
+    ok = await _until(decided, 60)
+    completes = ((await _get(http, f"{fno}/fno/stats")).get("complete_calls") or {}).get(wid, 0)
+    demo.out(f"  {who} approved it from the list: " + (f"F&O work item completed (complete called {completes}x), "
+                                                       "cards updated, the list refreshed" if ok
+                                                       else "no decision recorded"))
+    return ok and completes == 1
+
+
+def _list_button(card: Any, wid: str) -> dict[str, Any] | None:
+    """The list card's Approve button for work item `wid`."""
+    stack = [card]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            data = node.get("data")
+            if (node.get("type") == "Action.Execute" and isinstance(data, dict) and data.get("list")
+                    and data.get("workItemId") == wid and data.get("action") == "approve"):
+                return node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
 
 
 async def _audited(store: Any, approval: Any, action: str) -> bool:

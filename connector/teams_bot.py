@@ -23,10 +23,18 @@ class ApprovalHandlers(Protocol):
     async def handle_execute(self, execute: CardExecute) -> dict | str: ...
 
 
+class MyApprovalsHandlers(Protocol):
+    async def on_message(self, message: IncomingMessage) -> str | dict | None: ...
+
+    async def on_execute(self, execute: CardExecute) -> dict | str | None: ...
+
+
 class ConnectorBotHandlers:
-    def __init__(self, installs: InstallRecorder, approvals: ApprovalHandlers | None = None) -> None:
+    def __init__(self, installs: InstallRecorder, approvals: ApprovalHandlers | None = None,
+                 my_approvals: MyApprovalsHandlers | None = None) -> None:
         self.installs = installs
         self.approvals = approvals
+        self.my_approvals = my_approvals  # "my approvals" in the 1:1 chat (connector/approvals/my)
 
     async def on_install(self, event: InstallEvent) -> None:
         await self.installs.on_install(event)
@@ -45,9 +53,17 @@ class ConnectorBotHandlers:
     async def on_execute(self, execute: CardExecute) -> dict | str:
         if self.approvals is None:
             return NOT_ENABLED
+        if self.my_approvals is not None:  # the list card's buttons answer with the list, not the item's card
+            listed = await self.my_approvals.on_execute(execute)
+            if listed is not None:
+                return listed
         return await self.approvals.handle_execute(execute)
 
     async def on_message(self, message: IncomingMessage) -> str | dict | None:
+        if self.my_approvals is not None:  # 1:1 commands ("my approvals", help); None elsewhere
+            answer = await self.my_approvals.on_message(message)
+            if answer is not None:
+                return answer
         # Teams holds no financial records: the bot answers questions by pointing at Dynamics, nothing more.
         return ("I post Dynamics 365 events and approvals here. Open the card's 'Open in Dynamics' button for "
                 "details; decisions are made with the card's buttons.")

@@ -9,9 +9,10 @@
     fo.py         the F&O side: validate/complete/read, and F&O's row -> approval state
     reconcile.py  Reconciler: re-validate pending approvals, re-enqueue stuck decisions, reminders, workflow events
     report.py     text for `ml-connector approvals list|show`
+    my/           "my approvals": the approver's list in the 1:1 chat, and the opt-in morning summary
 
 `Approvals.build(...)` wires them; connector/app.py registers `approvals.stages()` and starts
-`approvals.reconciler.run_background(stop)`.
+`approvals.reconciler.run_background(stop)` and `approvals.my.summary.run_background(stop)`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from connector.approvals.decide import ApprovalDeps, make_cards_stage, make_deci
 from connector.approvals.fo import FoEnvironment
 from connector.approvals.jobs import CARDS_STAGE, DECIDE_STAGE, SYNC_STAGE
 from connector.approvals.mapping import ApproverResolver
+from connector.approvals.my import Lister, MyApprovals
 from connector.approvals.reconcile import Reconciler, is_workflow_progress_event, make_workflow_sync_stage
 from connector.approvals.report import (format_approval, format_approvals, format_audit, list_approvals_text,
                                         show_approval)
@@ -37,7 +39,7 @@ from dynamics import WorkflowActions
 
 __all__ = [
     "CARDS_STAGE", "DECIDE_STAGE", "SYNC_STAGE", "ApprovalDeps", "ApprovalService", "ApprovalSettings", "Approvals",
-    "ApproverResolver", "CardCopies", "FoEnvironment", "Press", "Reconciler", "ReminderSettings", "add_refresh",
+    "ApproverResolver", "CardCopies", "FoEnvironment", "MyApprovals", "Press", "Reconciler", "ReminderSettings", "add_refresh",
     "format_approval", "format_approvals", "format_audit", "is_approval_action", "is_workflow_progress_event",
     "list_approvals_text",
     "show_approval", "workflow_actions",
@@ -69,6 +71,7 @@ class Approvals:
     reconciler: Reconciler
     deps: ApprovalDeps
     waker: _Waker
+    my: MyApprovals
 
     @classmethod
     def build(cls, *, store: Store, settings: ApprovalSettings, poster: Any, graph: Any, catalog: Catalog,
@@ -93,7 +96,11 @@ class Approvals:
         kwargs = {"sleep": sleep} if sleep is not None else {}
         service = ApprovalService(store, settings, copies=copies, resolver=resolver, poster=poster, graph=graph,
                                   wake=waker, environments=list(environments), clock=clock, **kwargs)
-        return cls(service, Reconciler(deps, poster), deps, waker)
+        reconciler = Reconciler(deps, poster)
+        lister = Lister(store, settings, reconciler=reconciler, fo=fo, clock=clock)
+        my = MyApprovals(store=store, settings=settings, service=service, lister=lister, catalog=catalog,
+                         poster=poster, graph=graph, clock=clock, max_bytes=max_bytes)
+        return cls(service, reconciler, deps, waker, my)
 
     def set_wake(self, wake: Callable[[], None]) -> None:
         """Point the approvals at the pipeline once it exists: `approvals.set_wake(pipeline.wake)`."""

@@ -6,7 +6,9 @@ the defaults are the sandbox's (and the documented pattern's) names. Times are s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ReminderSettings(BaseModel):
@@ -16,6 +18,56 @@ class ReminderSettings(BaseModel):
     first_after: float = Field(24 * 3600, gt=0)  # after the card was posted
     every: float = Field(24 * 3600, gt=0)  # between reminders
     max_count: int = Field(3, ge=0)  # reminders per work item, then silence
+
+
+class CommandWords(BaseModel):
+    """`[approvals.commands]`: the words the 1:1 chat recognises, per language (compared case- and
+    space-insensitively). "my approvals daily on|off" is a `my_approvals` word, a `daily` word, an `on`/`off` word."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    my_approvals: list[str] = Field(default_factory=lambda: ["my approvals", "meine genehmigungen"], min_length=1)
+    help: list[str] = Field(default_factory=lambda: ["help", "hilfe", "?"])
+    daily: list[str] = Field(default_factory=lambda: ["daily", "täglich"])
+    on: list[str] = Field(default_factory=lambda: ["on", "an", "ein"])
+    off: list[str] = Field(default_factory=lambda: ["off", "aus"])
+
+
+class MyListSettings(BaseModel):
+    """`[approvals.my_list]`: the "my approvals" list card."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_size: int = Field(10, ge=1, le=25)  # rows per card ("next 10"); fewer when the card would be too large
+    max_items: int = Field(500, ge=1, le=5000)  # pending items read per request at most
+
+
+class SummarySettings(BaseModel):
+    """`[approvals.summary]`: the opt-in morning summary (`my approvals daily on`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True  # whether users may opt in at all
+    send_at: str = Field("08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time of day, HH:MM
+    default_time_zone: str = "UTC"  # IANA name, when Graph gives no mailbox time zone
+    working_days: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])  # ISO weekdays (1 = Monday)
+    tick: float = Field(60.0, gt=0)  # how often the scheduler looks for due summaries
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Europe/Berlin'") from None
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 7 for d in value):
+            raise ValueError("working_days are ISO weekdays 1 (Monday) .. 7 (Sunday)")
+        return sorted(set(value))
 
 
 class ApprovalSettings(BaseModel):
@@ -49,3 +101,7 @@ class ApprovalSettings(BaseModel):
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
     # --- the durable decision job -------------------------------------------------------------------------------
     decision_event_id: str = "ml-connector.ApprovalDecision"
+    # --- "my approvals" in the 1:1 chat -------------------------------------------------------------------------
+    commands: CommandWords = Field(default_factory=CommandWords)
+    my_list: MyListSettings = Field(default_factory=MyListSettings)
+    summary: SummarySettings = Field(default_factory=SummarySettings)

@@ -3,6 +3,7 @@
 from connector.store.factory import open_store
 from connector.store.base import (
     Approval,
+    SummarySubscription,
     AuditEntry,
     UserMapping,
     Claim,
@@ -25,6 +26,7 @@ from connector.store.base import (
 
 __all__ = [
     "Approval",
+    "SummarySubscription",
     "AuditEntry",
     "UserMapping",
     "open_store",

@@ -11,7 +11,8 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
-from connector.store.base import Approval, AuditEntry, EventStatus, Install, Instance, PostedCard, UserMapping
+from connector.store.base import (Approval, AuditEntry, EventStatus, Install, Instance, PostedCard,
+                                  SummarySubscription, UserMapping)
 
 # History vocabulary (HistoryEntry.step / .outcome) written by the stores themselves; stages write their own.
 STEP_RECEIVED = "received"  # outcome "ok", "ignored" or "duplicate"
@@ -164,3 +165,13 @@ def instance_from_dict(doc: dict[str, Any]) -> Instance:
 
 def retired_detail(instance_id: str, reason: str) -> str:
     return f"instance {instance_id} is gone ({reason}): lease released"
+
+
+# --- "my approvals" daily summary -----------------------------------------------------------------------------
+SUMMARY_FIELDS = tuple(f.name for f in fields(SummarySubscription))
+
+
+def summary_from_dict(doc: dict[str, Any]) -> SummarySubscription:
+    values = {k: doc[k] for k in SUMMARY_FIELDS if k in doc}
+    values["enabled"] = bool(values.get("enabled"))
+    return SummarySubscription(**values)

@@ -26,6 +26,7 @@ from connector.store.base import (
     PostedCard,
     SecretRecord,
     StoreError,
+    SummarySubscription,
     UserMapping,
 )
 
@@ -396,3 +397,37 @@ def approval_record(row: sqlite3.Row) -> Approval:
 
 def user_mapping(row: sqlite3.Row) -> UserMapping:
     return c.user_mapping_from_dict(dict(row))
+
+
+# --- "my approvals" ----------------------------------------------------------------------------------------------
+def list_approvals_for(conn: sqlite3.Connection, object_id: str, status: str, limit: int) -> list[Approval]:
+    rows = conn.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE assignee_object_id = ? AND status = ? "
+        "ORDER BY created_at, environment, work_item_id LIMIT ?",
+        (object_id, status, limit),
+    ).fetchall()
+    return [approval_record(row) for row in rows]
+
+
+_SUMMARY_COLUMNS = ", ".join(c.SUMMARY_FIELDS)
+
+
+def summary_values(sub: SummarySubscription) -> tuple[Any, ...]:
+    return tuple(int(sub.enabled) if name == "enabled" else getattr(sub, name) for name in c.SUMMARY_FIELDS)
+
+
+def summary_record(row: sqlite3.Row) -> SummarySubscription:
+    return c.summary_from_dict(dict(row))
+
+
+def claim_summary_day(conn: sqlite3.Connection, object_id: str, day: str, next_due_at: float,
+                      now: float) -> SummarySubscription | None:
+    """One statement under the write lock: of any number of instances, one moves last_sent_day to `day`."""
+    with Tx(conn):
+        rows = conn.execute(
+            "UPDATE summary_subscriptions SET last_sent_day = ?, next_due_at = ?, updated_at = ? "
+            "WHERE user_object_id = ? AND enabled = 1 AND (last_sent_day IS NULL OR last_sent_day < ?) "
+            f"RETURNING {_SUMMARY_COLUMNS}",
+            (day, next_due_at, now, object_id, day),
+        ).fetchall()
+    return summary_record(rows[0]) if rows else None

@@ -142,6 +142,23 @@ MIGRATIONS: list[list[str]] = [
         # retire_instance: the events one instance holds (few: only those in flight)
         "CREATE INDEX events_claimed ON events (claimed_by) WHERE status = 'processing'",
     ],
+    [  # 3 -> 4: "my approvals" (an approver's pending items, oldest first) and the per-user daily summary
+        "CREATE INDEX approvals_assignee ON approvals (assignee_object_id, status, created_at, environment, "
+        "work_item_id)",
+        """CREATE TABLE summary_subscriptions (
+            user_object_id TEXT PRIMARY KEY,
+            enabled INTEGER NOT NULL,
+            service_url TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            tenant_id TEXT,
+            user_name TEXT,
+            time_zone TEXT NOT NULL,
+            next_due_at REAL NOT NULL,
+            last_sent_day TEXT,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX summary_due ON summary_subscriptions (enabled, next_due_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

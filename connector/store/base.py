@@ -224,6 +224,27 @@ class Instance:
     expires_at: float  # heartbeat lease; 0 while it is being retired
 
 
+@dataclass(frozen=True)
+class SummarySubscription:
+    """One user's "my approvals" morning summary (key: user_object_id): where to send it and when it is next due.
+
+    `next_due_at` is the epoch second of the next send (the user's local `send_at` on a working day);
+    `last_sent_day` (local ISO date) is set by `claim_summary_day` before a send, so a day is sent at most once,
+    whatever the number of instances or restarts.
+    """
+
+    user_object_id: str  # lower-case Entra object id
+    enabled: bool
+    service_url: str
+    conversation_id: str  # the user's 1:1 chat with the bot
+    tenant_id: str | None = None
+    user_name: str | None = None
+    time_zone: str = "UTC"  # IANA name the schedule was computed in
+    next_due_at: float = 0.0
+    last_sent_day: str | None = None
+    updated_at: float = 0.0
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable state of the service. All methods may raise StoreUnavailable."""
@@ -362,3 +383,23 @@ class Store(Protocol):
 
     async def get_user_mapping(self, environment: str, fo_user: str) -> UserMapping | None:
         """Case-insensitive on fo_user. Returns expired mappings too (the caller checks expires_at)."""
+
+    async def list_approvals_for(self, assignee_object_id: str, *, status: str = "pending",
+                                 limit: int = 500) -> list[Approval]:
+        """The approvals whose assignee_object_id equals `assignee_object_id` (exact; object ids are stored
+        lower-case) in `status`; oldest created_at first (then environment, work_item_id)."""
+
+    # --- "my approvals" daily summary ---------------------------------------------------------------------
+    async def upsert_summary_subscription(self, sub: SummarySubscription) -> None:
+        """Insert or replace by user_object_id."""
+
+    async def get_summary_subscription(self, user_object_id: str) -> SummarySubscription | None: ...
+
+    async def list_due_summaries(self, *, now: float, limit: int = 100) -> list[SummarySubscription]:
+        """Enabled subscriptions with next_due_at <= now, oldest next_due_at first."""
+
+    async def claim_summary_day(self, user_object_id: str, *, day: str, next_due_at: float,
+                                now: float) -> SummarySubscription | None:
+        """Compare-and-set: if the subscription is enabled and `day` (ISO date) is later than its last_sent_day,
+        set last_sent_day = day and next_due_at; return the updated subscription. None: not enabled, or that
+        day was already claimed (by this or another instance)."""

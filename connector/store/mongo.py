@@ -41,10 +41,11 @@ from connector.store.base import (
     SecretRecord,
     StoreError,
     StoreUnavailable,
+    SummarySubscription,
     UserMapping,
 )
 
-SCHEMA_VERSION = 3  # 2: approvals, audit, user_mappings; 3: instances
+SCHEMA_VERSION = 4  # 2: approvals, audit, user_mappings; 3: instances; 4: summary_subscriptions, by assignee
 DEFAULT_DATABASE = "ml_connector"
 _NO_HISTORY = {"history": 0}
 _RELEASE = {"lease_id": None, "lease_expires_at": None, "claimed_by": None}
@@ -92,6 +93,7 @@ class MongoStore:
         self._audit = db.get_collection("audit", write_concern=wc)
         self._user_mappings = db.get_collection("user_mappings", write_concern=wc)
         self._instances = db.get_collection("instances", write_concern=wc)
+        self._summaries = db.get_collection("summary_subscriptions", write_concern=wc)
         self._meta = db.get_collection("meta", write_concern=wc)
 
     def __repr__(self) -> str:
@@ -156,6 +158,13 @@ class MongoStore:
             await self._user_mappings.create_index(
                 [("environment", ASCENDING), ("fo_user_key", ASCENDING)], unique=True, name="user_mappings_key"
             )
+            await self._approvals.create_index(
+                [("assignee_object_id", ASCENDING), ("status", ASCENDING), ("created_at", ASCENDING),
+                 ("environment", ASCENDING), ("work_item_id", ASCENDING)],
+                name="approvals_assignee",
+            )
+            await self._summaries.create_index([("enabled", ASCENDING), ("next_due_at", ASCENDING)],
+                                               name="summary_due")
             if version < SCHEMA_VERSION:
                 await self._meta.update_one(
                     {"_id": "schema"}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True
@@ -564,3 +573,41 @@ class MongoStore:
                 {"environment": environment, "fo_user_key": c.fo_user_key(fo_user)}
             )
         return c.user_mapping_from_dict(doc) if doc else None
+
+    # --- "my approvals" -----------------------------------------------------------------------------------------
+    async def list_approvals_for(self, assignee_object_id: str, *, status: str = "pending",
+                                 limit: int = 500) -> list[Approval]:
+        order = [("created_at", ASCENDING), ("environment", ASCENDING), ("work_item_id", ASCENDING)]
+        query = {"assignee_object_id": assignee_object_id, "status": status}
+        with self._errors("list approvals for an assignee"):
+            found = await self._approvals.find(query).sort(order).limit(c.check_limit(limit)).to_list(None)
+        return [c.approval_from_dict(doc) for doc in found]
+
+    async def upsert_summary_subscription(self, sub: SummarySubscription) -> None:
+        doc = {name: getattr(sub, name) for name in c.SUMMARY_FIELDS}
+        with self._errors("upsert summary subscription"):
+            await self._replace_upsert(self._summaries, {"_id": sub.user_object_id}, {"_id": sub.user_object_id,
+                                                                                        **doc})
+
+    async def get_summary_subscription(self, user_object_id: str) -> SummarySubscription | None:
+        with self._errors("read summary subscription"):
+            doc = await self._summaries.find_one({"_id": user_object_id})
+        return c.summary_from_dict(doc) if doc else None
+
+    async def list_due_summaries(self, *, now: float, limit: int = 100) -> list[SummarySubscription]:
+        query = {"enabled": True, "next_due_at": {"$lte": now}}
+        order = [("next_due_at", ASCENDING), ("_id", ASCENDING)]
+        with self._errors("list due summaries"):
+            found = await self._summaries.find(query).sort(order).limit(c.check_limit(limit)).to_list(None)
+        return [c.summary_from_dict(doc) for doc in found]
+
+    async def claim_summary_day(self, user_object_id: str, *, day: str, next_due_at: float,
+                                now: float) -> SummarySubscription | None:
+        # one document update with the day check in its filter: a compare-and-set across instances
+        query = {"_id": user_object_id, "enabled": True,
+                 "$or": [{"last_sent_day": None}, {"last_sent_day": {"$lt": day}}]}
+        with self._errors("claim summary day"):
+            doc = await self._summaries.find_one_and_update(
+                query, {"$set": {"last_sent_day": day, "next_due_at": next_due_at, "updated_at": now}},
+                return_document=ReturnDocument.AFTER)
+        return c.summary_from_dict(doc) if doc else None

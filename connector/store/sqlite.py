@@ -46,6 +46,7 @@ from connector.store.base import (
     StoreError,
     StoreInsecure,
     StoreUnavailable,
+    SummarySubscription,
     UserMapping,
 )
 
@@ -315,6 +316,34 @@ class SQLiteStore:
         )
         rows = await self._db.call(ops.read, sql, (environment, c.fo_user_key(fo_user)))
         return ops.user_mapping(rows[0]) if rows else None
+
+    # --- "my approvals" -----------------------------------------------------------------------------------------
+    async def list_approvals_for(self, assignee_object_id: str, *, status: str = "pending",
+                                 limit: int = 500) -> list[Approval]:
+        return await self._db.call(ops.list_approvals_for, assignee_object_id, status, c.check_limit(limit))
+
+    async def upsert_summary_subscription(self, sub: SummarySubscription) -> None:
+        names = ", ".join(c.SUMMARY_FIELDS)
+        marks = ", ".join("?" for _ in c.SUMMARY_FIELDS)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in c.SUMMARY_FIELDS if n != "user_object_id")
+        sql = (f"INSERT INTO summary_subscriptions ({names}) VALUES ({marks}) "
+               f"ON CONFLICT (user_object_id) DO UPDATE SET {updates}")
+        await self._db.call(ops.write, sql, ops.summary_values(sub))
+
+    async def get_summary_subscription(self, user_object_id: str) -> SummarySubscription | None:
+        sql = f"SELECT {', '.join(c.SUMMARY_FIELDS)} FROM summary_subscriptions WHERE user_object_id = ?"
+        rows = await self._db.call(ops.read, sql, (user_object_id,))
+        return ops.summary_record(rows[0]) if rows else None
+
+    async def list_due_summaries(self, *, now: float, limit: int = 100) -> list[SummarySubscription]:
+        sql = (f"SELECT {', '.join(c.SUMMARY_FIELDS)} FROM summary_subscriptions "
+               "WHERE enabled = 1 AND next_due_at <= ? ORDER BY next_due_at, user_object_id LIMIT ?")
+        rows = await self._db.call(ops.read, sql, (now, c.check_limit(limit)))
+        return [ops.summary_record(row) for row in rows]
+
+    async def claim_summary_day(self, user_object_id: str, *, day: str, next_due_at: float,
+                                now: float) -> SummarySubscription | None:
+        return await self._db.call(ops.claim_summary_day, user_object_id, day, next_due_at, now)
 
 
 def _private_files(path: str) -> None:

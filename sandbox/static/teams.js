@@ -105,7 +105,11 @@
 
   async function onAction(action, ctx) {
     const type = action.getJsonTypeName();
-    if (type === "Action.OpenUrl") { window.open(action.url, "_blank", "noopener"); return; }
+    if (type === "Action.OpenUrl") {
+      if (openTeamsLink(action.url)) return;
+      window.open(action.url, "_blank", "noopener");
+      return;
+    }
     if (type !== "Action.Submit" && type !== "Action.Execute") { toast(type + " is not simulated here"); return; }
     const payload = { viewer, conversation: ctx.conversation, messageId: ctx.messageId,
                       action: { type, id: action.id, verb: action.verb, data: action.data } };
@@ -124,6 +128,47 @@
       toast(String(err), true);
     }
   }
+
+  // A Teams deep link to a channel message (https://teams.microsoft.com/l/message/<channelId>/<messageId>?...)
+  // opens that channel here, as Teams would, instead of leaving the sandbox.
+  function openTeamsLink(url) {
+    let u;
+    try { u = new URL(url); } catch (err) { return false; }
+    const parts = u.pathname.split("/");
+    if (u.hostname !== "teams.microsoft.com" || parts[1] !== "l" || parts[2] !== "message") return false;
+    const channelId = decodeURIComponent(parts[3] || "");
+    const found = allChannels().find((x) => x.channel.id === channelId);
+    const chat = state.chats.find((c) => c.id === channelId);
+    if (!found && !chat) { toast("That message is not in this sandbox", true); return true; }
+    selected = found ? found.channel.id : "chat:" + chat.id;
+    syncUrl(); lastSig = ""; render();
+    const root = u.searchParams.get("parentMessageId") || decodeURIComponent(parts[4] || "");
+    const el = document.querySelector(`[data-thread-id$="messageid=${CSS.escape(root)}"]`);
+    if (el) el.scrollIntoView({ block: "start" });
+    return true;
+  }
+
+  async function say(text) {
+    try {
+      const r = await fetch("/_sandbox/teams/ui/say", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                        body: JSON.stringify({ viewer, text }) });
+      const out = await r.json();
+      if (!r.ok) { toast(out.error || ("HTTP " + r.status), true); return false; }
+      if (!(out.status >= 200 && out.status < 300)) toast("The bot answered " + out.status, true);
+      poll(true);
+      return true;
+    } catch (err) {
+      toast(String(err), true);
+      return false;
+    }
+  }
+
+  $("compose").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("compose-text");
+    const text = input.value.trim();
+    if (text && await say(text)) input.value = "";
+  });
 
   function nameOf(id) {
     if (id === "bot") return state.bot.name;
@@ -230,9 +275,13 @@
     const header = $("channel-header");
     const box = $("threads");
     box.innerHTML = "";
+    const compose = $("compose");
+    compose.hidden = true;
     if (selected && selected.startsWith("chat:")) {
       const chat = state.chats.find((c) => "chat:" + c.id === selected);
       header.textContent = chat ? `Chat: ${state.bot.name} ↔ ${nameOf(chat.user)}` : "Chat";
+      // only the chat's own user types in it (Teams shows nobody else this chat)
+      compose.hidden = !chat || chat.user !== viewer;
       if (!chat || !chat.messages.length) { box.innerHTML = '<p class="empty">No messages yet.</p>'; return; }
       const th = document.createElement("div");
       th.className = "thread";

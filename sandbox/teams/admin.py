@@ -17,6 +17,8 @@ Admin API (JSON):
                                 "conversation", "reply_to", "value"|"data", "verb"?} (card button)
   POST /_sandbox/teams/post     {"team", "channel"?, "card"? | "activity"?}: a bot message appears (no bot needed)
   POST /_sandbox/teams/ui/submit  the page's button click (see emit.card_action)
+  POST /_sandbox/teams/ui/say   {"viewer", "text"}: the page's 1:1 compose box; the viewer types to the bot in their
+                                own chat (a signed `message` activity, as emit {"kind": "message", "user", "text"})
 """
 
 from __future__ import annotations
@@ -157,6 +159,21 @@ async def ui_submit(request: web.Request) -> web.Response:
                                                                                                          False)})
 
 
+async def ui_say(request: web.Request) -> web.Response:
+    """The page's compose box in a 1:1 chat: the viewer's typed message goes to the bot like any user message."""
+    args = await json_object(request)
+    text = args.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return _bad("text is required (what the viewer typed)")
+    if len(text) > 28_000:
+        return _bad("text is longer than Teams allows in one message")
+    try:
+        out = await emit(request.app[SERVICE], {"kind": "message", "user": args.get("viewer"), "text": text})
+    except EmitError as exc:
+        return _bad(str(exc))
+    return web.json_response({"status": out.get("status"), "body": out.get("body")})
+
+
 async def page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "teams.html")
 
@@ -184,6 +201,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PREFIX + "/emit", do_emit)
     app.router.add_post(PREFIX + "/post", post_message)
     app.router.add_post(PREFIX + "/ui/submit", ui_submit)
+    app.router.add_post(PREFIX + "/ui/say", ui_say)
     app.router.add_get("/", page)
     app.router.add_static("/static", STATIC_DIR)
     app.router.add_get("/renderer/{path:.+}", renderer_file)

@@ -1,4 +1,5 @@
-"""Microsoft Graph stand-in (spec B.1, B.2, B.6): users, $batch, per-user Teams app installs, the app catalog.
+"""Microsoft Graph stand-in (spec B.1, B.2, B.6): users, $batch, per-user Teams app installs, the app catalog,
+and `GET /users/{id}/mailboxSettings` (timeZone as Outlook keeps it: a Windows zone name; MailboxSettings.Read).
 
 Shares the Teams stand-in's World (people, personal installs) so a Graph install makes the channel tell the bot.
 Every request needs a Graph token (audience = the configured Graph resource) with the right application role.
@@ -28,6 +29,9 @@ USER_READ = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Direc
 CATALOG_READ = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
 INSTALL_SELF = {"TeamsAppInstallation.ReadWriteSelfForUser.All", "TeamsAppInstallation.ReadWriteForUser.All",
                 "TeamsAppInstallation.ReadWriteAndConsentSelfForUser.All"}
+MAILBOX_READ = {"MailboxSettings.Read", "MailboxSettings.ReadWrite"}
+# Outlook's Windows time zone names by the person's default legal entity (the seed's companies)
+MAILBOX_ZONES = {"usmf": "Pacific Standard Time", "demf": "W. Europe Standard Time", "gbsi": "GMT Standard Time"}
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 MAX_BATCH = 20
 USER_FIELDS = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
@@ -129,6 +133,8 @@ class GraphService:
             key, rest = (m["q"] or m["s"]), (m["rest"] or "")
             if method == "GET" and not rest:
                 return self.get_user(key, query, roles)
+            if method == "GET" and rest == "/mailboxSettings":
+                return self.mailbox_settings(key, query, roles)
             if rest.startswith("/teamwork/installedApps"):
                 return await self.installed_apps(method, key, rest[len("/teamwork/installedApps"):], body, roles)
         if method == "GET" and seg == "appCatalogs/teamsApps":
@@ -161,6 +167,27 @@ class GraphService:
                                                            "reference-property objects are not present.")
         body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#users/$entity"}
         return Reply(200, dict(body, **self._select(user.as_json(), query)))
+
+    def mailbox_settings(self, key: str, query: dict, roles: set[str]) -> Reply:
+        if not roles & MAILBOX_READ:
+            return _error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        user = self.find_user(key)
+        if user is None:
+            return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        if user.person is None:  # a guest has no mailbox in this tenant
+            return _error(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is "
+                                                              "hosted on-premise.")
+        zone = MAILBOX_ZONES.get(user.person.company, "UTC")
+        settings = {"archiveFolder": "AAMkAGI2", "timeZone": zone, "dateFormat": "yyyy-MM-dd", "timeFormat": "HH:mm",
+                    "language": {"locale": "en-US", "displayName": "English (United States)"},
+                    "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+                                     "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
+                                     "timeZone": {"name": zone}}}
+        if "$select" in query:
+            wanted = {s.strip().lower() for s in query["$select"].split(",") if s.strip()}
+            settings = {k: v for k, v in settings.items() if k.lower() in wanted}
+        ctx = f"{self.base_url}/v1.0/$metadata#users('{user.id}')/mailboxSettings"
+        return Reply(200, {"@odata.context": ctx, **settings})
 
     _CLAUSE = re.compile(r"^\s*(?:(userPrincipalName|mail|id|displayName)\s+eq\s+'((?:[^']|'')*)'"
                          r"|(otherMails|proxyAddresses)/any\(\s*(\w+)\s*:\s*\4\s+eq\s+'((?:[^']|'')*)'\s*\))\s*$",

@@ -19,7 +19,8 @@ from sandbox.people import TENANT_ID
 from sandbox.teams.server import start_teams
 
 DEFAULT_BOT_APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "ml-connector-sandbox-bot"))
-BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"]
+BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All",
+                   "MailboxSettings.Read"]
 
 
 async def start_teams_services(ctx: Any) -> None:

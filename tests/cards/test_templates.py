@@ -46,7 +46,8 @@ def catalog() -> Catalog:
 
 def test_every_template_has_a_sample() -> None:
     assert TEMPLATES == sorted([
-        "digest", "generic-event", "purchase-order-confirmed", "record-unavailable", "vendor-invoice-posted",
+        "digest", "generic-event", "my-approvals", "purchase-order-confirmed", "record-unavailable",
+        "vendor-invoice-posted",
         "vendor-payment-posted", "workflow-approval",
     ])
 

@@ -67,8 +67,12 @@ def test_default_package_validates_against_the_official_1_22_schema(tmp_path: Pa
     assert m["name"]["short"] == DEFAULT_NAME_SHORT and len(m["name"]["short"]) <= 30
     assert len(m["description"]["short"]) <= 80
     bot = m["bots"][0]
+    commands = bot.pop("commandLists")
     assert bot == {"botId": BOT_ID, "scopes": ["team", "personal"], "supportsFiles": False,
                    "isNotificationOnly": False}
+    # the 1:1 command menu: "my approvals" and "help", words the bot recognises (connector/approvals/my)
+    assert [(c["scopes"], [x["title"] for x in c["commands"]]) for c in commands] == [
+        (["personal"], ["my approvals", "help"])]
     # the manifest id is the Teams app id (derived, stable), not the bot's Entra app id
     assert m["id"] == default_app_id(BOT_ID) != BOT_ID
     assert default_app_id(BOT_ID.upper()) == m["id"]
@@ -483,3 +487,17 @@ def test_catalog_id_for_per_user_installs_defaults_to_the_manifest_id() -> None:
     assert catalog_app_id(TeamsSettings(app_id=BOT_ID, teams_app_id="11111111-2222-3333-4444-555555555555")) \
         == "11111111-2222-3333-4444-555555555555"
     assert catalog_app_id(TeamsSettings(app_id=BOT_ID, teams_app_external_id="x-1")) == "x-1"
+
+
+@pytest.mark.parametrize("version", ["1.22", "1.10"])
+def test_command_menu_validates_in_both_schemas_and_matches_the_bots_words(tmp_path: Path, version: str) -> None:
+    from connector.approvals.config import CommandWords
+    from connector.approvals.my.commands import Command, parse
+
+    m = manifest_of(build(tmp_path, manifest_version=version))
+    assert validate_manifest(m, version) == []
+    [menu] = m["bots"][0]["commandLists"]
+    for command in menu["commands"]:
+        assert len(command["title"]) <= 32 and len(command["description"]) <= 128  # 1.10's limits
+    said = {c["title"]: parse(c["title"], CommandWords()).command for c in menu["commands"]}
+    assert said == {"my approvals": Command.MY_LIST, "help": Command.HELP}

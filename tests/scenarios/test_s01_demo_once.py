@@ -25,6 +25,7 @@ def test_demo_once(tmp_path: Path, leak_registry: LeakRegistry) -> None:
     text = out.read_text(errors="replace")
     assert proc.returncode == 0, text[-4000:]
     assert "every event reached its card" in text
+    assert "'my approvals' listed and decided" in text  # a list request and a decision from the list
     leak_registry.log(out)
     # The demo's own sandbox secrets (it generated them) must not be in its output or its sandbox log either.
     match = re.search(r"store: sqlite:///(\S+)/demo\.db", text)
