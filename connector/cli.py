@@ -73,6 +73,7 @@ def _when(ts: float | None) -> str:
 
 
 @click.group()
+@click.version_option(package_name="ml-connector", prog_name="ml-connector")  # from the installed package metadata
 @click.option("--config", "-c", type=click.Path(dir_okay=False), help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:

@@ -1,9 +1,9 @@
-"""The Teams app package: manifest.json (from manifest/manifest.template.json) + color.png + outline.png, zipped.
+"""The Teams app package: manifest.json (from teams_app/manifest.template.json) + color.png + outline.png, zipped.
 
     ml-connector manifest build --out teams-app.zip [--app-version 1.2.0] [--manifest-version 1.22|1.10]
 
 `build_package()` fills the template, validates it against Microsoft's published manifest schema (draft-04, copied
-into manifest/schema/) plus the rules the schema cannot express (manifestVersion, semver, GUID bot id, icon pixel
+into teams_app/schema/) plus the rules the schema cannot express (manifestVersion, semver, GUID bot id, icon pixel
 sizes, an outline icon that is white on transparent), and writes a reproducible zip with the three files at its
 root. Every problem is collected and raised together in one `ManifestError`, each as "JSON path: message".
 `validate_package()` runs the same checks on any package zip.
@@ -44,8 +44,8 @@ import click
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_DIR = ROOT / "manifest"
+# Package data (pyproject.toml [tool.setuptools.package-data]), so an installed wheel builds the package too.
+MANIFEST_DIR = Path(__file__).resolve().parent / "teams_app"
 TEMPLATE = MANIFEST_DIR / "manifest.template.json"
 SCHEMA_DIR = MANIFEST_DIR / "schema"
 SCHEMA_FILES = {"1.22": "teams-manifest-1.22.schema.json", "1.10": "teams-manifest-1.10.schema.json"}
@@ -526,7 +526,7 @@ def build_package(*, bot_id: str, public_url: str, out: Path | str, app_id: str 
         version: the package version (MAJOR.MINOR.PATCH); raise it for every upload that replaces an earlier one.
         developer_*/..._url: publisher details; placeholders (with a warning) when not given.
         manifest_version: "1.22", or "1.10" for GCC High / DoD.
-        color_icon, outline_icon, template: replacements for the files in manifest/.
+        color_icon, outline_icon, template: replacements for the files in teams_app/.
         on_warning: called with each warning (default: logged).
     Raises:
         ManifestError: listing every problem found (inputs, schema, icons); nothing is written then.
@@ -644,7 +644,8 @@ def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manif
     click.echo(f"wrote {path}")
     click.echo(f"  Teams app id {manifest['id']}  bot {manifest['bots'][0]['botId']}  version {manifest['version']}  "
                f"manifest v{manifest['manifestVersion']}")
-    click.echo("  upload it in the Teams admin center (Teams apps > Manage apps > Upload new app); see manifest/README.md")
+    click.echo("  upload it in the Teams admin center (Teams apps > Manage apps > Upload new app); "
+               f"see {MANIFEST_DIR / 'README.md'}")
 
 
 manifest_group = click.Group("manifest", help="The Teams app package.")
