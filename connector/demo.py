@@ -61,7 +61,8 @@ def free_port() -> int:
 
 def demo_routes() -> list[dict[str, Any]]:
     return [
-        {"name": "purchase-orders", "events": ["PurchaseOrderConfirmedBusinessEvent", "VendorInvoicePostedBusinessEvent"],
+        {"name": "purchase-orders",
+         "events": ["PurchaseOrderConfirmedBusinessEvent", "VendorInvoicePostedBusinessEvent"],
          "team": TEAM, "channel": "Purchase orders", "mention": ["initiator"], "threading": "document"},
         {"name": "invoices", "events": ["VendorInvoicePostedBusinessEvent"], "team": TEAM, "channel": "Invoices",
          "mention": ["initiator"]},
@@ -106,7 +107,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return {f"ML_{key.upper()}": json.dumps(value) for key, value in dumped.items()}
 
 
-def start_sandbox_process(workdir: Path, *, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_sandbox_process(workdir: Path, *,
+                          extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `python -m sandbox serve` and wait for its state file (blocking; call it off the loop if needed)."""
     state_dir = workdir / "sandbox"
     renderer = Path(cards.__file__).resolve().parent / "vendor"
@@ -322,10 +324,11 @@ class Demo:
         for r in records:
             if r.status is not EventStatus.IGNORED:
                 dupes += sum(1 for h in await store.history(r.id) if h.outcome == "duplicate")
+        posts = services.outbox.posts if services.outbox else 0
+        delivery_errors = len(sender_errors.get("errors", []) if isinstance(sender_errors, dict) else sender_errors)
         self.out(f"\n{len(records) - ignored} events stored once ({dupes} duplicate deliveries absorbed; "
-                 f"F&O's test message recorded and ignored), {services.outbox.posts if services.outbox else 0} Teams posts, "
-                 f"{throttled} Teams 429s, {len(sender_errors.get('errors', []) if isinstance(sender_errors, dict) else sender_errors)} F&O "
-                 "delivery errors")
+                 f"F&O's test message recorded and ignored), {posts} Teams posts, "
+                 f"{throttled} Teams 429s, {delivery_errors} F&O delivery errors")
         if problems:
             self.out("problems:\n  " + "\n  ".join(problems[:20]))
         return not problems

@@ -595,7 +595,8 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--manifest-version", type=click.Choice(list(MANIFEST_VERSIONS)),
               help="manifest schema: 1.22, or 1.10 for GCC High / DoD  [default: 1.10 when [cloud] name is gcch or "
                    "dod, else 1.22]")
-@click.option("--name", "name_short", help=f"the app's short name, at most 30 characters  [default: {DEFAULT_NAME_SHORT}]")
+@click.option("--name", "name_short",
+              help=f"the app's short name, at most 30 characters  [default: {DEFAULT_NAME_SHORT}]")
 @click.pass_context
 def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manifest_version: str | None,
                    name_short: str | None) -> None:

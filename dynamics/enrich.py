@@ -127,7 +127,7 @@ class Fetch(BaseModel):
             return None
         if not conditions:
             raise ValueError("must name at least one field")
-        for name, value in conditions.items():
+        for name in conditions:
             if not _IDENTIFIER.fullmatch(name):
                 raise ValueError(f"{name!r} is not a field name")
         return conditions  # templates are checked by the plan, which knows the earlier fetches

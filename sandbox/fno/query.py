@@ -193,7 +193,9 @@ def _compare(et: EntityType, op: str, left: _Prop | _Lit, right: _Prop | _Lit) -
     name, kind = left.name, left.kind
     if kind == "str" and op in ("eq", "ne") and isinstance(literal, str) and "*" in literal:
         pattern = re.compile("^" + ".*".join(re.escape(p) for p in literal.split("*")) + "$", re.I | re.S)
-        match = (lambda row: row.get(name) is not None and bool(pattern.match(row[name])))
+        def match(row: dict[str, Any]) -> bool:
+            return row.get(name) is not None and bool(pattern.match(row[name]))
+
         return match if op == "eq" else (lambda row: not match(row))
     return lambda row: _apply(op, _comparable(kind, row.get(name)), literal)
 
