@@ -123,7 +123,8 @@ def render(
         name, tpl = "<inline>", template
 
     prepared, mentions = prepare_mentions(copy.deepcopy(data))
-    base_more = prepared.get("moreLines") if isinstance(prepared.get("moreLines"), int) else 0
+    more_lines = prepared.get("moreLines")
+    base_more = more_lines if isinstance(more_lines, int) else 0
     digest = prepared.get("digest")
     if isinstance(digest, dict) and isinstance(digest.get("items"), list):
         count = digest.get("count")

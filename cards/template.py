@@ -43,7 +43,8 @@ class _Fail(Exception):
 
     def __init__(self, reason: str, expression: str | None = None):
         super().__init__(reason)
-        self.reason, self.expression, self.segments = reason, expression, []
+        self.reason, self.expression = reason, expression
+        self.segments: list[str] = []
 
 
 class _Obj:
@@ -224,7 +225,7 @@ def _binding(interp: Interpolation, st: State, copy: bool = True) -> Any:
         return v
     pieces = []
     for part in interp.parts:
-        if type(part) is str:
+        if isinstance(part, str):
             pieces.append(part)
             continue
         try:

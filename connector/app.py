@@ -44,7 +44,7 @@ from dynamics import ODataClient, plans_from_config
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
-SERVICES = web.AppKey("services", "Services")
+SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 
 @dataclass
@@ -183,6 +183,7 @@ def create_app(
                 credential,
                 fo_scope(env.token_resource),  # not base_url: a proxy's host is not F&O's audience
             )
+            assert services.session is not None  # opened above, in this context
             odata = ODataClient(
                 services.session,
                 env.base_url,
@@ -231,6 +232,7 @@ def create_app(
             graph_url = settings.cloud.endpoint("graph_url")
             graph_token = services.tokens.token_source(
                 tenant, teams.app_id, credential, graph_scope(settings.cloud.graph_resource or graph_url))
+            assert services.session is not None
             services.graph = GraphClient(services.session, graph_url, graph_token, ssl=outbound_tls)
         if settings.approvals.enabled:
             assert services.catalog is not None
@@ -263,7 +265,7 @@ def create_app(
             assert teams is not None and services.catalog is not None and services.poster is not None
             deps = DeliveryDeps(
                 store=services.store,
-                outbox=None,  # type: ignore[arg-type]  (set just below: the digest renderer needs deps)
+                outbox=None,  # type: ignore[arg-type]  # set just below: the digest renderer needs deps
                 catalog=services.catalog,
                 routes=routes_from_config(settings.routes),
                 graph=services.graph,

@@ -163,7 +163,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
             notes = await approval_notes(record, data, mentions, routes)
             return StageOutcome("", None, "; ".join(["every route's card was already posted", *notes]))
 
-        roles = sorted({role for r in pending for role in r.mention})
+        roles: list[str] = sorted({role for r in pending for role in r.mention})
         mentions, notes = await resolve_mentions(data, roles, deps.graph)
         installs = await deps.store.list_installs(active_only=True)
         posted: list[str] = []

@@ -392,7 +392,8 @@ async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[
     stats = await _get(http, f"{fno}/fno/stats")
     completes = (stats.get("complete_calls") or {}).get(approval.work_item_id, 0)
     final = await store.get_approval(approval.environment, approval.work_item_id)
-    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({final.outcome}, complete called "
+    outcome = final.outcome if final else None
+    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({outcome}, complete called "
                                              f"{completes}x), cards updated" if ok else "no decision recorded"))
     return refused and ok and completes == 1
 

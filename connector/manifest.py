@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -440,12 +440,12 @@ def render_manifest(*, bot_id: str, public_url: str, app_id: str | None = None,
     if unset:
         warnings.append("placeholder developer details in the manifest (fine for a test tenant, not for "
                         f"production): set {', '.join(f'[bot] {k}' for k in unset)} in the configuration")
-    developer = {k: (v or PLACEHOLDER_DEVELOPER[k]) for k, v in developer.items()}
+    filled = {k: (v or PLACEHOLDER_DEVELOPER[k]) for k, v in developer.items()}
     values = {
         "MANIFEST_VERSION": manifest_version, "APP_VERSION": version, "TEAMS_APP_ID": app_id, "BOT_ID": bot_id,
         "NAME_SHORT": name_short, "NAME_FULL": name_full or DEFAULT_NAME_FULL, "ACCENT_COLOR": accent_color,
-        "PUBLIC_HOST": host, "DEVELOPER_NAME": developer["developer_name"], "WEBSITE_URL": developer["website_url"],
-        "PRIVACY_URL": developer["privacy_url"], "TERMS_URL": developer["terms_url"],
+        "PUBLIC_HOST": host, "DEVELOPER_NAME": filled["developer_name"], "WEBSITE_URL": filled["website_url"],
+        "PRIVACY_URL": filled["privacy_url"], "TERMS_URL": filled["terms_url"],
     }
     raw = json.loads((template or TEMPLATE).read_text(encoding="utf-8"))
     manifest = _fill(raw, values)
@@ -582,7 +582,7 @@ def _default_app_version() -> str:
     return ".".join(m.groups()) if m else "1.0.0"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -633,7 +633,7 @@ def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manif
 
     try:
         path = build_package(
-            bot_id=str(bot["app_id"]), public_url=settings.server.public_url, out=out,
+            bot_id=str(bot["app_id"]), public_url=settings.server.public_url or "", out=out,
             app_id=bot.get("teams_app_id") or None, name_short=name_short or DEFAULT_NAME_SHORT,
             version=app_version or _default_app_version(), developer_name=bot.get("developer_name"),
             website_url=bot.get("website_url"), privacy_url=bot.get("privacy_url"), terms_url=bot.get("terms_url"),

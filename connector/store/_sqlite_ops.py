@@ -355,7 +355,8 @@ def transition_approval(
 def list_approvals(
     conn: sqlite3.Connection, status: str | None, due_before: float | None, limit: int
 ) -> list[Approval]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if status is not None:
         where.append("status = ?")
         params.append(status)
