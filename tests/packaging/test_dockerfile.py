@@ -99,3 +99,20 @@ def test_installs_the_wheel_from_the_runtime_lock_without_test_extras() -> None:
 def test_starts_the_service(line: str) -> None:
     words = {"ENTRYPOINT": ["ml-connector"], "CMD": ["serve"]}[line]
     assert ops(line)[-1].exec_form() == words
+
+
+def test_compose_runs_two_instances_on_one_mongodb_replica_set(tmp_path: Path) -> None:
+    compose = (REPO / "compose.yaml").read_text()
+    config_path = image_env()["ML_CONFIG"]
+    assert f"./docker/compose.toml:{config_path}:ro" in compose, "compose must mount its config over the image's"
+    assert '"--replSet", "rs0"' in compose and "image: mongo:" in compose
+    assert re.findall(r'ports: \["(\d+):(\d+)"\]', compose) == [("8443", "8443"), ("8444", "8443")]
+    assert "ML_MASTER_KEY_FILE: /run/secrets/ml-master-key" in compose
+    pem = tmp_path / "tls.pem"
+    pem.write_text("placeholder")  # the files are mounted in the container; here only their presence is checked
+    settings = load_settings(REPO / "docker" / "compose.toml",
+                             environ={"ML_SERVER__TLS_CERT": str(pem), "ML_SERVER__TLS_KEY": str(pem)})
+    assert settings.store.url.startswith("mongodb://mongo:27017/") and "replicaSet=rs0" in settings.store.url
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8443)
+    raw = (REPO / "docker" / "compose.toml").read_text()
+    assert 'tls_cert = "/etc/ml-connector/tls/tls.pem"' in raw and "./docker/tls:/etc/ml-connector/tls:ro" in compose
