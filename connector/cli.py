@@ -74,7 +74,8 @@ def _when(ts: float | None) -> str:
 
 @click.group()
 @click.version_option(package_name="ml-connector", prog_name="ml-connector")  # from the installed package metadata
-@click.option("--config", "-c", type=click.Path(dir_okay=False), help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
+@click.option("--config", "-c", type=click.Path(dir_okay=False),
+              help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """ml-connector: Dynamics 365 F&O business events and approvals in Microsoft Teams."""
@@ -129,7 +130,8 @@ def events_list(ctx: click.Context, status: str | None, limit: int) -> None:
         async with _store(_settings(ctx)) as store:
             counts = await store.count_by_status()
             rows = await store.list_events(status=EventStatus(status) if status else None, limit=limit)
-        click.echo("  ".join(f"{k.value}={v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0].value)) or "no events")
+        click.echo("  ".join(f"{k.value}={v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0].value))
+                   or "no events")
         for r in rows:
             click.echo(f"{r.id}  {_when(r.received_at)}  {r.status.value:<10} {r.stage or '-':<8} "
                        f"{r.environment}/{r.legal_entity or '-'}  {r.business_event_id}  #{r.control_number}"
@@ -154,7 +156,8 @@ def events_show(ctx: click.Context, event_id: str, payload: bool) -> None:
             cards = await store.cards_for_event(event_id)
         click.echo(f"event      {r.id}")
         click.echo(f"type       {r.business_event_id}")
-        click.echo(f"from       {r.environment} / {r.legal_entity or '-'}  ControlNumber {r.control_number}  EventId {r.event_id}")
+        click.echo(f"from       {r.environment} / {r.legal_entity or '-'}  ControlNumber {r.control_number}  "
+                   f"EventId {r.event_id}")
         click.echo(f"status     {r.status.value}" + (f" at stage {r.stage}" if r.stage else "")
                    + (f" (attempt {r.attempts})" if r.attempts else ""))
         if r.last_error:
