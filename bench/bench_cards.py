@@ -39,7 +39,8 @@ EMBEDDED_TEMPLATE: dict[str, Any] = {
          "$when": "${exists(record.order.PurchaseOrderName)}"},
         {"type": "FactSet", "facts": [
             {"title": "Vendor", "value": "${record.vendor.VendorOrganizationName} (${event.VendorAccount})"},
-            {"title": "Amount", "value": "${formatNumber(event.TransactionCurrencyAmount, 2)} ${event.TransactionCurrencyCode}"},
+            {"title": "Amount",
+             "value": "${formatNumber(event.TransactionCurrencyAmount, 2)} ${event.TransactionCurrencyCode}"},
             {"title": "Order date", "value": "${formatDateTime(record.order.AccountingDate, 'dd MMM yyyy')}"},
             {"title": "Delivery", "value": "${formatDateTime(record.order.RequestedDeliveryDate, 'MMMM d, yyyy')}"},
             {"title": "Status", "value": "${record.order.DocumentApprovalStatus}"},

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import sys
 import time
 from collections import Counter

@@ -199,7 +199,8 @@ def incoming_message(activity: Mapping[str, Any]) -> IncomingMessage | None:
     if activity.get("type") != "message" or isinstance(activity.get("value"), dict):
         return None
     view = _View(activity)
-    return IncomingMessage(text=activity.get("text") if isinstance(activity.get("text"), str) else "",
+    text = activity.get("text")
+    return IncomingMessage(text=text if isinstance(text, str) else "",
                            activity_id=_str(activity.get("id")), **view.common())
 
 

@@ -51,7 +51,8 @@ def _error_fields(body: str) -> tuple[str, str, str]:
         return "", "", body.strip()[:300]
     if not isinstance(data, dict):
         return "", "", ""
-    inner = data.get("error") if isinstance(data.get("error"), dict) else data
+    error = data.get("error")
+    inner = error if isinstance(error, dict) else data
     code = inner.get("code") or data.get("errorCode") or ""
     message = inner.get("message") or ""
     sub_code = inner.get("subCode") or ""

@@ -50,11 +50,11 @@ import platform
 import ssl
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -280,7 +280,7 @@ class _TunedConnectorFactory(ConnectorFactory):
         self._timeout = timeout
         self._tls = tls
 
-    async def create(self, service_url: str, audience: str = None):  # noqa: RUF013 - botbuilder's signature
+    async def create(self, service_url: str, audience: str | None = None):  # botbuilder's signature
         client = await self._inner.create(service_url, audience)
         _tune(client.config, self._timeout, self._tls)
         return client
@@ -293,7 +293,8 @@ class _AuthUnavailable(Exception):
     """We could not check a token (signing keys unreachable or slow): answer 503, not 401."""
 
 
-def _run_in_new_loop(http: tuple[requests.Session, float], factory: Callable[[], Awaitable[Any]]) -> Any:
+def _run_in_new_loop(http: tuple[requests.Session, float],
+                     factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     token = _OPENID_HTTP.set(http)  # asyncio.run's task copies this context: botbuilder's fetch sees our session
     try:
         return asyncio.run(factory())
@@ -343,7 +344,7 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
         if not channel_id or channel_id not in endorsements:
             raise PermissionError(f"signing key {kid!r} is not endorsed for channel {channel_id!r}")
 
-    async def _off_loop(self, factory: Callable[[], Awaitable[Any]]) -> Any:
+    async def _off_loop(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, _run_in_new_loop,
                                       (self._openid_http, self._settings.auth_timeout), factory)
@@ -436,9 +437,9 @@ def _config_object(settings: BotSettings) -> Any:
         TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = settings.to_channel_from_bot_oauth_scope
 
     if settings.channel_service:
-        _Config.CHANNEL_SERVICE = settings.channel_service
+        setattr(_Config, "CHANNEL_SERVICE", settings.channel_service)  # noqa: B010 (set only when configured)
     if settings.oauth_url:
-        _Config.OAUTH_URL = settings.oauth_url
+        setattr(_Config, "OAUTH_URL", settings.oauth_url)  # noqa: B010
     return _Config()
 
 
@@ -547,7 +548,7 @@ class _TeamsBot(ActivityHandler):
         if event.scope == "team" and event.team_id:
             channels = await self._team_channels(turn_context, event.team_id)
             if channels:
-                event = activities.install_event(raw, channels)
+                event = activities.install_event(raw, channels) or event
         await self._handlers.on_install(event)
         return True
 
@@ -727,7 +728,8 @@ def _entity_json(entity: Any) -> dict[str, Any]:
         return {}
     if entity.get("type") != "mention":
         return {"type": entity["type"]} if entity.get("type") is not None else {}
-    mentioned = entity.get("mentioned") if isinstance(entity.get("mentioned"), Mapping) else {}
+    mentioned = entity.get("mentioned")
+    mentioned = mentioned if isinstance(mentioned, Mapping) else {}
     out: dict[str, Any] = {"mentioned": {k: mentioned[k] for k in ("id", "name") if mentioned.get(k) is not None}}
     if entity.get("text") is not None:
         out["text"] = entity["text"]
@@ -879,14 +881,14 @@ class BotRuntime:
         answer = await self._request("POST", service_url, ("conversations",), params)
         answer = answer if isinstance(answer, dict) else {}
         first_id = answer.get("activityId") if activity is not None else None
-        return answer.get("id"), first_id or None
+        return cast(str, answer.get("id")), first_id or None  # Bot Connector answers with the id
 
     async def send_to_conversation(self, service_url: str, conversation_id: str,
                                    activity: Mapping[str, Any]) -> str:
         """POST /v3/conversations/{id}/activities (a thread id posts into the thread). Returns the message id."""
         body = _activity_json(activity, self._address(service_url, conversation_id))
         answer = await self._request("POST", service_url, ("conversations", conversation_id, "activities"), body)
-        return answer.get("id") if isinstance(answer, dict) else None
+        return cast(str, answer.get("id") if isinstance(answer, dict) else None)
 
     async def update_activity(self, service_url: str, conversation_id: str, activity_id: str,
                               activity: Mapping[str, Any]) -> None:

@@ -73,7 +73,7 @@ def js_number(v: float | int) -> float | int:
 
 def num_str(x: float | int) -> str:
     """Number.prototype.toString()."""
-    if type(x) is int:
+    if isinstance(x, int):  # bool never gets here: the callers turn it into text first
         if -10**21 < x < 10**21:
             return str(x)
         x = float(x)

@@ -89,7 +89,8 @@ def _clip(value: Any, limit: int = 120) -> str:
 
 def minimal_card(data: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """The last resort: event type, identifiers and the link to Dynamics. Built in code so it cannot fail."""
-    event = data.get("event") if isinstance(data.get("event"), dict) else {}
+    event = data.get("event")
+    event = event if isinstance(event, dict) else {}
     facts = [
         {"title": title, "value": _clip(value)}
         for title, value in (

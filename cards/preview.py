@@ -1,8 +1,9 @@
 """See cards the way Teams draws them: HTML pages rendered by Microsoft's own renderer, and PNGs via Chromium.
 
 For each card `write_preview` writes `<name>.html` (the card JSON, the Teams light host config and relative links to
-the vendored `adaptivecards.min.js`, `markdown-it.min.js` and the designer's Teams CSS in `_vendor/`), and `index.html`, which renders every card
-on one page so one browser launch checks them all. Each page records the renderer's parse and validation warnings in
+the vendored `adaptivecards.min.js`, `markdown-it.min.js` and the designer's Teams CSS in `_vendor/`), and
+`index.html`, which renders every card on one page so one browser launch checks them all. Each page records the
+renderer's parse and validation warnings in
 `<pre id="warnings">` (one `<pre class="warnings" data-card=NAME>` per card on the index page) and says
 `<div id="status">rendered</div>` once done. With Chromium available, each card also gets `<name>.png`.
 
@@ -39,7 +40,8 @@ _TIMEOUT = 60.0
 
 @dataclass
 class PreviewResult:
-    """One card's preview. `warnings` come from Microsoft's renderer (empty = clean); `problems` from our schema check."""
+    """One card's preview. `warnings` come from Microsoft's renderer (empty = clean); `problems` from our schema
+    check."""
 
     name: str
     html: Path
@@ -102,7 +104,8 @@ _RENDER_JS = r"""
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-  body {{ margin: 0; padding: 16px; background: #f5f5f5; font-family: 'Segoe UI', Tahoma, Geneva, Verdana, sans-serif; }}
+  body {{ margin: 0; padding: 16px; background: #f5f5f5;
+          font-family: 'Segoe UI', Tahoma, Geneva, Verdana, sans-serif; }}
   .card {{ width: {width}px; background: #fff; border-radius: 4px; box-shadow: 0 1px 3px rgba(0,0,0,.15);
            margin-bottom: 24px; overflow: hidden; }}
   h2 {{ font-size: 13px; color: #616161; margin: 0 0 6px; font-weight: 600; }}
@@ -135,7 +138,8 @@ def _section(name: str, card: dict[str, Any], *, single: bool) -> str:
     return (
         f'<section>{heading}<div class="card teams-card" data-slot="{html.escape(name)}"></div>\n'
         f'<pre class="warnings"{pre_id} data-card="{html.escape(name)}"></pre>\n'
-        f'<script type="application/json" class="card" data-card="{html.escape(name)}">{_json_for_script(card)}</script>'
+        f'<script type="application/json" class="card" data-card="{html.escape(name)}">'
+        f'{_json_for_script(card)}</script>'
         "</section>"
     )
 

@@ -132,7 +132,8 @@ def render(
 
     prepared, mentions = prepare_mentions(copy.deepcopy(data))
     prepared["locale"] = canonical_locale(prepared.get("locale")) or DEFAULT_LOCALE
-    base_more = prepared.get("moreLines") if isinstance(prepared.get("moreLines"), int) else 0
+    more_lines = prepared.get("moreLines")
+    base_more = more_lines if isinstance(more_lines, int) else 0
     digest = prepared.get("digest")
     if isinstance(digest, dict) and isinstance(digest.get("items"), list):
         count = digest.get("count")

@@ -48,7 +48,8 @@ class _Fail(Exception):
 
     def __init__(self, reason: str, expression: str | None = None):
         super().__init__(reason)
-        self.reason, self.expression, self.segments = reason, expression, []
+        self.reason, self.expression = reason, expression
+        self.segments: list[str] = []
 
 
 class _Obj:
@@ -254,7 +255,7 @@ def _binding(interp: Interpolation, st: State, copy: bool = True,
         return v
     pieces = []
     for part in interp.parts:
-        if type(part) is str:
+        if isinstance(part, str):
             pieces.append(part)
             continue
         try:

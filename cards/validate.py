@@ -113,6 +113,8 @@ def _msteams_problems(card: dict[str, Any]) -> list[str]:
             problems.append(f"{where}.text: {text!r} is not of the form <at>Name</at>")
         elif not any(text in t for t in texts):
             problems.append(f"{where}.text: {text!r} does not occur in the card text")
+        mentioned = entity.get("mentioned")
+        mentioned = mentioned if isinstance(mentioned, dict) else {}
         if not is_entra_id(mentioned.get("id")):
             problems.append(f"{where}.mentioned.id: {mentioned.get('id')!r} is neither an Entra object id nor a UPN")
         if not isinstance(mentioned.get("name"), str) or not mentioned.get("name"):

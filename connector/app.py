@@ -33,7 +33,7 @@ from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
 from connector.teams_bot import ConnectorBotHandlers
 from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants
-from connector.secrets import (MasterKey, SecretBox, SecretNotFound, SecretsError, install_redaction,
+from connector.secrets import (MasterKey, SecretBox, SecretsError, install_redaction,
                                master_key_from_environment)
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import Store, StoreUnavailable
@@ -49,7 +49,7 @@ from dynamics import ODataClient
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
-SERVICES = web.AppKey("services", "Services")
+SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 
 class StartupError(Exception):
@@ -170,6 +170,7 @@ def create_app(
                           env.name, env.name)
         for env, credential in zip(settings.environments, credentials):
             get_token = fo_token_source(services.tokens, environment_credential(settings, env), credential, env)
+            assert services.session is not None  # opened above, in this context
             odata = ODataClient(
                 services.session,
                 env.base_url,
@@ -215,6 +216,7 @@ def create_app(
         services.poster = TeamsPoster(services.bot)
         if teams.graph:
             graph_token = graph_token_source(services.tokens, settings, bot_ref, credential)
+            assert services.session is not None
             services.graph = GraphClient(services.session, settings.cloud.endpoint("graph_url"), graph_token,
                                          ssl=outbound_tls)
         if settings.approvals.enabled:
@@ -250,7 +252,7 @@ def create_app(
             assert teams is not None and services.catalog is not None and services.poster is not None
             deps = DeliveryDeps(
                 store=services.store,
-                outbox=None,  # type: ignore[arg-type]  (set just below: the digest renderer needs deps)
+                outbox=None,  # type: ignore[arg-type]  # set just below: the digest renderer needs deps
                 catalog=services.catalog,
                 routes=validated.routes,
                 graph=services.graph,

@@ -2,7 +2,8 @@
 
 Every command reads the same configuration as the service (`--config`, $ML_CONFIG, ./ml-connector.toml) and
 says what to do when something is wrong (exit 2: configuration or usage, and whatever stops `serve` from starting,
-in one line; exit 3: the store or a service is unreachable for the other commands). Secret values are read from standard input or a hidden prompt, never from the command line.
+in one line; exit 3: the store or a service is unreachable for the other commands). Secret values are read from
+standard input or a hidden prompt, never from the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import secrets as pysecrets
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -75,7 +75,9 @@ def _when(ts: float | None) -> str:
 
 
 @click.group()
-@click.option("--config", "-c", type=click.Path(dir_okay=False), help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
+@click.version_option(package_name="ml-connector", prog_name="ml-connector")  # from the installed package metadata
+@click.option("--config", "-c", type=click.Path(dir_okay=False),
+              help="TOML file (default $ML_CONFIG or ./ml-connector.toml)")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """ml-connector: Dynamics 365 F&O business events and approvals in Microsoft Teams."""
@@ -173,7 +175,8 @@ def events_list(ctx: click.Context, status: str | None, limit: int) -> None:
         async with _store(_settings(ctx)) as store:
             counts = await store.count_by_status()
             rows = await store.list_events(status=EventStatus(status) if status else None, limit=limit)
-        click.echo("  ".join(f"{k.value}={v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0].value)) or "no events")
+        click.echo("  ".join(f"{k.value}={v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0].value))
+                   or "no events")
         for r in rows:
             click.echo(f"{r.id}  {_when(r.received_at)}  {r.status.value:<10} {r.stage or '-':<8} "
                        f"{r.environment}/{r.legal_entity or '-'}  {r.business_event_id}  #{r.control_number}"
@@ -198,7 +201,8 @@ def events_show(ctx: click.Context, event_id: str, payload: bool) -> None:
             cards = await store.cards_for_event(event_id)
         click.echo(f"event      {r.id}")
         click.echo(f"type       {r.business_event_id}")
-        click.echo(f"from       {r.environment} / {r.legal_entity or '-'}  ControlNumber {r.control_number}  EventId {r.event_id}")
+        click.echo(f"from       {r.environment} / {r.legal_entity or '-'}  ControlNumber {r.control_number}  "
+                   f"EventId {r.event_id}")
         click.echo(f"status     {r.status.value}" + (f" at stage {r.stage}" if r.stage else "")
                    + (f" (attempt {r.attempts})" if r.attempts else ""))
         if r.last_error:

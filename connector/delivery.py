@@ -167,7 +167,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
             notes = await approval_notes(record, data, mentions, routes)
             return StageOutcome("", None, "; ".join(["every route's card was already posted", *notes]))
 
-        roles = sorted({role for r in pending for role in r.mention})
+        roles: list[str] = sorted({role for r in pending for role in r.mention})
         mentions, notes = await resolve_mentions(data, roles, deps.graph)
         installs = await deps.store.list_installs(active_only=True)
         posted: list[str] = []
@@ -226,7 +226,8 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 raise translated from exc
             where = f"{install.team_name or install.team_id} / {install.channels.get(channel_id, channel_id)}"
             if delivered.kind == "digest":
-                posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) to {where}")
+                posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) "
+                              f"to {where}")
             else:
                 posted.append(f"{route.name}: {delivered.kind} card to {where} (message {delivered.ref.activity_id})")
         notes += await approval_notes(record, data, mentions, routes)

@@ -61,7 +61,8 @@ def free_port() -> int:
 
 def demo_routes() -> list[dict[str, Any]]:
     return [
-        {"name": "purchase-orders", "events": ["PurchaseOrderConfirmedBusinessEvent", "VendorInvoicePostedBusinessEvent"],
+        {"name": "purchase-orders",
+         "events": ["PurchaseOrderConfirmedBusinessEvent", "VendorInvoicePostedBusinessEvent"],
          "team": TEAM, "channel": "Purchase orders", "mention": ["initiator"], "threading": "document"},
         {"name": "invoices", "events": ["VendorInvoicePostedBusinessEvent"], "team": TEAM, "channel": "Invoices",
          "mention": ["initiator"]},
@@ -106,7 +107,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return {f"ML_{key.upper()}": json.dumps(value) for key, value in dumped.items()}
 
 
-def start_sandbox_process(workdir: Path, *, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_sandbox_process(workdir: Path, *,
+                          extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `python -m sandbox serve` and wait for its state file (blocking; call it off the loop if needed)."""
     state_dir = workdir / "sandbox"
     renderer = Path(cards.__file__).resolve().parent / "vendor"
@@ -323,10 +325,11 @@ class Demo:
         for r in records:
             if r.status is not EventStatus.IGNORED:
                 dupes += sum(1 for h in await store.history(r.id) if h.outcome == "duplicate")
+        posts = services.outbox.posts if services.outbox else 0
+        delivery_errors = len(sender_errors.get("errors", []) if isinstance(sender_errors, dict) else sender_errors)
         self.out(f"\n{len(records) - ignored} events stored once ({dupes} duplicate deliveries absorbed; "
-                 f"F&O's test message recorded and ignored), {services.outbox.posts if services.outbox else 0} Teams posts, "
-                 f"{throttled} Teams 429s, {len(sender_errors.get('errors', []) if isinstance(sender_errors, dict) else sender_errors)} F&O "
-                 "delivery errors")
+                 f"F&O's test message recorded and ignored), {posts} Teams posts, "
+                 f"{throttled} Teams 429s, {delivery_errors} F&O delivery errors")
         if problems:
             self.out("problems:\n  " + "\n  ".join(problems[:20]))
         return not problems
@@ -390,7 +393,8 @@ async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[
     stats = await _get(http, f"{fno}/fno/stats")
     completes = (stats.get("complete_calls") or {}).get(approval.work_item_id, 0)
     final = await store.get_approval(approval.environment, approval.work_item_id)
-    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({final.outcome}, complete called "
+    outcome = final.outcome if final else None
+    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({outcome}, complete called "
                                              f"{completes}x), cards updated" if ok else "no decision recorded"))
     return refused and ok and completes == 1
 
@@ -425,7 +429,8 @@ async def _my_approvals_demo(demo: "Demo", http: aiohttp.ClientSession, state: d
     await _post(http, f"{admin}/ui/say", {"viewer": oid, "text": "my approvals"})
 
     async def list_card() -> Any:
-        chat = next((c for c in (await _get(http, f"{admin}/state"))["chats"] if c["user"].lower() == oid.lower()), {})
+        chats = (await _get(http, f"{admin}/state"))["chats"]
+        chat: dict[str, Any] = next((c for c in chats if c["user"].lower() == oid.lower()), {})
         for m in reversed(chat.get("messages", [])):
             for card in m["cards"] if m["sender"] == "bot" else []:
                 if "MY APPROVALS" in json.dumps(card) and wid in json.dumps(card):

@@ -1,9 +1,9 @@
-"""The Teams app package: manifest.json (from manifest/manifest.template.json) + color.png + outline.png, zipped.
+"""The Teams app package: manifest.json (from teams_app/manifest.template.json) + color.png + outline.png, zipped.
 
     ml-connector manifest build --out teams-app.zip [--app-version 1.2.0] [--manifest-version 1.22|1.10]
 
 `build_package()` fills the template, validates it against Microsoft's published manifest schema (draft-04, copied
-into manifest/schema/) plus the rules the schema cannot express (manifestVersion, semver, GUID bot id, icon pixel
+into teams_app/schema/) plus the rules the schema cannot express (manifestVersion, semver, GUID bot id, icon pixel
 sizes, an outline icon that is white on transparent), and writes a reproducible zip with the three files at its
 root. Every problem is collected and raised together in one `ManifestError`, each as "JSON path: message".
 `validate_package()` runs the same checks on any package zip.
@@ -37,15 +37,15 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 from urllib.parse import urlsplit
 
 import click
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_DIR = ROOT / "manifest"
+# Package data (pyproject.toml [tool.setuptools.package-data]), so an installed wheel builds the package too.
+MANIFEST_DIR = Path(__file__).resolve().parent / "teams_app"
 TEMPLATE = MANIFEST_DIR / "manifest.template.json"
 SCHEMA_DIR = MANIFEST_DIR / "schema"
 SCHEMA_FILES = {"1.22": "teams-manifest-1.22.schema.json", "1.10": "teams-manifest-1.10.schema.json"}
@@ -440,12 +440,12 @@ def render_manifest(*, bot_id: str, public_url: str, app_id: str | None = None,
     if unset:
         warnings.append("placeholder developer details in the manifest (fine for a test tenant, not for "
                         f"production): set {', '.join(f'[bot] {k}' for k in unset)} in the configuration")
-    developer = {k: (v or PLACEHOLDER_DEVELOPER[k]) for k, v in developer.items()}
+    filled = {k: (v or PLACEHOLDER_DEVELOPER[k]) for k, v in developer.items()}
     values = {
         "MANIFEST_VERSION": manifest_version, "APP_VERSION": version, "TEAMS_APP_ID": app_id, "BOT_ID": bot_id,
         "NAME_SHORT": name_short, "NAME_FULL": name_full or DEFAULT_NAME_FULL, "ACCENT_COLOR": accent_color,
-        "PUBLIC_HOST": host, "DEVELOPER_NAME": developer["developer_name"], "WEBSITE_URL": developer["website_url"],
-        "PRIVACY_URL": developer["privacy_url"], "TERMS_URL": developer["terms_url"],
+        "PUBLIC_HOST": host, "DEVELOPER_NAME": filled["developer_name"], "WEBSITE_URL": filled["website_url"],
+        "PRIVACY_URL": filled["privacy_url"], "TERMS_URL": filled["terms_url"],
     }
     raw = json.loads((template or TEMPLATE).read_text(encoding="utf-8"))
     manifest = _fill(raw, values)
@@ -526,7 +526,7 @@ def build_package(*, bot_id: str, public_url: str, out: Path | str, app_id: str 
         version: the package version (MAJOR.MINOR.PATCH); raise it for every upload that replaces an earlier one.
         developer_*/..._url: publisher details; placeholders (with a warning) when not given.
         manifest_version: "1.22", or "1.10" for GCC High / DoD.
-        color_icon, outline_icon, template: replacements for the files in manifest/.
+        color_icon, outline_icon, template: replacements for the files in teams_app/.
         on_warning: called with each warning (default: logged).
     Raises:
         ManifestError: listing every problem found (inputs, schema, icons); nothing is written then.
@@ -582,7 +582,7 @@ def _default_app_version() -> str:
     return ".".join(m.groups()) if m else "1.0.0"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -595,7 +595,8 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--manifest-version", type=click.Choice(list(MANIFEST_VERSIONS)),
               help="manifest schema: 1.22, or 1.10 for GCC High / DoD  [default: 1.10 when [cloud] name is gcch or "
                    "dod, else 1.22]")
-@click.option("--name", "name_short", help=f"the app's short name, at most 30 characters  [default: {DEFAULT_NAME_SHORT}]")
+@click.option("--name", "name_short",
+              help=f"the app's short name, at most 30 characters  [default: {DEFAULT_NAME_SHORT}]")
 @click.pass_context
 def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manifest_version: str | None,
                    name_short: str | None) -> None:
@@ -632,7 +633,7 @@ def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manif
 
     try:
         path = build_package(
-            bot_id=str(bot["app_id"]), public_url=settings.server.public_url, out=out,
+            bot_id=str(bot["app_id"]), public_url=settings.server.public_url or "", out=out,
             app_id=bot.get("teams_app_id") or None, name_short=name_short or DEFAULT_NAME_SHORT,
             version=app_version or _default_app_version(), developer_name=bot.get("developer_name"),
             website_url=bot.get("website_url"), privacy_url=bot.get("privacy_url"), terms_url=bot.get("terms_url"),
@@ -644,7 +645,8 @@ def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manif
     click.echo(f"wrote {path}")
     click.echo(f"  Teams app id {manifest['id']}  bot {manifest['bots'][0]['botId']}  version {manifest['version']}  "
                f"manifest v{manifest['manifestVersion']}")
-    click.echo("  upload it in the Teams admin center (Teams apps > Manage apps > Upload new app); see manifest/README.md")
+    click.echo("  upload it in the Teams admin center (Teams apps > Manage apps > Upload new app); "
+               f"see {MANIFEST_DIR / 'README.md'}")
 
 
 manifest_group = click.Group("manifest", help="The Teams app package.")

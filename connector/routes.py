@@ -61,7 +61,7 @@ class Route(BaseModel):
     team: str  # team name (as installed) or Bot Framework team id (19:...)
     channel: str = "General"  # channel name or id
     template: str | None = None  # default: chosen by event type
-    mention: list[MentionRole] = Field(default_factory=lambda: ["initiator"])
+    mention: list[MentionRole] = Field(default_factory=lambda: ["initiator"])  # type: ignore[arg-type]
     threading: Literal["event", "document"] = "event"  # new thread per event, or one thread per document
     personal: bool = False  # also send the card to the approver in a 1:1 chat (approvals)
     locale: str | None = None  # cards' number and date format (BCP 47); default: the environment's, then en-US

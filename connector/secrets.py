@@ -17,6 +17,7 @@ Knows nothing of HTTP, F&O or Teams; reads no environment of its own.
 from __future__ import annotations
 
 import base64
+import builtins
 import binascii
 import hashlib
 import hmac
@@ -309,11 +310,11 @@ class SecretBox:
         log.info("re-encrypted %d secret(s) under master key id %s", len(plain), new_key.key_id)
         return len(plain)
 
-    def _keyring(self) -> list[MasterKey]:
+    def _keyring(self) -> builtins.list[MasterKey]:  # `list` here is the method above
         return [self._key, *self._old]
 
     @staticmethod
-    def _decrypt(name: str, blob: bytes, key_id: str, ring: list[MasterKey]) -> str:
+    def _decrypt(name: str, blob: bytes, key_id: str, ring: builtins.list[MasterKey]) -> str:
         key = next((k for k in ring if k.key_id == key_id), None)
         if key is None:
             raise WrongMasterKey(name, [k.key_id for k in ring], key_id)

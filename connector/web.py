@@ -157,8 +157,8 @@ class EventEndpoints:
 
 STORE = web.AppKey("store", Store)
 ENDPOINTS = web.AppKey("event_endpoints", EventEndpoints)
-CLOCK = web.AppKey("clock", Callable[[], float])
-WAKE = web.AppKey("wake_pipeline", Callable[[], None])
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+WAKE: web.AppKey[Callable[[], None]] = web.AppKey("wake_pipeline")
 MAX_BODY = web.AppKey("max_body_bytes", int)
 
 

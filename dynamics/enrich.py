@@ -127,7 +127,7 @@ class Fetch(BaseModel):
             return None
         if not conditions:
             raise ValueError("must name at least one field")
-        for name, value in conditions.items():
+        for name in conditions:
             if not _IDENTIFIER.fullmatch(name):
                 raise ValueError(f"{name!r} is not a field name")
         return conditions  # templates are checked by the plan, which knows the earlier fetches
@@ -452,14 +452,14 @@ def _plan_error(name: str | None, raw: dict[str, Any], exc: ValidationError) -> 
     problems = []
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
-        fetch = None
+        fetch: str | None = None
         if len(loc) >= 2 and loc[0] == "fetches" and isinstance(loc[1], int):
             index = loc[1]
             fetches = raw.get("fetches")
             item = fetches[index] if isinstance(fetches, Sequence) and index < len(fetches) else None
             fetch = item["name"] if isinstance(item, dict) and isinstance(item.get("name"), str) else f"#{index}"
             loc = loc[2:]
-        path = ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+        path: str | None = ".".join(str(part) for part in loc if part not in _UNION_TAGS)
         message = error["msg"].removeprefix("Value error, ")
         problems.append((fetch, path or None, message))
     fetch, path, message = problems[0]

@@ -19,7 +19,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Sequence
 
 from aiohttp import web
 
@@ -180,7 +180,7 @@ class SandboxThread:
         assert self.running is not None, "not started"
         return self.running.state
 
-    def call(self, coro: Awaitable[Any], timeout: float = 60) -> Any:
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
         """Run a coroutine on the sandbox's loop (e.g. `sb.call(sb.running.services['sender'].drain())`)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 

@@ -349,7 +349,8 @@ async def _activate(request: web.Request) -> web.Response:
     endpoint_id = body.get("endpoint") or body.get("endpoint_id")
     if not ids or endpoint_id not in sender.endpoints:
         raise web.HTTPBadRequest(text="give event_id(s) and a registered endpoint id")
-    tests, done = [], []
+    tests: list[dict[str, Any]] = []
+    done: list[str] = []
     for event_id in ids:
         try:
             tests.append(delivery_view(await sender.activate(event_id, endpoint_id, body.get("legal_entity", ""))))

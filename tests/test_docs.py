@@ -28,5 +28,5 @@ def test_settings_table_does_not_call_the_catalog_id_derived() -> None:
 
 
 def test_manifest_readme_has_no_leftover_draft() -> None:
-    text = (ROOT / "manifest" / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "connector" / "teams_app" / "README.md").read_text(encoding="utf-8")
     assert "Draft for the main README" not in text

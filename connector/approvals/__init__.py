@@ -39,7 +39,8 @@ from dynamics import WorkflowActions
 
 __all__ = [
     "CARDS_STAGE", "DECIDE_STAGE", "SYNC_STAGE", "ApprovalDeps", "ApprovalService", "ApprovalSettings", "Approvals",
-    "ApproverResolver", "CardCopies", "FoEnvironment", "MyApprovals", "Press", "Reconciler", "ReminderSettings", "add_refresh",
+    "ApproverResolver", "CardCopies", "FoEnvironment", "MyApprovals", "Press", "Reconciler", "ReminderSettings",
+    "add_refresh",
     "format_approval", "format_approvals", "format_audit", "is_approval_action", "is_workflow_progress_event",
     "list_approvals_text",
     "show_approval", "workflow_actions",

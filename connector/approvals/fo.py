@@ -60,7 +60,8 @@ def changes_for_row(approval: Approval, row: dict[str, Any] | None, now: float) 
     changes: dict[str, Any] = {"fo_status": status, "updated_at": now, "outcome": None, "comment": None,
                                "decided_by_object_id": None, "decided_by_name": None, "decided_at": None}
     if status == "Delegated":
-        changes.update(status="superseded", superseded_by=str(row.get("ReassignedWorkItemId") or "") or None)
+        reassigned = row.get("ReassignedWorkItemId") if row else None
+        changes.update(status="superseded", superseded_by=str(reassigned or "") or None)
     elif status == "Completed" and row is not None:
         changes.update(status="closed", outcome=row.get("Outcome") or None, comment=row.get("Comment") or None,
                        decided_by_name=row.get("CompletedBy") or None, decided_by_object_id=None, decided_at=now)

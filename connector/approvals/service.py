@@ -298,7 +298,7 @@ class ApprovalService:
         if approval is None:
             return PressAnswer(text=f"Work item {p.work_item_id or '?'} is not tracked by the connector.")
         own_view = "approver" if p.kind == "execute" or p.conversation_type == "personal" else "base"
-        may = bool(approval.assignee_object_id) and p.user_object_id == approval.assignee_object_id.lower()
+        may = bool(approval.assignee_object_id and p.user_object_id == approval.assignee_object_id.lower())
         if p.action == REFRESH_VERB:
             return PressAnswer(card=await self._card(approval, "approver" if may else "status"))
         now = self.clock()
@@ -371,7 +371,7 @@ class ApprovalService:
             return PressAnswer(card=await self._card(approval, "status", note=text) or None, text=text)
         if p.conversation_type == "personal" or private.startswith("thread"):
             return PressAnswer(text=text)
-        self._spawn(self._tell_privately(install, text))  # type: ignore[arg-type]
+        self._spawn(self._tell_privately(install, text))
         return PressAnswer()
 
     async def _tell_privately(self, install: Any, text: str) -> None:

@@ -36,7 +36,7 @@ async def run(ctx: CheckContext, r: Reporter) -> None:
     if ctx.teams is not None and ctx.teams.enabled:
         ref = bot_credential(ctx.settings, ctx.teams)
         refs.setdefault(ref.name, ref)
-    for name, ref in refs.items():
+    for ref in refs.values():
         await _credential(ctx, r, ref)
     for env in ctx.settings.environments:
         await _event_token(ctx, r, env.name, env.event_secret_name)
@@ -53,7 +53,8 @@ def _settings(ctx: CheckContext, r: Reporter) -> None:
     try:
         validated = validate_settings(ctx.settings)
     except (ConfigError, DynamicsError, ValueError) as exc:
-        fix = "correct that key in the configuration file (README.md, Configuration); `serve` refuses to start until then."
+        fix = ("correct that key in the configuration file (README.md, Configuration); "
+               "`serve` refuses to start until then.")
         for problem in getattr(exc, "problems", None) or [str(exc).replace("\n", " ")]:
             r.fail("settings", problem, fix)
         return

@@ -31,6 +31,12 @@ class CheckContext:
     tokens: TokenProvider | None = None
     credentials: dict[str, Any] = field(default_factory=dict)  # secret name -> credential that decrypted
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The one HTTP session (open for the whole run: check_context opens it before any group runs)."""
+        assert self.session is not None, "check_context opens the session first"
+        return self.session
+
 
 @asynccontextmanager
 async def check_context(settings: Settings, *, environ: Mapping[str, str] | None = None, timeout: float = 15,

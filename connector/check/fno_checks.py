@@ -47,10 +47,10 @@ async def run(ctx: CheckContext, r: Reporter, env: EnvironmentSettings) -> None:
     except CheckTimeout as exc:
         r.fail("token", *unreachable(authority, str(exc)))
         return
-    r.ok("token", f"app {ref.client_id} got a token for {fo_scope(env.base_url)}")
+    r.ok("token", f"app {ref.client_id} got a token for {fo_scope(env.token_resource)}")
 
     try:
-        meta = await r.bounded("$metadata", fetch_metadata(ctx.session, env.base_url, get_token, ssl=ctx.tls,
+        meta = await r.bounded("$metadata", fetch_metadata(ctx.http, env.base_url, get_token, ssl=ctx.tls,
                                                            timeout=ctx.timeout))
     except ODataAuthError as exc:
         _no_user(r, exc, ref.client_id)
@@ -68,7 +68,7 @@ async def run(ctx: CheckContext, r: Reporter, env: EnvironmentSettings) -> None:
         return
     r.ok("$metadata", f"{len(meta.entity_sets)} entity sets, {len(meta.actions)} actions")
 
-    client = ODataClient(ctx.session, env.base_url, get_token, timeout=ctx.timeout, max_attempts=1,
+    client = ODataClient(ctx.http, env.base_url, get_token, timeout=ctx.timeout, max_attempts=1,
                          max_inline_wait=0, ssl=ctx.tls)
     companies = await _legal_entity_ids(ctx, r, client, meta, ref.client_id)
     if companies is _STOP:
@@ -201,7 +201,7 @@ def _legal_entities(ctx: CheckContext, r: Reporter, env: EnvironmentSettings, co
         return
     if companies is None:
         r.warn(item, f"could not list F&O's legal entities to compare {', '.join(sorted(wanted))}",
-               f"check the names against Organization administration > Legal entities by hand.")
+               "check the names against Organization administration > Legal entities by hand.")
         return
     unknown = {le: where for le, where in wanted.items() if le not in companies}
     if unknown:

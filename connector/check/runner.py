@@ -11,7 +11,7 @@ from typing import Awaitable, Callable, Mapping
 from connector.check import config_checks, fno_checks, server_checks, teams_checks
 from connector.check.context import CheckContext, check_context
 from connector.check.model import CheckResult, Progress, Reporter, Status
-from connector.config import Settings
+from connector.config import EnvironmentSettings, Settings
 from connector.secrets import MasterKey
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,12 @@ async def _group(name: str, run: GroupRun, results: list[CheckResult], progress:
                "output of `ml-connector check --json`.")
 
 
+def _fno_group(ctx: CheckContext, env: EnvironmentSettings) -> GroupRun:
+    async def run(r: Reporter) -> None:
+        await fno_checks.run(ctx, r, env)
+    return run
+
+
 async def run_checks(settings: Settings, *, environment: str | None = None, progress: Progress | None = None,
                      timeout: float = 15, environ: Mapping[str, str] | None = None,
                      master_key: MasterKey | None = None) -> list[CheckResult]:
@@ -54,7 +60,7 @@ async def run_checks(settings: Settings, *, environment: str | None = None, prog
         await _group(config_checks.GROUP, lambda r: config_checks.run(ctx, r), first, progress, timeout, budget)
         groups: list[tuple[str, GroupRun]] = []
         for env in envs:
-            groups.append((fno_checks.group_name(env), lambda r, env=env: fno_checks.run(ctx, r, env)))
+            groups.append((fno_checks.group_name(env), _fno_group(ctx, env)))
         if ctx.teams is not None and ctx.teams.enabled:
             if ctx.teams.graph:
                 groups.append((teams_checks.GRAPH, lambda r: teams_checks.run_graph(ctx, r)))

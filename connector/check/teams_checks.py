@@ -83,7 +83,7 @@ async def run_graph(ctx: CheckContext, r: Reporter) -> None:
     else:
         r.ok("permissions", ", ".join(need))
     graph_url = ctx.settings.cloud.endpoint("graph_url")
-    client = GraphClient(ctx.session, graph_url, source, ssl=ctx.tls, timeout=ctx.timeout)
+    client = GraphClient(ctx.http, graph_url, source, ssl=ctx.tls, timeout=ctx.timeout)
     try:
         await r.bounded("user read", client.first_user())
     except GraphForbidden as exc:
@@ -113,7 +113,7 @@ async def run_bot(ctx: CheckContext, r: Reporter) -> None:
         await _token(ctx, r, bot_token_source(ctx.tokens, ctx.settings, ref, credential), ref, "token")
     url = ctx.settings.cloud.endpoint("bot_openid_metadata_url")
     try:
-        keys = await r.bounded("signing keys", fetch_signing_keys(ctx.session, url, ssl=ctx.tls,
+        keys = await r.bounded("signing keys", fetch_signing_keys(ctx.http, url, ssl=ctx.tls,
                                                                   timeout=ctx.timeout))
     except OpenIdUnavailable as exc:
         if exc.unreachable:
@@ -157,7 +157,7 @@ async def _installs(ctx: CheckContext, r: Reporter) -> None:
                        "(an admin uploads its package in the Teams admin center first), then check "
                        "`ml-connector installs list`.")
             else:
-                r.fail(item, str(exc), f"set the route's channel to one the team has (see `ml-connector installs "
+                r.fail(item, str(exc), "set the route's channel to one the team has (see `ml-connector installs "
                        "list`), or create it in Teams.")
             continue
         name = install.channels.get(channel_id) or ("General" if channel_id == install.team_id else channel_id)

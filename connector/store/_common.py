@@ -84,7 +84,7 @@ CARD_FIELDS = tuple(f.name for f in fields(PostedCard))
 
 
 def card_from_dict(doc: dict[str, Any]) -> PostedCard:
-    return PostedCard(**{k: doc.get(k) for k in CARD_FIELDS if k in doc})
+    return PostedCard(**{k: doc.get(k) for k in CARD_FIELDS if k in doc})  # type: ignore[arg-type]
 
 
 def zero_counts() -> dict[EventStatus, int]:

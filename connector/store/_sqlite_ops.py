@@ -232,11 +232,13 @@ def replay(conn: sqlite3.Connection, event_id: str, now: float, stage: str | Non
     return event_record(updated)
 
 
-def retire_instance(conn: sqlite3.Connection, instance_id: str, seen_expires: float, reason: str, now: float) -> int | None:
+def retire_instance(conn: sqlite3.Connection, instance_id: str, seen_expires: float, reason: str,
+                    now: float) -> int | None:
     """One transaction: the compare-and-set on the expiry, the release of its events, the deletion."""
     with Tx(conn):
         cur = conn.execute(
-            "UPDATE instances SET expires_at = ? WHERE id = ? AND expires_at = ?", (c.RETIRING, instance_id, seen_expires)
+            "UPDATE instances SET expires_at = ? WHERE id = ? AND expires_at = ?",
+            (c.RETIRING, instance_id, seen_expires),
         )
         if cur.rowcount != 1:
             return None
@@ -356,7 +358,8 @@ def transition_approval(
 def list_approvals(
     conn: sqlite3.Connection, status: str | None, due_before: float | None, limit: int
 ) -> list[Approval]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if status is not None:
         where.append("status = ?")
         params.append(status)

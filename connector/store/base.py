@@ -190,7 +190,8 @@ class AuditEntry:
     at: float
     environment: str
     work_item_id: str
-    action: str  # "press", "refused", "submitted", "completed", "not-pending", "failed", "superseded", "reconciled", "reminder"
+    # "press", "refused", "submitted", "completed", "not-pending", "failed", "superseded", "reconciled", "reminder"
+    action: str
     actor_object_id: str | None = None
     actor_name: str | None = None
     outcome: str | None = None

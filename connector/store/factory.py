@@ -121,7 +121,8 @@ def read_password_file(path: Path) -> str:
                                 f"this host can read the store's password; run `chmod 600 {path}`")
         password = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the store password file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise ValueError(f"cannot read the store password file {path}: {reason}") from None
     if not password:
         raise ValueError(f"the store password file {path} is empty")
     return password

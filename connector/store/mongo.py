@@ -7,8 +7,8 @@ atomic update. Writes use w=majority, j=true by default: nothing is acknowledged
 
 Collections: events, secrets, installs, posted_cards, approvals (a status change is one find_one_and_update
 filtered on the expected status: compare-and-set), audit (append-only), user_mappings (keyed on the case-folded F&O
-user), instances (running processes and their heartbeat leases), meta (schema version). Connection errors become StoreUnavailable. Knows nothing of HTTP, Teams or F&O;
-callers see only the dataclasses of base.py.
+user), instances (running processes and their heartbeat leases), meta (schema version). Connection errors become
+StoreUnavailable. Knows nothing of HTTP, Teams or F&O; callers see only the dataclasses of base.py.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ class SQLiteStore:
             raise LeaseLost(f"instance {instance_id} was retired")
 
     async def list_instances(self) -> list[Instance]:
-        rows = await self._db.call(ops.read, f"SELECT {', '.join(c.INSTANCE_FIELDS)} FROM instances ORDER BY started_at, id", ())
+        rows = await self._db.call(
+            ops.read, f"SELECT {', '.join(c.INSTANCE_FIELDS)} FROM instances ORDER BY started_at, id", ())
         return [c.instance_from_dict(dict(row)) for row in rows]
 
     async def retire_instance(self, instance: Instance, *, reason: str, now: float) -> int | None:

@@ -20,8 +20,8 @@ Tenants: the path segment is the tenant id, or "botframework.com" (Bot Framework
 
 Admin API (`/_sandbox/entra/`): `POST token-lifetime {"seconds": 5}`, `POST fail-next {"count": 2, "status": 503,
 "retry_after": 0}`, `GET stats`, `POST roles {"client_id", "resource", "roles": [...]}` (the app roles granted
-on a resource, e.g. Graph's, as admin consent sets them). MSAL caches a 429/5xx answer for its Retry-After (5 s when absent): give
-`retry_after: 0` to let the next attempt through at once.
+on a resource, e.g. Graph's, as admin consent sets them). MSAL caches a 429/5xx answer for its Retry-After (5 s
+when absent): give `retry_after: 0` to let the next attempt through at once.
 """
 
 from sandbox.entra.app import ISSUER_KEY, create_entra_app, serve_entra

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 from urllib.parse import unquote_plus
 
 import jwt
@@ -318,7 +318,7 @@ class EntraIssuer:
             raise bad(50027, f"JWT token is invalid or malformed (alg {header.get('alg')!r}).")
         try:
             claims = jwt.decode(
-                assertion, app.certificate.public_key(), algorithms=[header["alg"]],
+                assertion, cast(Any, app.certificate.public_key()), algorithms=[header["alg"]],
                 options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
                          "require": ["aud", "iss", "sub", "exp"]})
         except jwt.PyJWTError:

@@ -128,6 +128,7 @@ async def record(request: web.Request) -> web.Response:
 async def work_items(request: web.Request) -> web.Response:
     svc, q = _svc(request), request.query
     et = svc.state.entity_type(workflow.SET)
+    assert et is not None, "the workflow entity is part of every sandbox"
     filters = {"Status": q.get("status"), "UserId": q.get("user"), "DocumentId": q.get("document_id"),
                "Id": q.get("id")}
     rows = [r for r in svc.state.rows(workflow.SET)

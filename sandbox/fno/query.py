@@ -50,7 +50,8 @@ def _tokens(text: str) -> list[_Tok]:
         if not m or m.end() == pos:
             raise QueryError(f"Syntax error at position {pos} in '{text}'.")
         pos = m.end()
-        kind = m.lastgroup if m.lastgroup not in ("etype", "evalue") else "enum"
+        kind = (m.lastgroup or "") if m.lastgroup not in ("etype", "evalue") else "enum"
+        value: Any
         if m.group("enum"):
             kind, value = "enum", (m.group("etype"), m.group("evalue").replace("''", "'"))
         elif kind == "str":
@@ -85,6 +86,14 @@ class _Lit:
 Predicate = Callable[[dict[str, Any]], bool]
 
 
+def _either(a: Predicate, b: Predicate) -> Predicate:
+    return lambda row: a(row) or b(row)
+
+
+def _both(a: Predicate, b: Predicate) -> Predicate:
+    return lambda row: a(row) and b(row)
+
+
 class _FilterParser:
     def __init__(self, et: EntityType, text: str) -> None:
         self.et, self.toks, self.i = et, _tokens(text), 0
@@ -106,23 +115,21 @@ class _FilterParser:
     def parse(self) -> Predicate:
         pred = self.or_()
         if self.peek() is not None:
-            raise QueryError(f"Syntax error: unexpected '{self.peek().text}' in $filter.")
+            raise QueryError(f"Syntax error: unexpected '{self.take().text}' in $filter.")
         return pred
 
     def or_(self) -> Predicate:
         left = self.and_()
         while self.word() == "or":
             self.take()
-            right, prev = self.and_(), left
-            left = lambda row, a=prev, b=right: a(row) or b(row)  # noqa: E731
+            left = _either(left, self.and_())
         return left
 
     def and_(self) -> Predicate:
         left = self.not_()
         while self.word() == "and":
             self.take()
-            right, prev = self.not_(), left
-            left = lambda row, a=prev, b=right: a(row) and b(row)  # noqa: E731
+            left = _both(left, self.not_())
         return left
 
     def not_(self) -> Predicate:
@@ -147,10 +154,13 @@ class _FilterParser:
         op = self.word()
         if op not in _COMPARE:
             if isinstance(left, _Lit) and left.kind == "bool":
-                return lambda row, v=left.value: v
+                value = bool(left.value)
+                return lambda row: value
             if isinstance(left, _Prop) and left.kind == "bool":
-                return lambda row, n=left.name: bool(row.get(n))
-            raise QueryError(f"Syntax error: comparison operator expected after '{tok.text}' in $filter.")
+                name = left.name
+                return lambda row: bool(row.get(name))
+            after = tok.text if tok is not None else ""
+            raise QueryError(f"Syntax error: comparison operator expected after '{after}' in $filter.")
         self.take()
         right = self.operand()
         self._reject_unsupported()
@@ -193,7 +203,9 @@ def _compare(et: EntityType, op: str, left: _Prop | _Lit, right: _Prop | _Lit) -
     name, kind = left.name, left.kind
     if kind == "str" and op in ("eq", "ne") and isinstance(literal, str) and "*" in literal:
         pattern = re.compile("^" + ".*".join(re.escape(p) for p in literal.split("*")) + "$", re.I | re.S)
-        match = (lambda row: row.get(name) is not None and bool(pattern.match(row[name])))
+        def match(row: dict[str, Any]) -> bool:
+            return row.get(name) is not None and bool(pattern.match(row[name]))
+
         return match if op == "eq" else (lambda row: not match(row))
     return lambda row: _apply(op, _comparable(kind, row.get(name)), literal)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sandbox.people import Person
 from sandbox.teams.world import Channel, Team, World, chat_id, user_mri
@@ -83,7 +84,8 @@ def channel_message(world: World, service_url: str, team: Team, channel: Channel
     if conversation_id:
         conv["id"] = conversation_id
     act = _base(world, service_url, "message", by, conv, data)
-    entities = [{"type": "clientInfo", "locale": "en-US", "country": "US", "platform": "Web", "timezone": "UTC"}]
+    entities: list[dict[str, Any]] = [
+        {"type": "clientInfo", "locale": "en-US", "country": "US", "platform": "Web", "timezone": "UTC"}]
     if mention_bot:
         at = f"<at>{world.bot_name}</at>"
         text = f"{at} {text}"

@@ -130,7 +130,7 @@ async def post_message(request: web.Request) -> web.Response:
     svc, args = request.app[SERVICE], await json_object(request)
     team = svc.world.team(str(args.get("team") or ""))
     channel = team and svc.world.find_channel(team, args.get("channel"))
-    if not channel:
+    if not team or not channel:
         return _bad("unknown team or channel")
     activity = args.get("activity") or {"type": "message", "attachments": [
         {"contentType": CARD_TYPE, "content": args.get("card") or {}}]}
@@ -144,7 +144,7 @@ async def ui_submit(request: web.Request) -> web.Response:
     """A click on a card button in the page: {viewer, conversation, messageId, action{type,data,verb,id}, inputs}."""
     args = await json_object(request)
     action = args.get("action") or {}
-    kind = {"Action.Submit": "submit", "Action.Execute": "execute"}.get(action.get("type"))
+    kind = {"Action.Submit": "submit", "Action.Execute": "execute"}.get(str(action.get("type")))
     if kind is None:
         return _bad("action.type must be Action.Submit or Action.Execute")
     data = action.get("data") if isinstance(action.get("data"), dict) else {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -40,7 +41,7 @@ class Channel:
     bot_endpoint: str | None = None
     clock: Callable[[], float] = time.monotonic
     timeout: float = 30.0
-    ssl: object = None  # ssl.SSLContext trusting the sandbox CA when the bot endpoint is https
+    ssl: Any = None  # ssl.SSLContext trusting the sandbox CA when the bot endpoint is https
     sent: list[dict] = field(default_factory=list)  # inbound log (GET /_sandbox/teams/log → "inbound")
 
     async def send(self, activity: dict, *, defect: str | None = None) -> Delivery:

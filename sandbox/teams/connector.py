@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -76,7 +77,7 @@ def _check_activity(svc: TeamsService, request_size: int, activity) -> None:
             raise ConnectorError(400, "BadArgument", "; ".join(problems))
 
 
-def _resolve(svc: TeamsService, conversation_id: str) -> tuple[str, object]:
+def _resolve(svc: TeamsService, conversation_id: str) -> tuple[str, Any]:
     """(kind, target) of a conversation id, or the refusal Teams gives for it."""
     w = svc.world
     if conversation_id.startswith("a:"):
@@ -103,7 +104,7 @@ async def create_conversation(request: web.Request) -> web.Response:
     tenant = body.get("tenantId") or body.get("tenantID") or (data.get("tenant") or {}).get("id")
     if tenant and tenant != w.tenant_id:
         raise ConnectorError(403, "ForbiddenOperationException", "The bot is not allowed in this tenant.")
-    activity = body.get("activity")
+    activity: Any = body.get("activity")  # checked by _check_activity before use
     channel_id = (data.get("channel") or {}).get("id")
     if body.get("isGroup") and channel_id:
         _, (team, channel) = _resolve(svc, channel_id)
@@ -147,12 +148,12 @@ async def send_activity(request: web.Request) -> web.Response:
     if activity.get("type", "message") != "message":
         return web.json_response({"id": w.next_message_id()}, status=201)  # typing etc.: not stored
     if kind == "personal":
-        thread = w.personal_thread(target)  # type: ignore[arg-type]
+        thread = w.personal_thread(target)
     elif ";messageid=" in cid:
         thread = w.threads.get(cid) or w.threads.setdefault(cid, Thread(cid, "channel", target[0].id, target[1].id))
     else:  # posting to the channel itself starts a new thread
         mid = w.next_message_id()
-        thread = w.new_channel_thread(target[0], target[1], mid)  # type: ignore[index]
+        thread = w.new_channel_thread(target[0], target[1], mid)
         msg = w.add_message(thread, activity, svc.clock(), message_id=mid)
         _count_post(svc, thread.id)
         return web.json_response({"id": msg.id}, status=201)
@@ -195,7 +196,7 @@ def _members(svc: TeamsService, cid: str) -> list:
     kind, target = _resolve(svc, cid)
     if kind == "personal":
         return [target]
-    team = target[0]  # type: ignore[index]
+    team = target[0]
     return [p for p in svc.world.people if p.object_id in team.member_ids]
 
 

@@ -1,8 +1,9 @@
 """The Bot Framework channel's signing keys: OpenID metadata, JWKS, and the JWT on every inbound activity.
 
 Knows JOSE and the Bot Framework token rules (teams.md §1.6), nothing about activities or HTTP routes. Three keys
-live for the process: the channel key (published, endorsed for `msteams`), a published key endorsed for other channels only,
-and an unpublished key (its kid is unknown to the bot). Defects exist so tests can prove the bot refuses bad tokens.
+live for the process: the channel key (published, endorsed for `msteams`), a published key endorsed for other
+channels only, and an unpublished key (its kid is unknown to the bot). Defects exist so tests can prove the bot
+refuses bad tokens.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def test_null_inside_a_string_fails_like_microsoft() -> None:
 
 
 @pytest.mark.parametrize("x,expected", [(1.0, "1"), (-0.0, "0"), (123456789012345680000.0, "123456789012345680000"),
-                                        (1e21, "1e+21"), (1e-7, "1e-7"), (0.000001, "0.000001"), (2**60, "1152921504606846976")])
+                                        (1e21, "1e+21"), (1e-7, "1e-7"), (0.000001, "0.000001"),
+                                        (2**60, "1152921504606846976")])
 def test_number_to_string(x: float, expected: str) -> None:
     assert num_str(x) == expected
 
@@ -109,7 +110,8 @@ def test_number_to_string(x: float, expected: str) -> None:
     ("string(1234.5)", "1,234.5"), ("string(-1000000)", "\u22121,000,000"), ("string(true)", "true"),
     ("string(x)", '{"a":[1,"b"]}'),
     ("count(items)", 2), ("count('abc')", 3), ("join(createArray('a', 'b', 'c'), ', ', ' and ')", "a, b and c"),
-    ("string(concat('a', 1, true, null))", "a1true"), ("concat(items, items)", "1,21,2"), ("substring('hello', 1, 3)", "ell"), ("toUpper('abc')", "ABC"),
+    ("string(concat('a', 1, true, null))", "a1true"), ("concat(items, items)", "1,21,2"),
+    ("substring('hello', 1, 3)", "ell"), ("toUpper('abc')", "ABC"),
     ("toLower('ABC')", "abc"), ("trim('  x ')", "x"), ("length('abc')", 3), ("replace('banana', 'an', '_')", "b__a"),
     ("int('12.7')", 12), ("int(-3.9)", -3), ("float('1.5')", 1.5), ("json('{\"a\": [1]}')", {"a": [1]}),
     ("if(exists(x), 'y', 'n')", "y"), ("empty('')", True), ("empty(0)", False), ("exists(nope)", False),
@@ -126,7 +128,8 @@ def test_functions(expr: str, expected: object) -> None:
 
 @pytest.mark.parametrize("fmt,expected", [
     ("yyyy-MM-dd", "2023-10-06"), ("dd MMM yyyy", "06 Oct 2023"), ("MMMM d, yyyy", "October 6, 2023"),
-    ("h:mm tt", "5:02 PM"), ("HH:mm:ss.fff", "17:02:06.123"), ("dddd", "Friday"), ("o", "2023-10-06T17:02:06.1230000+00:00"),
+    ("h:mm tt", "5:02 PM"), ("HH:mm:ss.fff", "17:02:06.123"), ("dddd", "Friday"),
+    ("o", "2023-10-06T17:02:06.1230000+00:00"),
     ("'Week of' MMM d", "Week of Oct 6"), ("yy/M/d", "23/10/6"),
 ])
 def test_format_date_time(fmt: str, expected: str) -> None:

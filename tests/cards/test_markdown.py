@@ -115,11 +115,13 @@ def test_numbers_and_unresolved_bindings_are_not_escaped() -> None:
 
 def _poison(node: Any, text: str) -> Any:
     """Every string in the data (events, records, fields, digest rows) replaced by `text`, except what is not F&O
-    display text: URLs, ids the card posts back, mentions (resolved by us, not F&O), the locale and dates."""
+    display text: URLs, ids the card posts back, mentions (resolved by us, not F&O), the locale and dates, and the
+    card mechanics "my approvals" computes (button verbs, styles and data, input ids)."""
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
-            if k in ("openUrl", "baseUrl", "mentions", "locale", "workItemId", "eventId", "outcomes"):
+            if k in ("openUrl", "baseUrl", "cardUrl", "mentions", "locale", "workItemId", "eventId", "outcomes",
+                     "verb", "style", "data", "commentId"):
                 out[k] = copy.deepcopy(v)
             else:
                 out[k] = _poison(v, text)

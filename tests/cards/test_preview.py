@@ -43,7 +43,8 @@ def test_pages_without_chromium(tmp_path: Path) -> None:
         assert (tmp_path / "_vendor" / vendored).stat().st_size > 1000
     for result in results:
         page = result.html.read_text(encoding="utf-8")
-        embedded = re.search(r'<script type="application/json" class="card" data-card="[^"]+">(.*?)</script>', page, re.S)
+        embedded = re.search(r'<script type="application/json" class="card" data-card="[^"]+">(.*?)</script>', page,
+                             re.S)
         expected = render(result.name, catalog.sample(result.name), catalog=catalog).card
         assert json.loads(embedded.group(1)) == expected
         assert '<pre class="warnings" id="warnings"' in page and '<div id="status">' in page

@@ -44,7 +44,8 @@ def test_nested_repeats_have_their_own_index() -> None:
 
 
 def test_data_over_strings_and_the_root() -> None:
-    assert expand({"a": [{"$data": "${tags}", "v": "${$data}"}]}, {"tags": ["x", "y"]}) == {"a": [{"v": "x"}, {"v": "y"}]}
+    assert (expand({"a": [{"$data": "${tags}", "v": "${$data}"}]}, {"tags": ["x", "y"]})
+            == {"a": [{"v": "x"}, {"v": "y"}]})
     assert expand({"$data": "${items}", "v": "${v}"}, {"items": [{"v": 1}, {"v": 2}]}) == [{"v": 1}, {"v": 2}]
 
 
@@ -54,7 +55,8 @@ def test_when_drops_elements_and_properties() -> None:
     assert expand(template, {"x": 3}) == {"body": [{"t": 1}], "prop": None}
     assert expand({"$when": "${false}", "t": 1}, {}) is None
     # anything but a true boolean is false; a literal (non-binding) truthy value drops the element
-    assert expand([{"$when": "${'true'}"}, {"$when": "${1}"}, {"$when": True}, {"$when": False, "k": 1}], {}) == [{"k": 1}]
+    assert (expand([{"$when": "${'true'}"}, {"$when": "${1}"}, {"$when": True}, {"$when": False, "k": 1}], {})
+            == [{"k": 1}])
 
 
 def test_when_is_evaluated_per_repeated_item() -> None:
@@ -67,7 +69,8 @@ def test_arrays_drop_nulls_and_splice_arrays() -> None:
 
 
 def test_reserved_keys_never_reach_the_output() -> None:
-    out = expand({"$root": 1, "$index": 2, "$host": 3, "$_acTemplateVersion": 4, "k": "${$_acTemplateVersion.major}"}, {})
+    out = expand({"$root": 1, "$index": 2, "$host": 3, "$_acTemplateVersion": 4,
+                  "k": "${$_acTemplateVersion.major}"}, {})
     assert out == {"k": 2}
 
 
@@ -139,7 +142,8 @@ def test_deep_expressions_fail_closed() -> None:
 
 def test_repeats_that_explode_fail_closed() -> None:
     rows = list(range(1000))
-    template = {"a": [{"$data": "${rows}", "b": [{"$data": "${$root.rows}", "c": [{"$data": "${$root.rows}", "v": 1}]}]}]}
+    template = {"a": [{"$data": "${rows}",
+                       "b": [{"$data": "${$root.rows}", "c": [{"$data": "${$root.rows}", "v": 1}]}]}]}
     with pytest.raises(TemplateError, match="more than"):
         expand(template, {"rows": rows})
 

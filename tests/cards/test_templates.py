@@ -52,7 +52,7 @@ def test_every_template_has_a_sample() -> None:
     ])
 
 
-@pytest.mark.parametrize("name,label", CASES, ids=[f"{n}:{l}" for n, l in CASES])
+@pytest.mark.parametrize("name,label", CASES, ids=[f"{n}:{label}" for n, label in CASES])
 def test_variant_renders_valid_card(catalog: Catalog, name: str, label: str) -> None:
     data = case(name, label)
     rendered = render(name, data, catalog=catalog)

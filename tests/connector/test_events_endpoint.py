@@ -63,7 +63,8 @@ async def test_array_body_and_test_event_and_foreign_legal_entity(client, store)
                   "ControlNumber": -9223372036854775808, "EventId": "8D1220EB-0000-4000-8000-000000000001",
                   "EventTime": "/Date(1697470966000)/", "MajorVersion": 0, "MinorVersion": 0}
     other_le = dict(PO, ControlNumber=1, BusinessEventLegalEntity="gbsi", LegalEntity="gbsi")
-    r = await client.post(URL, data=json.dumps([PO, test_event, other_le]), headers={"Content-Type": "application/json"})
+    r = await client.post(URL, data=json.dumps([PO, test_event, other_le]),
+                          headers={"Content-Type": "application/json"})
     assert r.status == 202
     counts = {k: v for k, v in (await store.count_by_status()).items() if v}
     assert counts == {EventStatus.QUEUED: 1, EventStatus.IGNORED: 2}

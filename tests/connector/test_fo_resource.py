@@ -69,7 +69,7 @@ async def test_without_resource_the_proxys_host_is_the_audience_and_fo_refuses_i
 
 
 def test_resource_must_be_an_https_url(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="environments\[0\]\.resource"):
+    with pytest.raises(ConfigError, match=r"environments\[0\]\.resource"):
         load_settings(environ={"ML_ENVIRONMENTS": '[{"name": "p", "base_url": "https://gw.example", '
                                                   '"resource": "contoso.operations.dynamics.com"}]'})
     s = load_settings(environ={"ML_ENVIRONMENTS": '[{"name": "p", "base_url": "https://gw.example"}]'})

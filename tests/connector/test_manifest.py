@@ -153,7 +153,8 @@ def test_http_or_loopback_public_url_warns(tmp_path: Path) -> None:
 
 # --- problems are reported with their JSON path ---------------------------------------------------------------
 @pytest.mark.parametrize("kw,expected", [
-    ({"name_short": "F&O Approvals for Contoso Corp.!"}, "$.name.short: 'F&O Approvals for Contoso Corp.!' is too long"),
+    ({"name_short": "F&O Approvals for Contoso Corp.!"},
+     "$.name.short: 'F&O Approvals for Contoso Corp.!' is too long"),
     ({"accent_color": "blue"}, "$.accentColor: 'blue' does not match"),
     ({"accent_color": "#12345"}, "$.accentColor: '#12345' does not match"),
     ({"version": "1.0"}, "$.version: '1.0' is not a version like 1.0.0"),

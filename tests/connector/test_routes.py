@@ -38,7 +38,8 @@ def test_exact_glob_legal_entity_and_conditions() -> None:
 
 def test_bad_routes_are_reported_with_index() -> None:
     with pytest.raises(ConfigError) as err:
-        routes_from_config([{"name": "x", "events": [], "team": "T"}, {"name": "y", "events": ["E"], "team": "T", "threading": "sideways"}])
+        routes_from_config([{"name": "x", "events": [], "team": "T"},
+                            {"name": "y", "events": ["E"], "team": "T", "threading": "sideways"}])
     assert "routes[0].events" in str(err.value) and "routes[1].threading" in str(err.value)
 
 

@@ -88,9 +88,11 @@ INVALID = [
      "environments[0].base_url"),
     ("public-url-http", "", {"ML_SERVER__PUBLIC_URL": "http://connector.contoso.com"}, "server.public_url"),
     ("cloud-url-http", "", {"ML_CLOUD__GRAPH_URL": "http://graph.microsoft.com"}, "cloud.graph_url"),
-    ("enrichment-readme-typo", '[[enrichment]]\nname = "vendor-invoice-posted"\n[[enrichment.fetches]]\nname = "invoice"\n'
+    ("enrichment-readme-typo",
+     '[[enrichment]]\nname = "vendor-invoice-posted"\n[[enrichment.fetches]]\nname = "invoice"\n'
      'entity = "X"\nkey = { InvoiceNumber = "{event.InvoiceId}" }\n', {}, "vendor_invoice_posted"),
-    ("enrichment-twice", '[[enrichment]]\nname = "workflow_work_item"\n[[enrichment]]\nname = "workflow_work_item"\n', {},
+    ("enrichment-twice",
+     '[[enrichment]]\nname = "workflow_work_item"\n[[enrichment]]\nname = "workflow_work_item"\n', {},
      "enrichment[1].name"),
     ("template-dir-gone", "", {"ML_CARDS__TEMPLATE_DIR": "{tmp}/gone"}, "cards.template_dir"),
     ("sqlite-folder-missing", "", {"ML_STORE__URL": "sqlite:///{tmp}/missing/ml.db"}, "store.url"),
@@ -161,7 +163,8 @@ def test_a_good_configuration_passes_both_with_its_warnings(world, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "configuration ok: 1 environment(s)" in result.output
     # a new plan no route posts and no built-in plan covers is read for nothing: said, not refused
-    assert "warning: enrichment[0]: plan 'my-plan' is not a built-in plan and no route posts its events" in result.output
+    assert ("warning: enrichment[0]: plan 'my-plan' is not a built-in plan and no route posts its events"
+            in result.output)
     assert "note: ignored environment variables (no such configuration section): ML_DEBUG" in result.output
 
 
@@ -174,7 +177,8 @@ def test_public_url_missing_is_a_warning(world) -> None:
 
 def test_tls_pair_that_matches_is_accepted(world) -> None:
     ca1, _ = world.paths
-    cfg, env = world("", {"ML_SERVER__TLS_CERT": str(ca1.server_cert_path), "ML_SERVER__TLS_KEY": str(ca1.server_key_path)})
+    cfg, env = world("", {"ML_SERVER__TLS_CERT": str(ca1.server_cert_path),
+                          "ML_SERVER__TLS_KEY": str(ca1.server_key_path)})
     assert serve_verdict(cfg, env) is None
 
 

@@ -130,7 +130,8 @@ async def test_skip_fetches_still_only_record_unfixable_errors(lacking: FakeFnO,
     lacking.missing_fields = {"PurchaseOrderHeadersV2": {"BuyerGroupId", "PurchaseOrderNumber"}}
     plan = load_plan({"name": "p", "events": ["E"], "fetches": [
         {"name": "order", "entity": "PurchaseOrderHeadersV2", "on_error": "skip",
-         "key": {"PurchaseOrderNumber": "{event.PurchaseOrderNumber}"}, "select": ["PurchaseOrderName", "BuyerGroupId"]},
+         "key": {"PurchaseOrderNumber": "{event.PurchaseOrderNumber}"},
+         "select": ["PurchaseOrderName", "BuyerGroupId"]},
         {"name": "gone", "entity": "NoSuchSet", "on_error": "skip", "filter": {"X": "1"}}]})
     result = await enrich(event(PO_EVENT), make_client(), plan)
     assert set(result.failed) == {"order", "gone"} and result.record["order"] is None

@@ -38,7 +38,8 @@ async def test_sandbox_json_and_real_tokens(tmp_path):
                 headers={"Authorization": f"Bearer {bot_token}"})
             assert r.status == 200, await r.text()
             graph_token = await _token(http, state, state["tenant_id"], graph["scope"])
-            r = await http.get(graph["graph_url"] + "/users?$filter=" + quote("mail eq 'adele.vance@contoso-distribution.example'"),
+            r = await http.get(graph["graph_url"] + "/users?$filter="
+                               + quote("mail eq 'adele.vance@contoso-distribution.example'"),
                                headers={"Authorization": f"Bearer {graph_token}"})
             assert r.status == 200 and len((await r.json())["value"]) == 1
             q = quote(f"externalId eq '{graph['teams_app_external_id']}'")

@@ -476,7 +476,8 @@ def run_cli(args: list[str], connector: Connector, *, timeout: float = 60) -> su
 
 
 
-async def wait_finished(store: Any, payloads: list[dict[str, Any]], timeout: float, *, what: str = "") -> dict[int, EventRecord]:
+async def wait_finished(store: Any, payloads: list[dict[str, Any]], timeout: float, *,
+                        what: str = "") -> dict[int, EventRecord]:
     """Wait until every payload's event is stored and no longer queued/processing; the records by ControlNumber."""
     wanted = {p["ControlNumber"] for p in payloads}
 

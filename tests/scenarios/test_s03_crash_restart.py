@@ -77,7 +77,8 @@ async def test_sigkill_mid_burst_then_restart(sandbox: Sandbox, workdir: Path, l
             for e in errors:
                 await admin.post(f"{sandbox.sender}/errors/{e['id']}/resend")
             records = await wait_finished(store, payloads, ALL_DONE_WITHIN - (time.monotonic() - restarted),
-                                          what=f"every event of the burst within {ALL_DONE_WITHIN:.0f} s of the restart "
+                                          what=f"every event of the burst within {ALL_DONE_WITHIN:.0f} s of the "
+                                               "restart "
                                                f"(the killed process's leases last {LEASE:.0f} s)")
             finished = time.monotonic()
             for r in leased_at_kill:  # released by the restart, not by lease expiry
@@ -111,10 +112,11 @@ async def test_sigkill_mid_burst_then_restart(sandbox: Sandbox, workdir: Path, l
             duplicates = set(messages) - recorded  # posts Teams accepted that no recorded card accounts for
             digests = {c.activity_id for r in records.values() for c in await store.cards_for_event(r.id)
                        if c.kind == "digest"}
-            print(f"\ncrash/restart: {BURST} events, killed after {killed - started:.1f} s with {done_at_kill} done and "
-                  f"{len(in_delivery)} in delivery ({len(leased_at_kill)} leased); first card {first_card:.1f} s after the "
-                  f"restart; {len(errors)} deliveries resent; all done "
-                  f"{finished - killed:.1f} s after the kill; {len(messages)} Teams messages ({len(digests)} recorded digests); "
+            print(f"\ncrash/restart: {BURST} events, killed after {killed - started:.1f} s with {done_at_kill} done "
+                  f"and {len(in_delivery)} in delivery ({len(leased_at_kill)} leased); first card {first_card:.1f} s "
+                  f"after the restart; {len(errors)} deliveries resent; all done "
+                  f"{finished - killed:.1f} s after the kill; {len(messages)} Teams messages "
+                  f"({len(digests)} recorded digests); "
                   f"duplicate posts: {len(duplicates)}")
             assert len(duplicates) <= len(in_delivery), (duplicates, len(in_delivery))
             per_channel: dict[str, int] = {}

@@ -45,16 +45,19 @@ async def test_bad_inbound_tokens_are_refused_and_change_nothing(sandbox: Sandbo
             await admin.post(f"{sandbox.teams_admin}/emit", {"kind": "install", "team": "Procurement", "silent": True})
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic Zm9vOmJhcg=="}])
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-jwt"},
+                                     {"Authorization": "Basic Zm9vOmJhcg=="}])
 async def test_hand_made_calls_without_a_channel_token_are_refused(sandbox: Sandbox, workdir: Path,
                                                                    leak_registry: LeakRegistry,
                                                                    headers: dict[str, str]) -> None:
     async with inproc_connector(sandbox, workdir, leak_registry) as (conn, admin):
         before = await conn.services.store.list_installs()
-        activity = {"type": "conversationUpdate", "channelId": "msteams", "serviceUrl": sandbox.state["teams"]["service_url"],
+        activity = {"type": "conversationUpdate", "channelId": "msteams",
+                    "serviceUrl": sandbox.state["teams"]["service_url"],
                     "conversation": {"id": "19:forged@thread.tacv2", "isGroup": True, "conversationType": "channel"},
                     "recipient": {"id": f"28:{sandbox.state['teams']['bot_app_id']}"},
-                    "from": {"id": "29:attacker"}, "membersAdded": [{"id": f"28:{sandbox.state['teams']['bot_app_id']}"}],
+                    "from": {"id": "29:attacker"},
+                    "membersAdded": [{"id": f"28:{sandbox.state['teams']['bot_app_id']}"}],
                     "channelData": {"eventType": "teamMemberAdded", "team": {"id": "19:forged@thread.tacv2",
                                                                              "name": "Forged"},
                                     "tenant": {"id": sandbox.state["tenant_id"]}}}

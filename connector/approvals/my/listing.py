@@ -225,7 +225,7 @@ class Lister:
             return None, None
         row = row or {}
         vendor = next((str(row[f]) for f in lookup.vendor if row.get(f)), None)
-        amount = money(row.get(lookup.amount), row.get(lookup.currency)) if lookup.amount else None
+        amount = money(row.get(lookup.amount), row.get(lookup.currency or "")) if lookup.amount else None
         if len(self._facts) > 2000:  # a bounded per-process cache: documents do not change vendor
             self._facts.clear()
         self._facts[key] = (vendor, amount)

@@ -1,6 +1,6 @@
-"""Draw the Teams app icons (manifest/color.png, manifest/outline.png) without an imaging library.
+"""Draw the Teams app icons (connector/teams_app/color.png, outline.png) without an imaging library.
 
-    .venv/bin/python manifest/make_icons.py        # rewrites both PNGs beside this file
+    .venv/bin/python connector/teams_app/make_icons.py   # rewrites both PNGs beside this file
 
 The glyph is a document with a check mark ("an approval"). color.png: 192x192, a rounded square in the accent
 colour with a white document and an accent check mark. outline.png: 32x32, the same glyph drawn as white strokes
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent.parent))  # the repository root, for `connector`
 
 from connector.manifest import ACCENT_COLOR, encode_png  # noqa: E402
 
