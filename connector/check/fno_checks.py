@@ -110,12 +110,17 @@ async def _legal_entity_ids(ctx: CheckContext, r: Reporter, client: ODataClient,
     return {str(row.get("LegalEntityId") or "").lower() for row in rows}
 
 
-def _plan_fields(fetch: Any) -> set[str]:
-    fields = set(fetch.conditions) | set(fetch.select or ())
-    fields |= {item.split()[0] for item in fetch.orderby or ()}
+def _key_fields(fetch: Any) -> set[str]:
+    """Fields a read cannot do without: its key and filter (and dataAreaId). A missing one parks the event."""
+    fields = set(fetch.conditions)
     if fetch.company:
         fields.add("dataAreaId")
     return fields
+
+
+def _shown_fields(fetch: Any) -> set[str]:
+    """Fields only selected or sorted by: the service drops a missing one and the card goes out without it."""
+    return set(fetch.select or ()) | {item.split()[0] for item in fetch.orderby or ()}
 
 
 def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
@@ -134,16 +139,22 @@ def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
             if fetch.entity not in meta.entity_sets:
                 target.append(f"entity set {fetch.entity} does not exist ({cards} lose record.{fetch.name})")
                 continue
-            missing = meta.missing_fields(fetch.entity, _plan_fields(fetch))
+            keys = _key_fields(fetch)
+            missing_keys = meta.missing_fields(fetch.entity, keys)
+            if missing_keys:
+                target.append(f"{fetch.entity} has no {', '.join(missing_keys)} to read record.{fetch.name} by "
+                              f"({cards} lose it)")
+            missing = [f for f in meta.missing_fields(fetch.entity, _shown_fields(fetch)) if f not in keys]
             if missing:
                 lost = ", ".join(f"record.{fetch.name}.{f}" for f in missing)
-                target.append(f"{fetch.entity} has no {', '.join(missing)} ({cards} lose {lost})")
-        fix = ("add the missing fields to the entity in F&O, or override this plan's fetch in "
-               f"[[enrichment.plans]] name = \"{plan.name}\" with names $metadata lists.")
+                soft.append(f"{fetch.entity} has no {', '.join(missing)} (the connector leaves it out: {cards} "
+                            f"go out without {lost})")
+        fix = ("add the missing fields to the entity in F&O, or override this plan's fetch in an [[enrichment]] "
+               f"entry named \"{plan.name}\" with names $metadata lists.")
         if hard:
             r.fail(item, "; ".join(hard + soft), fix)
         elif soft:
-            r.warn(item, "; ".join(soft) + " (optional fetch: the card goes out without it)", fix)
+            r.warn(item, "; ".join(soft), fix)
         else:
             r.ok(item, f"{len(plan.fetches)} fetch(es) match $metadata")
 

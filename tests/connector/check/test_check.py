@@ -216,22 +216,33 @@ async def test_missing_graph_role(sandbox: dict[str, Any], tmp_path: Path) -> No
 
 
 async def test_plan_field_and_approval_action_missing_from_metadata(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """A missing key field (the read cannot be made: events would park) is ✗; a missing selected field only costs
+    the card that field (the service leaves it out, as a real environment's differences degrade), so it is !."""
     schema = sandbox["fno"]["admin_url"] + "/fno/schema"
     async with https_site(sandbox) as url, admin(sandbox) as call:
         setup = await prepared(sandbox, tmp_path, url)
-        await call("POST", schema, {"remove_fields": {"PurchaseOrderHeadersV2": ["PurchaseOrderName"]},
+        await call("POST", schema, {"remove_fields": {"PurchaseOrderHeadersV2": ["PurchaseOrderName"],
+                                                      "PurchaseOrderLinesV2": ["PurchaseOrderNumber"]},
                                     "remove_actions": ["complete"]})
         try:
             results = await setup.run()
+            await call("POST", schema, {"reset": True})
+            await call("POST", schema, {"remove_fields": {"PurchaseOrderHeadersV2": ["PurchaseOrderName"]}})
+            only_selected = await setup.run()
         finally:
             await call("POST", schema, {"reset": True})
     only_failures(results, (ENV, "plan purchase_order_confirmed"), (ENV, "approval actions"))
     plan = one(results, ENV, "plan purchase_order_confirmed")
+    assert "PurchaseOrderLinesV2 has no PurchaseOrderNumber to read record.lines by" in plan.detail, plan.detail
     assert "PurchaseOrderHeadersV2 has no PurchaseOrderName" in plan.detail
     assert "record.order.PurchaseOrderName" in plan.detail and "PurchaseOrderConfirmedBusinessEvent" in plan.detail
-    assert "[[enrichment.plans]]" in plan.fix
+    assert "[[enrichment]]" in plan.fix and "[[enrichment.plans]]" not in plan.fix
     action = one(results, ENV, "approval actions")
     assert "no bound action 'complete'" in action.detail and "complete_action" in action.fix
+
+    only_failures(only_selected)
+    degraded = one(only_selected, ENV, "plan purchase_order_confirmed")
+    assert degraded.status is Status.WARN and "leaves it out" in degraded.detail, degraded
 
 
 async def test_unknown_legal_entity(sandbox: dict[str, Any], tmp_path: Path) -> None:
