@@ -56,7 +56,8 @@ async def _get_json(session: aiohttp.ClientSession, url: str, ssl: _ssl.SSLConte
     except aiohttp.ClientConnectorError as exc:
         err = exc.os_error
         # asyncio's text is "Connect call failed (host, port)": the errno says what happened
-        reason = os.strerror(err.errno) if err is not None and err.errno else str(exc)
+        # a DNS failure's errno is getaddrinfo's (-2), which os.strerror cannot name: its strerror can
+        reason = (err.strerror or os.strerror(err.errno)) if err is not None and err.errno else str(exc)
         raise OpenIdUnavailable(url, reason.lower(), unreachable=True) from None
     except asyncio.TimeoutError:
         raise OpenIdUnavailable(url, "timed out", unreachable=True) from None

@@ -23,8 +23,18 @@ def explain_token_failure(exc: TokenFailure, ref: CredentialRef, authority: str,
     if isinstance(exc, TokenUnavailable):
         reason = exc.reason
         if "cannot reach" in reason or "ConnectionError" in reason or "Timeout" in reason:
-            short = "connection refused" if "refused" in reason.lower() else (
-                "timed out" if "timeout" in reason.lower() else reason.split(": ", 1)[-1][:160])
+            lowered = reason.lower()
+            if "refused" in lowered:
+                short = "connection refused"
+            elif "timeout" in lowered or "timed out" in lowered:
+                short = "timed out"
+            elif "name or service not known" in lowered or "nodename nor servname" in lowered \
+                    or "failed to resolve" in lowered or "name resolution" in lowered:
+                short = "the host name does not resolve"  # requests' text: "Failed to resolve 'host' ([Errno -2]…)"
+            elif "certificate verify failed" in lowered:
+                short = "its TLS certificate is not trusted (a proxy re-signing TLS? set [cloud] ca_bundle)"
+            else:
+                short = reason.split(": ", 1)[-1][:160]
             return unreachable(authority, short)
         return (f"Entra ID is unavailable: {reason[:200]}", "try again in a few minutes; if it persists, check "
                 "https://status.azure.com and any proxy between here and Entra ID.")

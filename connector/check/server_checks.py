@@ -41,7 +41,7 @@ async def run(ctx: CheckContext, r: Reporter) -> None:
         return
     except (OSError, asyncio.TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
-            os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            (exc.strerror or os.strerror(exc.errno)) if exc.errno else str(exc)).lower()  # DNS: -2, named by strerror
         r.warn(ITEM, f"cannot reach {url} from here ({reason}): certificate and TLS version not checked",
                "check from outside your network that the URL answers over https with a trusted certificate.")
         return

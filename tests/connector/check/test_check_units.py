@@ -70,3 +70,18 @@ def test_text_output_marks_and_fixes() -> None:
     assert text.splitlines() == ["G", "  ✓ a: fine", "  ✗ b: broken", "      fix: do this.", "",
                                  "H", "  ! c: odd", "      fix: maybe that.", "",
                                  "1 failed, 1 warning(s), 1 passed"]
+
+
+def test_an_unresolvable_host_is_named_as_such_not_as_a_stack_of_requests_text() -> None:
+    from connector.check.entra import explain_token_failure
+    from connector.token_wiring import CredentialRef
+    from connector.tokens import TokenUnavailable
+
+    ref = CredentialRef("environment 'prod'", "t", "app", "entra-client-secret", "secret", None)
+    reason = ("cannot reach Entra ID: ConnectionError: HTTPSConnectionPool(host='login.microsoftonline.com', "
+              "port=443): Max retries exceeded with url: /t/v2.0/.well-known/openid-configuration (Caused by "
+              "NameResolutionError(\"Failed to resolve 'login.microsoftonline.com' ([Errno -2] Name or service "
+              "not known)\"))")
+    detail, _ = explain_token_failure(TokenUnavailable(reason), ref, "https://login.microsoftonline.com", "s")
+    assert detail == ("cannot reach https://login.microsoftonline.com: the host name does not resolve; "
+                      "check the URL, DNS, proxy")
