@@ -15,6 +15,7 @@ import secrets
 import uuid
 from typing import Any
 
+from sandbox.entra.obo import mint_sso_token
 from sandbox.people import TENANT_ID
 from sandbox.teams.server import start_teams
 
@@ -36,6 +37,9 @@ async def start_teams_services(ctx: Any) -> None:
         teams_app_external_id=opts.get("teams_app_external_id"), graph_resource=graph_resource,
         preinstalled=opts.get("teams_preinstalled", False))
     ctx.cleanups.append(running.close)
+    # Teams SSO: the token is minted for the manifest's webApplicationInfo app (the bot's), sso-obo.md §1.2
+    running.service.sso_minter = lambda person: mint_sso_token(
+        issuer, app_id=bot_app_id, object_id=person.object_id, upn=person.upn, name=person.name)
     ctx.services["teams"] = running
     state = running.state
     state["teams"].update(bot_app_password=secret, bot_tenant_id=TENANT_ID)
