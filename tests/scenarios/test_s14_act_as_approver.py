@@ -4,15 +4,17 @@ The approver presses Approve (Action.Execute) on the channel card. The connector
 Universal Actions loginRequest; the Teams stand-in signs the approver in silently (a Teams SSO token from the Entra
 stand-in) and presses again; the connector checks the token, exchanges it on-behalf-of for an F&O token and the
 decision job completes the work item with it: F&O records the approver's own F&O user, `complete` once. A client
-that cannot sign in silently shows the Sign-In button instead, and nothing reaches F&O.
+that cannot sign in silently shows the Sign-In button instead, and nothing reaches F&O. `ml-connector check`
+reads the bot's registration through Graph and names what SSO lacks.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from connector.store import Approval
-from scenariokit import LeakRegistry, Sandbox, inproc_connector, tweak, until
+from scenariokit import LeakRegistry, Sandbox, inproc_connector, run_cli, tweak, until
 from test_s11_approvals_security import pending_approval, snapshot
 
 
@@ -64,3 +66,24 @@ async def test_a_client_without_silent_sso_shows_sign_in_and_f_and_o_is_untouche
         assert after["approval"].status == "pending"
         assert (after["complete_calls"], after["validate_calls"]) == (before["complete_calls"],
                                                                       before["validate_calls"]) == (0, 0)
+
+
+async def test_check_verifies_the_sso_registration_where_graph_lets_it(sandbox: Sandbox, workdir: Path,
+                                                                        leak_registry: LeakRegistry) -> None:
+    async with inproc_connector(sandbox, workdir, leak_registry, _approver) as (conn, admin):
+        good = await asyncio.to_thread(run_cli, ["check"], conn)
+        lines = [ln for ln in good.stdout.splitlines()]
+        assert any("✓ registration: api://botid-" in ln for ln in lines), good.stdout
+        assert any("✓ token keys:" in ln for ln in lines), good.stdout
+        app_id = sandbox.state["teams"]["bot_app_id"]
+        graph_admin = sandbox.state["graph"]["admin_url"]
+        saved = (await admin.post(f"{graph_admin}/application", {"appId": app_id}))["api"]
+        try:
+            await admin.post(f"{graph_admin}/application", {"appId": app_id, "api": {
+                **saved, "preAuthorizedApplications": []}})
+            bad = await asyncio.to_thread(run_cli, ["check"], conn)
+        finally:
+            await admin.post(f"{graph_admin}/application", {"appId": app_id, "api": saved})
+        assert bad.returncode == 1
+        assert "✗ pre-authorized clients: not pre-authorized for access_as_user: Teams desktop/mobile" in bad.stdout
+        assert "Add a client application" in bad.stdout
