@@ -112,9 +112,12 @@ def make_decide_stage(deps: ApprovalDeps) -> Stage:
         except SignInRequired:
             return await _as_user_refused(deps, fo, approval, "sign-in expired", SIGN_IN_AGAIN)
         except ODataAuthError as exc:
-            if delegated:
-                return await _as_user_refused(deps, fo, approval, f"F&O refused the approver: {exc}",
-                                              _fo_refusal_text(approval, exc))
+            if delegated:  # F&O's front door refused the user's token: no enabled F&O user for them
+                return await _as_user_refused(
+                    deps, fo, approval, f"F&O refused the approver's token (no enabled F&O user?): {exc}",
+                    "Dynamics 365 did not accept you: it has no enabled user for your account (F&O matches your "
+                    "sign-in name / e-mail to a user). Ask your Dynamics 365 administrator to add or enable your "
+                    f"user, or decide on work item {wid} in Dynamics 365.")
             raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc

@@ -292,3 +292,62 @@ async def test_user_tokens_never_reach_logs_store_or_messages(tmp_path, rig, cap
         assert sso not in repr(press) and "auth_token" not in repr(press)
     finally:
         await world.store.close()
+
+
+async def test_no_enabled_f_and_o_user_for_the_approver_is_told_and_audited(tmp_path, rig):
+    person, megan = _graph_user("megan")
+    world = await _world(tmp_path, rig, "approver")
+    await world.store.upsert_install(personal_install(megan.id))
+    try:
+        wid = await _pending(rig, world)
+        row = rig.fno.state.get("SystemUsers", {"UserID": "megan"})
+        rig.fno.state.update("SystemUsers", row, Enabled=False)
+        await world.service.on_execute(_press(megan, wid, rig.sso(person)))
+        await world.run_pipeline()
+        assert wid not in (await rig.stats())["complete_calls"]
+        assert (await world.store.get_approval(ENV, wid)).status == "pending"
+        failed = [e for e in await _audit(world, wid) if e.action == "failed"]
+        assert failed and "no enabled F&O user" in failed[-1].detail, failed
+        assert any(t and "no enabled user for your account" in t for _, _, t in world.poster.replies)
+    finally:
+        await world.store.close()
+
+
+async def test_a_guest_cannot_decide_as_themselves(tmp_path, rig):
+    person, megan = _graph_user("megan")
+    guest_token = obo_mod.mint_sso_token(rig.issuer, app_id=rig.bot_app_id, object_id=person.object_id,
+                                         upn="megan_fabrikam.example#EXT#@contoso.example", name=person.name)
+    strict = await _world(tmp_path, rig, "approver")
+    try:
+        wid = await _pending(rig, strict)
+        answer = await strict.service.on_execute(_press(megan, wid, guest_token))
+        assert "Guest accounts" in text_of(answer)
+        assert any("guest account" in e.detail for e in await _audit(strict, wid))
+        assert wid not in (await rig.stats())["validate_calls"]
+    finally:
+        await strict.store.close()
+
+
+async def test_user_tokens_are_cached_renewed_and_forgotten_when_the_sign_in_expires(rig):
+    from connector.tokens import SignInRequired
+
+    now = {"mono": 1000.0, "wall": __import__("time").time()}
+    provider = TokenProvider(authority_host=rig.state["entra"]["authority_host"], ca_bundle=rig.state["ca_cert"],
+                             clock=lambda: now["mono"])
+    obo = OnBehalfOf(provider, rig.state["tenant_id"], rig.bot_app_id,
+                     ClientSecret(Secret(rig.state["teams"]["bot_app_password"])), wall=lambda: now["wall"])
+    person, _ = _graph_user("megan")
+    scope = fo_scope(rig.state["fno"]["base_url"])
+    try:
+        sso = rig.sso(person, lifetime=7200)
+        first = await obo.exchange(person.object_id, sso, now["wall"] + 7200, scope)
+        assert await obo.get(person.object_id, scope) == first and obo.exchanges == 1  # cached
+        now["mono"] += 3599 - 100  # inside the renewal margin: renewed with the kept SSO token
+        assert await obo.get(person.object_id, scope) and obo.exchanges == 2
+        now["mono"] += 7200
+        now["wall"] += 7200  # the SSO token itself has expired: the user must sign in again
+        with pytest.raises(SignInRequired):
+            await obo.get(person.object_id, scope)
+        assert not obo.has_token(person.object_id, scope)
+    finally:
+        provider.close()
