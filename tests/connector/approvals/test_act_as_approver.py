@@ -351,3 +351,24 @@ async def test_user_tokens_are_cached_renewed_and_forgotten_when_the_sign_in_exp
         assert not obo.has_token(person.object_id, scope)
     finally:
         provider.close()
+
+
+async def test_a_manual_sign_in_code_is_not_redeemed_and_falls_back_when_allowed(tmp_path, rig):
+    person, megan = _graph_user("megan")
+    strict = await _world(tmp_path, rig, "approver", "strict.db")
+    try:
+        wid = await _pending(rig, strict)
+        press = dataclasses.replace(_press(megan, wid), auth_state="123456")
+        answer = await strict.service.on_execute(press)
+        assert "signed you in with a code" in text_of(answer)
+        assert (await strict.store.get_approval(ENV, wid)).status == "pending"
+    finally:
+        await strict.store.close()
+    loose = await _world(tmp_path, rig, "approver-or-service", "loose.db")
+    try:
+        wid = await _pending(rig, loose)
+        await loose.service.on_execute(dataclasses.replace(_press(megan, wid), auth_state="123456"))
+        await loose.run_pipeline()
+        assert [c["via"] for c in (await rig.stats())["completions"] if c["work_item_id"] == wid] == ["app"]
+    finally:
+        await loose.store.close()
