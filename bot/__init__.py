@@ -34,11 +34,14 @@ from bot.models import (
     GraphUser,
     IncomingMessage,
     InstallEvent,
+    InvokeFailure,
+    LoginRequest,
     PostedRef,
 )
 from bot.posting import TeamsPoster
 from bot.retry import RetryPolicy
 from bot.sdk import BotRuntime, make_messages_handler
+from bot.usertoken import SsoUser, UserTokenRejected, UserTokenValidator
 
 __all__ = [
     "BotAuthError",
@@ -61,8 +64,11 @@ __all__ = [
     "GraphUser",
     "IncomingMessage",
     "InstallEvent",
+    "InvokeFailure",
+    "LoginRequest",
     "PostedRef",
     "RetryPolicy",
+    "SsoUser",
     "TeamsBadRequest",
     "TeamsError",
     "TeamsForbidden",
@@ -71,5 +77,7 @@ __all__ = [
     "TeamsThrottled",
     "TeamsUnauthorized",
     "TeamsUnavailable",
+    "UserTokenRejected",
+    "UserTokenValidator",
     "make_messages_handler",
 ]

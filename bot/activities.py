@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from bot.models import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent
+from bot.models import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent, InvokeFailure, LoginRequest
 
 __all__ = [
     "ADAPTIVE_CARD",
@@ -26,10 +26,12 @@ __all__ = [
     "install_event",
     "invoke_body",
     "invoke_error",
+    "login_request",
     "tenant_of",
 ]
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+LOGIN_REQUEST = "application/vnd.microsoft.activity.loginRequest"
 
 # conversationUpdate eventTypes that describe the team or its channels (not its members).
 CHANNEL_EVENT_KINDS = frozenset({
@@ -189,9 +191,13 @@ def card_execute(activity: Mapping[str, Any]) -> CardExecute:
         raise ValueError(f"not an Action.Execute: {action.get('type')!r}")
     data = action.get("data")
     view = _View(activity)
+    auth = _obj(value.get("authentication"))
+    state = value.get("state")
     return CardExecute(verb=_str(action.get("verb")), data=MappingProxyType(dict(_obj(data))),
                        action_id=_str(action.get("id")), trigger=_str(value.get("trigger")),
-                       reply_to_id=_str(activity.get("replyToId")), **view.common())
+                       reply_to_id=_str(activity.get("replyToId")), auth_token=_str(auth.get("token")),
+                       auth_state=str(state) if isinstance(state, (str, int)) and str(state) else None,
+                       auth_id=_str(auth.get("id")), **view.common())
 
 
 def incoming_message(activity: Mapping[str, Any]) -> IncomingMessage | None:
@@ -226,8 +232,25 @@ def card_message(card: Mapping[str, Any] | None, text: str | None = None) -> dic
     return activity
 
 
-def invoke_body(result: Mapping[str, Any] | str | None) -> dict[str, Any]:
-    """The body of our answer to an Action.Execute invoke: a card that replaces the user's view, or a text."""
+def login_request(req: LoginRequest) -> dict[str, Any]:
+    """The loginRequest body (sso-obo.md §1.2): OAuthCard keys, a non-empty connectionName and a sign-in button;
+    `tokenExchangeResource` only when SSO is wanted (without it Teams goes straight to the manual sign-in)."""
+    value: dict[str, Any] = {
+        "text": req.text, "connectionName": req.connection_name,
+        "buttons": [{"type": "signin", "title": "Sign-In", "text": "Sign-In", "value": req.sign_in_url}]}
+    if req.exchange_id:
+        value["tokenExchangeResource"] = {"id": req.exchange_id, "uri": req.exchange_uri}
+    return {"statusCode": 401, "type": LOGIN_REQUEST, "value": value}
+
+
+def invoke_body(result: Mapping[str, Any] | str | LoginRequest | InvokeFailure | None) -> dict[str, Any]:
+    """The body of our answer to an Action.Execute invoke: a card that replaces the user's view, or a text, or a
+    loginRequest, or an error."""
+    if isinstance(result, LoginRequest):
+        return login_request(result)
+    if isinstance(result, InvokeFailure):
+        return {"statusCode": result.status, "type": f"application/vnd.microsoft.error.{result.kind}",
+                "value": {"code": str(result.status), "message": result.message}}
     if isinstance(result, Mapping):
         return {"statusCode": 200, "type": ADAPTIVE_CARD, "value": dict(result)}
     return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": result or ""}

@@ -148,6 +148,22 @@ class GraphClient:
         users = [u for u in (_user(v) for v in (data or {}).get("value") or []) if u is not None]
         return users[0] if users else None
 
+    async def get_application(self, app_id: str) -> dict[str, Any] | None:
+        """An app registration as Graph shows it (`GET /applications(appId='<id>')`: identifierUris, api,
+        requiredResourceAccess), or None when there is none. For `ml-connector check` (Teams SSO setup).
+
+        Raises:
+            GraphForbidden (names Application.Read.All), GraphUnauthorized, GraphThrottled, GraphUnavailable...
+        """
+        path = f"/applications(appId='{quote(app_id, safe='')}')"
+        status, data = await self._request(
+            "GET", f"{path}?$select=appId,identifierUris,api,requiredResourceAccess", target=f"GET {path}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise self._error(status, data, f"GET {path}", "Application.Read.All")
+        return data if isinstance(data, dict) else None
+
     async def get_mailbox_time_zone(self, user_id: str) -> str | None:
         """The user's mailbox time zone (`GET /users/{id}/mailboxSettings` -> timeZone: a Windows or an IANA
         name, as Outlook stores it), or None when the user or their mailbox is unknown.

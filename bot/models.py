@@ -20,6 +20,8 @@ __all__ = [
     "GraphUser",
     "IncomingMessage",
     "InstallEvent",
+    "InvokeFailure",
+    "LoginRequest",
     "PostedRef",
 ]
 
@@ -210,6 +212,40 @@ class CardExecute:
     user_id: str | None = None
     user_aad_object_id: str | None = None
     user_name: str | None = None
+    # Universal Actions sign-in (sso-obo.md §1.2): the retried press carries the SSO token, or a `state` code after
+    # a manual sign-in. Kept out of repr so a logged press never shows a credential.
+    auth_token: str | None = field(default=None, repr=False)
+    auth_state: str | None = field(default=None, repr=False)
+    auth_id: str | None = None  # echoes tokenExchangeResource.id (unconfirmed)
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """An answer to an Action.Execute that asks Teams to sign the user in and press again (loginRequest, 401).
+
+    Args:
+        text: what the sign-in asks ("Sign in to approve as yourself in Dynamics 365").
+        connection_name: required non-empty by Teams; the Bot Framework OAuth connection when one is used.
+        exchange_id: tokenExchangeResource.id (Teams honours only this for SSO); None asks for the manual sign-in.
+        exchange_uri: tokenExchangeResource.uri (the App ID URI, api://botid-<app id>).
+        sign_in_url: the Sign-In button's URL (the fallback when the client cannot sign in silently).
+    """
+
+    text: str
+    connection_name: str
+    exchange_id: str | None
+    exchange_uri: str
+    sign_in_url: str
+
+
+@dataclass(frozen=True)
+class InvokeFailure:
+    """An Universal Actions error answer: 412 preconditionFailed (token exchange failed: Teams falls back to the
+    manual sign-in) or 401 invalidAuthCode. `message` is shown to nobody but the client; no secrets in it."""
+
+    status: int
+    kind: str  # "preconditionFailed" | "invalidAuthCode"
+    message: str
 
 
 @dataclass(frozen=True)
@@ -270,5 +306,6 @@ class BotHandlers(Protocol):
         """An Action.Submit. Return a card (dict) to update the card in place, a text to reply in the thread,
         or None to do nothing."""
 
-    async def on_execute(self, execute: CardExecute) -> dict | str:
-        """An Action.Execute. Return the card that replaces it for this user (dict), or a short text."""
+    async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure:
+        """An Action.Execute. Return the card that replaces it for this user (dict), or a short text, or a
+        LoginRequest (Teams signs the user in and presses again), or an InvokeFailure."""

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
 from connector.approvals import Approvals
+from connector.act_as_wiring import act_as_wiring
 from cards import Catalog
 from connector.config import ConfigError, Settings, ignored_environment_variables
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
@@ -225,12 +226,16 @@ def create_app(
             if not approval_settings.teams_app_external_id:
                 approval_settings = approval_settings.model_copy(
                     update={"teams_app_external_id": catalog_app_id(teams)})
+            assert services.session is not None
+            gate, as_user = act_as_wiring(settings, teams, approval_settings, tokens=services.tokens,
+                                          session=services.session, ref=bot_ref, credential=credential,
+                                          tls=outbound_tls)
             services.approvals = Approvals.build(
                 store=services.store, settings=approval_settings, poster=services.poster, graph=services.graph,
                 catalog=services.catalog,
                 environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
-                locales={e.name: e.locale for e in settings.environments if e.locale},
+                locales={e.name: e.locale for e in settings.environments if e.locale}, gate=gate, as_user=as_user,
             )
             services.handlers.approvals = services.approvals.service
             services.handlers.my_approvals = services.approvals.my

@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 import cards
+from connector.approvals.config import ApprovalSettings
 from connector.app import SERVICES, Services, create_app
 from connector.carddata import summarize
 from connector.config import (
@@ -73,7 +74,8 @@ def demo_routes() -> list[dict[str, Any]]:
     ]
 
 
-def demo_settings(state: dict[str, Any], workdir: Path, port: int) -> Settings:
+def demo_settings(state: dict[str, Any], workdir: Path, port: int, *, act_as: str = "service") -> Settings:
+    """The connector's settings against the sandbox. `act_as` is `[approvals] act_as` (the demo: "approver")."""
     teams, graph, fno = state["teams"], state["graph"], state["fno"]
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}"),
@@ -98,6 +100,7 @@ def demo_settings(state: dict[str, Any], workdir: Path, port: int) -> Settings:
              "credential": "bot-app-secret", "digest_after": 8.0, "digest_max": 25,
              "teams_app_external_id": graph.get("teams_app_external_id")},
         routes=demo_routes(),
+        approvals=ApprovalSettings.model_validate({"act_as": act_as}),
     )
 
 
@@ -178,7 +181,8 @@ class Demo:
         try:
             sandbox, state = await self._start_sandbox()
             port = free_port()
-            settings = demo_settings(state, self.workdir, port)
+            # decisions are made in F&O as the approver (Teams SSO + on-behalf-of): F&O's history names them
+            settings = demo_settings(state, self.workdir, port, act_as="approver")
             key = MasterKey.from_text(generate_master_key())
             token = await store_demo_secrets(settings, key, state)
             app = create_app(settings, master_key=key)
@@ -372,8 +376,10 @@ async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[
         return False
     card = cards_[0]
     admin, fno = state["teams"]["admin_url"], state["fno"]["admin_url"]
-    value = {"action": "approve", "workItemId": approval.work_item_id}
-    press = {"kind": "submit", "conversation": card.conversation_id, "reply_to": card.activity_id, "value": value}
+    value = {"action": "approve", "workItemId": approval.work_item_id, "environment": approval.environment}
+    # Action.Execute (Universal Actions): the press that can sign the approver in (act_as = "approver")
+    press = {"kind": "execute", "conversation": card.conversation_id, "reply_to": card.activity_id, "data": value,
+             "verb": "approve"}
     # Someone else presses Approve: refused, F&O untouched.
     other = "alex.wilber@contoso-distribution.example"
     if other.split("@")[0].replace(".", " ").lower() == (approval.assignee_name or "").lower():
@@ -394,9 +400,16 @@ async def _approval_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[
     completes = (stats.get("complete_calls") or {}).get(approval.work_item_id, 0)
     final = await store.get_approval(approval.environment, approval.work_item_id)
     outcome = final.outcome if final else None
-    demo.out(f"  {who} pressed Approve: " + (f"F&O work item completed ({outcome}, complete called "
-                                             f"{completes}x), cards updated" if ok else "no decision recorded"))
-    return refused and ok and completes == 1
+    signins = [s for s in (await _get(http, f"{admin}/state")).get("signins") or []
+               if s.get("user", "").lower() == (approval.assignee_object_id or "").lower()]
+    by = [c for c in stats.get("completions") or [] if c.get("work_item_id") == approval.work_item_id]
+    as_approver = bool(by) and by[-1].get("via") == "delegated" and \
+        str(by[-1].get("completed_by", "")).lower() == (approval.assignee_fo_user or "").lower()
+    demo.out(f"  {who} pressed Approve: Teams signed them in ({signins[-1]['how'] if signins else 'no sign-in'}); "
+             + (f"F&O work item completed ({outcome}, complete called {completes}x) as F&O user "
+                f"{by[-1]['completed_by'] if by else '?'} ({by[-1]['via'] if by else '?'} token), cards updated"
+                if ok else "no decision recorded"))
+    return refused and ok and completes == 1 and as_approver
 
 
 async def _my_approvals_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[str, Any],

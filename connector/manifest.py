@@ -11,7 +11,9 @@ root. Every problem is collected and raised together in one `ManifestError`, eac
 Ids: the manifest `id` is the *Teams app* id (stable across versions, so uploads replace the earlier version; by
 default derived from the bot id with uuid5); `bots[0].botId` and `webApplicationInfo.id` are the bot's *Entra app*
 (client) id. `webApplicationInfo` is what lets the connector install the app for a user through Graph
-(`TeamsAppInstallation.ReadWriteSelfForUser.All`) before it opens a 1:1 chat.
+(`TeamsAppInstallation.ReadWriteSelfForUser.All`) before it opens a 1:1 chat, and what Teams single sign-on mints
+the approver's token for (`[approvals] act_as = "approver"`): its `resource` must be the Application ID URI exposed
+on that Entra app, `api://botid-<bot id>` for a standalone bot (sso-obo.md §3), or `[approvals] sso_app_id_uri`.
 
 GCC High and DoD accept manifests up to v1.10: `manifest_version="1.10"` rewrites the version fields and drops
 whatever the 1.10 schema does not know (each dropped field is reported as a warning).
@@ -410,7 +412,8 @@ def render_manifest(*, bot_id: str, public_url: str, app_id: str | None = None,
                     developer_name: str | None = None, website_url: str | None = None,
                     privacy_url: str | None = None, terms_url: str | None = None,
                     accent_color: str = ACCENT_COLOR, manifest_version: str = "1.22",
-                    template: Path | None = None) -> tuple[dict[str, Any], list[str], list[str]]:
+                    template: Path | None = None,
+                    sso_resource: str | None = None) -> tuple[dict[str, Any], list[str], list[str]]:
     """Fill the template: (manifest, problems, warnings). Problems here are about the inputs themselves."""
     problems: list[str] = []
     warnings: list[str] = []
@@ -446,6 +449,7 @@ def render_manifest(*, bot_id: str, public_url: str, app_id: str | None = None,
         "NAME_SHORT": name_short, "NAME_FULL": name_full or DEFAULT_NAME_FULL, "ACCENT_COLOR": accent_color,
         "PUBLIC_HOST": host, "DEVELOPER_NAME": filled["developer_name"], "WEBSITE_URL": filled["website_url"],
         "PRIVACY_URL": filled["privacy_url"], "TERMS_URL": filled["terms_url"],
+        "SSO_RESOURCE": (sso_resource or "").strip() or f"api://botid-{bot_id}",
     }
     raw = json.loads((template or TEMPLATE).read_text(encoding="utf-8"))
     manifest = _fill(raw, values)
@@ -515,7 +519,7 @@ def build_package(*, bot_id: str, public_url: str, out: Path | str, app_id: str 
                   privacy_url: str | None = None, terms_url: str | None = None,
                   accent_color: str = ACCENT_COLOR, manifest_version: str = "1.22",
                   color_icon: Path | None = None, outline_icon: Path | None = None, template: Path | None = None,
-                  on_warning: Callable[[str], None] | None = None) -> Path:
+                  on_warning: Callable[[str], None] | None = None, sso_resource: str | None = None) -> Path:
     """Fill, validate and zip the Teams app package; return the zip's path.
 
     Args:
@@ -526,6 +530,7 @@ def build_package(*, bot_id: str, public_url: str, out: Path | str, app_id: str 
         version: the package version (MAJOR.MINOR.PATCH); raise it for every upload that replaces an earlier one.
         developer_*/..._url: publisher details; placeholders (with a warning) when not given.
         manifest_version: "1.22", or "1.10" for GCC High / DoD.
+        sso_resource: `webApplicationInfo.resource`, the Application ID URI (default api://botid-<bot_id>).
         color_icon, outline_icon, template: replacements for the files in teams_app/.
         on_warning: called with each warning (default: logged).
     Raises:
@@ -535,7 +540,8 @@ def build_package(*, bot_id: str, public_url: str, out: Path | str, app_id: str 
     manifest, problems, warnings = render_manifest(
         bot_id=bot_id, public_url=public_url, app_id=app_id, name_short=name_short, name_full=name_full,
         version=version, developer_name=developer_name, website_url=website_url, privacy_url=privacy_url,
-        terms_url=terms_url, accent_color=accent_color, manifest_version=manifest_version, template=template)
+        terms_url=terms_url, accent_color=accent_color, manifest_version=manifest_version, template=template,
+        sso_resource=sso_resource)
     problems += validate_manifest(manifest, manifest_version if manifest_version in SCHEMA_FILES else None)
     icons: dict[str, bytes | None] = {}
     for key, given in (("color", color_icon), ("outline", outline_icon)):
@@ -637,7 +643,8 @@ def manifest_build(ctx: click.Context, out: Path, app_version: str | None, manif
             app_id=bot.get("teams_app_id") or None, name_short=name_short or DEFAULT_NAME_SHORT,
             version=app_version or _default_app_version(), developer_name=bot.get("developer_name"),
             website_url=bot.get("website_url"), privacy_url=bot.get("privacy_url"), terms_url=bot.get("terms_url"),
-            manifest_version=manifest_version, on_warning=warn)
+            manifest_version=manifest_version, on_warning=warn,
+            sso_resource=settings.approvals.sso_app_id_uri)
     except ManifestError as exc:
         _fail(str(exc))
         return

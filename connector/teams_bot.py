@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from bot import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent
+from bot import CardExecute, CardSubmit, ChannelEvent, IncomingMessage, InstallEvent, InvokeFailure, LoginRequest
 from connector.installs import InstallRecorder
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,13 @@ NOT_ENABLED = "Approvals from Teams are not enabled for this connector; please d
 class ApprovalHandlers(Protocol):
     async def handle_submit(self, submit: CardSubmit) -> str | dict | None: ...
 
-    async def handle_execute(self, execute: CardExecute) -> dict | str: ...
+    async def handle_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure: ...
 
 
 class MyApprovalsHandlers(Protocol):
     async def on_message(self, message: IncomingMessage) -> str | dict | None: ...
 
-    async def on_execute(self, execute: CardExecute) -> dict | str | None: ...
+    async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure | None: ...
 
 
 class ConnectorBotHandlers:
@@ -50,7 +50,7 @@ class ConnectorBotHandlers:
             return NOT_ENABLED
         return await self.approvals.handle_submit(submit)
 
-    async def on_execute(self, execute: CardExecute) -> dict | str:
+    async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure:
         if self.approvals is None:
             return NOT_ENABLED
         if self.my_approvals is not None:  # the list card's buttons answer with the list, not the item's card

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from connector.config import ConfigError, EnvironmentSettings, Settings
 from connector.secrets import SecretBox, SecretNotFound
 from connector.teams_config import TeamsSettings
-from connector.tokens import ClientCertificate, ClientSecret, TokenProvider, TokenSource, fo_scope, graph_scope
+from connector.tokens import (ClientCertificate, ClientSecret, OnBehalfOf, TokenProvider, TokenSource, fo_scope,
+                              graph_scope)
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,35 @@ def graph_token_source(tokens: TokenProvider, settings: Settings, ref: Credentia
     graph_url = settings.cloud.endpoint("graph_url")
     return tokens.token_source(ref.tenant_id, ref.client_id, credential,
                                graph_scope(settings.cloud.graph_resource or graph_url))
+
+
+# --- act_as = "approver": Teams SSO + on-behalf-of with the bot's registration -------------------------------------
+SSO_SCOPE_NAME = "access_as_user"
+
+
+def sso_app_id_uri(settings: Settings, teams: TeamsSettings) -> str:
+    """The Application ID URI of the bot's app (Expose an API): `[approvals] sso_app_id_uri`, else the standalone
+    bot form api://botid-<app id> (sso-obo.md §3)."""
+    return settings.approvals.sso_app_id_uri or f"api://botid-{teams.app_id}"
+
+
+def sso_sign_in_url(settings: Settings, teams: TeamsSettings) -> str:
+    """The loginRequest's Sign-In button: `[approvals] sso_sign_in_url`, else Entra's authorize URL for the app's
+    access_as_user scope (the manual sign-in; its code is not redeemed, see connector/approvals/actas.py)."""
+    if settings.approvals.sso_sign_in_url:
+        return settings.approvals.sso_sign_in_url
+    tenant = teams.tenant_id or settings.identity.tenant_id or "organizations"
+    query = urlencode({"client_id": teams.app_id, "response_type": "code",
+                       "scope": f"{sso_app_id_uri(settings, teams)}/{SSO_SCOPE_NAME}"})
+    return f"{settings.cloud.endpoint('authority_host').rstrip('/')}/{tenant}/oauth2/v2.0/authorize?{query}"
+
+
+def user_token_exchange(tokens: TokenProvider, ref: CredentialRef, credential: Any) -> OnBehalfOf:
+    """On-behalf-of with the bot's registration: the SSO token's audience is the bot's app, so only that app may
+    exchange it (Entra checks the assertion's audience against the caller)."""
+    return OnBehalfOf(tokens, ref.tenant_id, ref.client_id, credential)
+
+
+def fo_user_scope(env: EnvironmentSettings) -> str:
+    """The delegated F&O scope: the same `<environment URL>/.default` as app-only (sso-obo.md §4, [T])."""
+    return fo_scope(env.token_resource)

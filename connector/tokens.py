@@ -44,8 +44,9 @@ from connector.secrets import Secret
 from connector.tls import TrustAdapter, client_ssl_context
 
 __all__ = [
-    "ClientCertificate", "ClientSecret", "ManagedIdentity", "TokenError", "TokenFailure", "TokenProvider",
-    "TokenSource", "TokenUnavailable", "fo_scope", "graph_scope",
+    "ClientCertificate", "ClientSecret", "ConsentRequired", "InteractionRequired", "ManagedIdentity", "OnBehalfOf",
+    "SignInRequired", "TokenError", "TokenFailure", "TokenProvider", "TokenSource", "TokenUnavailable", "fo_scope",
+    "graph_scope",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,18 @@ class TokenError(TokenFailure):
     def __init__(self, error: str, description: str, codes: list[int] | None = None) -> None:
         super().__init__(f"{error}: {description}" if description else error)
         self.error, self.description, self.codes = error, description, list(codes or [])
+
+
+class ConsentRequired(TokenError):
+    """On-behalf-of: nobody consented to the app's delegated permission (AADSTS65001 consent_required)."""
+
+
+class InteractionRequired(TokenError):
+    """On-behalf-of: Conditional Access / MFA wants the user at a client (interaction_required, `claims`)."""
+
+
+class SignInRequired(TokenFailure):
+    """On-behalf-of: no usable user token in memory for this user (never signed in here, or it expired)."""
 
 
 class TokenUnavailable(TokenFailure):
@@ -374,6 +387,142 @@ class TokenSource:
             except MsalServiceError as exc:  # MSAL raises on 5xx (also when it replays a throttled answer)
                 raise TokenUnavailable(
                     f"Entra answered {exc} for {self.scope}",
+                    _retry_after(getattr(app.session.last, "retry_after", None))) from None
+            return (result or {}, getattr(app.session.last, "status", None),
+                    _retry_after(getattr(app.session.last, "retry_after", None)))
+
+
+# --- on-behalf-of (user tokens) -----------------------------------------------------------------------------------
+@dataclass
+class _UserToken:
+    access_token: str
+    expires_at: float  # provider clock
+    assertion: str  # the user's SSO token, kept (in memory only) to renew the F&O token while it is valid
+    assertion_expires_at: float  # epoch seconds
+
+
+class OnBehalfOf:
+    """Exchanges a user's SSO token for a delegated token for another resource (OAuth 2.0 on-behalf-of, MSAL's
+    `acquire_token_on_behalf_of`), and keeps the result per user and scope **in memory only**: a restart forgets
+    every user token (the user signs in again on their next press), and none is ever written to the store or a log.
+
+    A cached token is renewed `refresh_margin` before it expires by repeating the exchange with the kept SSO token,
+    as long as that is valid; afterwards `get` raises SignInRequired. One exchange at a time per (user, scope):
+    concurrent presses share it.
+
+    Args:
+        provider: the TokenProvider (its MSAL app, TLS session and clock are shared with the app-only tokens).
+        tenant_id, client_id, credential: the app the SSO token was issued to (the bot's registration).
+        wall: epoch seconds, for the SSO token's `exp`.
+    """
+
+    def __init__(self, provider: TokenProvider, tenant_id: str, client_id: str, credential: Credential, *,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._provider = provider
+        self._client_id = client_id
+        self._credential = credential
+        self._app_key = (f"{provider.authority_host}/{tenant_id}", client_id.lower(), _fingerprint(credential))
+        self._wall = wall
+        self._cache: dict[tuple[str, str], _UserToken] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.exchanges = 0  # successful on-behalf-of exchanges (tests, metrics)
+
+    def __repr__(self) -> str:
+        return f"OnBehalfOf(client_id={self._client_id!r}, users={len({k[0] for k in self._cache})})"
+
+    def has_token(self, user_object_id: str, scope: str) -> bool:
+        """Whether a token (or an SSO token to renew it with) is in memory for this user."""
+        entry = self._cache.get((user_object_id.lower(), scope))
+        return entry is not None and (self._provider.clock() < entry.expires_at
+                                      or self._wall() < entry.assertion_expires_at)
+
+    async def exchange(self, user_object_id: str, assertion: str, assertion_expires_at: float, scope: str) -> str:
+        """Exchange `assertion` (the user's checked SSO token) now, cache and return the token for `scope`.
+
+        Raises ConsentRequired, InteractionRequired, TokenError (Entra refused), TokenUnavailable (try later).
+        """
+        key = (user_object_id.lower(), scope)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            entry = self._cache.get(key)
+            if entry is not None and entry.assertion == assertion and self._fresh(entry):
+                return entry.access_token  # a concurrent press of the same user exchanged it already
+            return await self._exchange(key, assertion, assertion_expires_at)
+
+    async def get(self, user_object_id: str, scope: str, *, force_refresh: bool = False) -> str:
+        """The user's cached token for `scope`, renewed when due. Raises SignInRequired when none can be had."""
+        key = (user_object_id.lower(), scope)
+        entry = self._cache.get(key)
+        if entry is not None and not force_refresh and self._fresh(entry):
+            return entry.access_token
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            current = self._cache.get(key)
+            if current is None:
+                raise SignInRequired(f"no sign-in of user {user_object_id} is held in memory")
+            if current is not entry and self._fresh(current):
+                return current.access_token  # renewed while we waited
+            if not force_refresh and self._fresh(current):
+                return current.access_token
+            if self._wall() >= current.assertion_expires_at:
+                self._cache.pop(key, None)
+                raise SignInRequired(f"the sign-in of user {user_object_id} has expired")
+            return await self._exchange(key, current.assertion, current.assertion_expires_at)
+
+    def token_callable(self, user_object_id: str, scope: str) -> Callable[..., Any]:
+        """The project's token callable (`await get_token(force_refresh=False)`) for one user and scope."""
+
+        async def get_token(*, force_refresh: bool = False) -> str:
+            return await self.get(user_object_id, scope, force_refresh=force_refresh)
+
+        return get_token
+
+    def forget(self, user_object_id: str) -> None:
+        for key in [k for k in self._cache if k[0] == user_object_id.lower()]:
+            del self._cache[key]
+
+    def _fresh(self, entry: _UserToken) -> bool:
+        return self._provider.clock() < entry.expires_at - self._provider.refresh_margin
+
+    async def _exchange(self, key: tuple[str, str], assertion: str, assertion_expires_at: float) -> str:
+        provider = self._provider
+        try:
+            app = await provider._app(self._app_key, self._client_id, self._credential)
+            started = provider.clock()
+            result, status, retry_after = await asyncio.to_thread(self._blocking, app, assertion, key[1])
+        except TokenFailure:
+            raise
+        except requests.RequestException as exc:
+            raise TokenUnavailable(f"cannot reach Entra at {self._app_key[0]}: {type(exc).__name__}") from exc
+        except MsalServiceError as exc:
+            raise TokenUnavailable(f"Entra's OpenID discovery failed: {exc}") from None
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise TokenError("invalid_configuration", _scrub(str(exc), self._credential)) from None
+        if "access_token" not in result:
+            error = str(result.get("error") or "unknown_error")
+            desc = _scrub(str(result.get("error_description") or ""), self._credential).replace(assertion, "***")
+            codes = [int(c) for c in result.get("error_codes") or [] if str(c).isdigit()]
+            if error in _TRANSIENT_ERRORS or status == 429 or (status or 0) >= 500:
+                raise TokenUnavailable(f"{error}: {desc}", retry_after)
+            log.warning("Entra refused the on-behalf-of exchange for user %s, scope %s: %s %s", key[0], key[1],
+                        error, codes)
+            if 65001 in codes or result.get("suberror") == "consent_required":
+                raise ConsentRequired(error, desc, codes)
+            if error == "interaction_required":
+                raise InteractionRequired(error, desc, codes)
+            raise TokenError(error, desc, codes)
+        lifetime = float(result.get("expires_in") or 0)
+        self._cache[key] = _UserToken(result["access_token"], started + lifetime, assertion, assertion_expires_at)
+        self.exchanges += 1
+        log.info("on-behalf-of token for user %s, scope %s acquired (expires in %ds)", key[0], key[1], lifetime)
+        return str(result["access_token"])
+
+    def _blocking(self, app: _App, assertion: str, scope: str) -> tuple[dict[str, Any], int | None, float | None]:
+        with app.lock:
+            app.session.last.status = app.session.last.retry_after = None
+            try:
+                result = app.msal_app.acquire_token_on_behalf_of(assertion, [scope])
+            except MsalServiceError as exc:
+                raise TokenUnavailable(
+                    f"Entra answered {exc} for {scope}",
                     _retry_after(getattr(app.session.last, "retry_after", None))) from None
             return (result or {}, getattr(app.session.last, "status", None),
                     _retry_after(getattr(app.session.last, "retry_after", None)))

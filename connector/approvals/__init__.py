@@ -1,6 +1,7 @@
 """Approvals: F&O workflow work items decided from Teams, once, by their assignee, with every card copy kept true.
 
     config.py     ApprovalSettings (`[approvals]`)
+    actas.py      `act_as`: the sign-in gate of a press (Teams SSO, on-behalf-of, fallback to the service)
     mapping.py    F&O user -> Entra user (cached in the store; `[approvals.user_map]` overrides)
     service.py    ApprovalService: a work item card was posted (track it, 1:1 copy); button presses
     jobs.py       the durable jobs (decision, card update) on the pipeline's queue
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cards import Catalog
+from connector.approvals.actas import SignInGate
 from connector.approvals.config import ApprovalSettings, ReminderSettings
 from connector.approvals.copies import CardCopies, MriLookup, add_refresh
 from connector.approvals.decide import ApprovalDeps, make_cards_stage, make_decide_stage
@@ -40,6 +42,7 @@ from dynamics import WorkflowActions
 __all__ = [
     "CARDS_STAGE", "DECIDE_STAGE", "SYNC_STAGE", "ApprovalDeps", "ApprovalService", "ApprovalSettings", "Approvals",
     "ApproverResolver", "CardCopies", "FoEnvironment", "MyApprovals", "Press", "Reconciler", "ReminderSettings",
+    "SignInGate",
     "add_refresh",
     "format_approval", "format_approvals", "format_audit", "is_approval_action", "is_workflow_progress_event",
     "list_approvals_text",
@@ -79,9 +82,12 @@ class Approvals:
               environments: dict[str, tuple[str, Any]], clock: Callable[[], float] = time.time,
               wake: Callable[[], None] = lambda: None, mri_of: MriLookup | None = None,
               fo: dict[str, FoEnvironment] | None = None, sleep: Any = None, max_bytes: int = 28_000,
-              max_lines: int = 20, locales: dict[str, str] | None = None) -> "Approvals":
+              max_lines: int = 20, locales: dict[str, str] | None = None, gate: SignInGate | None = None,
+              as_user: Callable[[str, str], Any] | None = None) -> "Approvals":
         """Args:
             environments: name -> (F&O base URL, ODataClient).
+            gate: the sign-in gate of presses (act_as "approver"/"approver-or-service"); None: as the service.
+            as_user: (environment, object id) -> WorkItemActions with that user's on-behalf-of token, or None.
             wake: `pipeline.wake` (or set `approvals.wake` once the pipeline exists).
             fo: overrides the FoEnvironments built from `environments` (tests).
         """
@@ -93,10 +99,11 @@ class Approvals:
             fo = {n: FoEnvironment(n, odata, workflow_actions(odata, settings))
                   for n, (_, odata) in environments.items()}
         waker = _Waker(wake)
-        deps = ApprovalDeps(store, settings, fo, copies, clock, wake=waker)
+        deps = ApprovalDeps(store, settings, fo, copies, clock, wake=waker, as_user=as_user)
         kwargs = {"sleep": sleep} if sleep is not None else {}
         service = ApprovalService(store, settings, copies=copies, resolver=resolver, poster=poster, graph=graph,
-                                  wake=waker, environments=list(environments), clock=clock, **kwargs)
+                                  wake=waker, environments=list(environments), clock=clock, gate=gate, **kwargs)
+        deps.notify = service.tell
         reconciler = Reconciler(deps, poster)
         lister = Lister(store, settings, reconciler=reconciler, fo=fo, clock=clock)
         my = MyApprovals(store=store, settings=settings, service=service, lister=lister, catalog=catalog,

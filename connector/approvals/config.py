@@ -6,6 +6,7 @@ the defaults are the sandbox's (and the documented pattern's) names. Times are s
 
 from __future__ import annotations
 
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -84,6 +85,15 @@ class ApprovalSettings(BaseModel):
     comment_param: str = "comment"
     id_param: str | None = None  # also send the work item id in the action body under this name
     comment_template: str = "{decision} in Microsoft Teams by {who}{sep}{comment}"  # who = "Name (upn)"
+    # --- as whom F&O records the decision (README "Deciding as the approver") ------------------------------------
+    # "service": the connector's app user completes the item (the approver is named in the comment);
+    # "approver": Teams single sign-on on the press + on-behalf-of: F&O records the approver's own user;
+    # "approver-or-service": as the approver, else (no sign-in possible) as the service, said in audit and comment.
+    act_as: Literal["service", "approver", "approver-or-service"] = "service"
+    sso_connection_name: str = "ml-connector-sso"  # loginRequest connectionName (Teams wants it non-empty)
+    sso_app_id_uri: str | None = None  # the Application ID URI; default api://botid-<bot app id>
+    sso_sign_in_url: str | None = None  # the loginRequest's Sign-In button; default Entra's authorize URL
+    fallback_comment: str = " (recorded by the connector's service user: {reason})"  # appended on fallback
     # --- approver mapping ---------------------------------------------------------------------------------------
     user_map: dict[str, str] = Field(default_factory=dict)  # F&O user id -> Entra object id or UPN
     mapping_ttl: float = Field(24 * 3600, gt=0)  # a found user is cached this long

@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from connector.approvals.config import ApprovalSettings
 from connector.approvals.copies import CardCopies, past_tense
-from connector.approvals.fo import FoEnvironment, apply_fo_row, read_work_item, translated
+from connector.approvals.fo import FoEnvironment, WorkItemActions, apply_fo_row, read_work_item, translated
 from connector.approvals.jobs import CARDS_STAGE
 from connector.pipeline import Park, RetryLater, Stage, StageOutcome
 from connector.store import Approval, AuditEntry, EventRecord, Store
-from dynamics import ODataBadRequest, ODataNotFound
+from connector.tokens import SignInRequired
+from dynamics import ODataAuthError, ODataBadRequest, ODataNotFound
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ class ApprovalDeps:
     copies: CardCopies
     clock: Callable[[], float]
     wake: Callable[[], None] = lambda: None
+    # act_as "approver": (environment, approver object id) -> work item actions with the approver's on-behalf-of
+    # token, or None when no sign-in of theirs is held in memory
+    as_user: Callable[[str, str], WorkItemActions | None] | None = None
+    # a 1:1 message to a user (object id, text) -> whether it could be sent: F&O's refusals reach the approver
+    notify: Callable[[str | None, str], Awaitable[bool]] | None = None
 
 
 def work_item_id_of(record: EventRecord) -> str:
@@ -85,16 +91,56 @@ def make_decide_stage(deps: ApprovalDeps) -> Stage:
         fo = deps.fo.get(record.environment)
         if fo is None:
             raise Park(f"environment '{record.environment}' is not configured")
+        workflow, fallback = fo.workflow, record.payload.get("fallback")
+        delegated = record.payload.get("actAs") == "approver"
+        if delegated:
+            user_workflow = (deps.as_user(record.environment, approval.decided_by_object_id)
+                             if deps.as_user and approval.decided_by_object_id else None)
+            if user_workflow is not None:
+                workflow = user_workflow
+            elif deps.settings.act_as == "approver-or-service":
+                delegated, fallback = False, "the approver's sign-in was no longer held (the service restarted)"
+                await audit(deps.store, approval, "fallback", at=deps.clock(), outcome=approval.outcome,
+                            detail=f"decided as the service user: {fallback}")
+            else:
+                return await _as_user_refused(deps, fo, approval, "sign-in lost", SIGN_IN_AGAIN)
         comment = await comment_for(deps, approval)
+        if fallback:
+            comment += deps.settings.fallback_comment.format(reason=fallback)
         try:
-            valid = await fo.workflow.validate(wid)
+            valid = await workflow.validate(wid)
+        except SignInRequired:
+            return await _as_user_refused(deps, fo, approval, "sign-in expired", SIGN_IN_AGAIN)
+        except ODataAuthError as exc:
+            if delegated:  # F&O's front door refused the user's token: no enabled F&O user for them
+                return await _as_user_refused(
+                    deps, fo, approval, f"F&O refused the approver's token (no enabled F&O user?): {exc}",
+                    "Dynamics 365 did not accept you: it has no enabled user for your account (F&O matches your "
+                    "sign-in name / e-mail to a user). Ask your Dynamics 365 administrator to add or enable your "
+                    f"user, or decide on work item {wid} in Dynamics 365.")
+            raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
+        if not valid and delegated:
+            row = await read_work_item(fo, wid)
+            if row is not None and row.get("Status") == "Pending":
+                # still pending for the service, not valid for this user: F&O's own rules say no
+                return await _as_user_refused(
+                    deps, fo, approval, "F&O validation failed for the approver (work item still pending)",
+                    f"Dynamics 365 does not let you complete work item {wid} (it is pending, but not actionable "
+                    "for your Dynamics user). Open it in Dynamics 365 to see why.")
         if not valid:
             return await _not_valid(deps, fo, approval, comment)
         try:
-            answer = await fo.workflow.complete(wid, approval.outcome or "", comment)
-        except (ODataBadRequest, ODataNotFound) as exc:
+            answer = await workflow.complete(wid, approval.outcome or "", comment)
+        except SignInRequired:
+            return await _as_user_refused(deps, fo, approval, "sign-in expired", SIGN_IN_AGAIN)
+        except (ODataBadRequest, ODataNotFound, ODataAuthError) as exc:
+            if delegated:
+                return await _as_user_refused(deps, fo, approval, f"F&O refused the approver's decision: {exc}",
+                                              _fo_refusal_text(approval, exc))
+            if isinstance(exc, ODataAuthError):
+                raise _translate(exc) from exc
             return await _refused(deps, fo, approval, exc)
         except Exception as exc:
             raise _translate(exc) from exc
@@ -103,12 +149,43 @@ def make_decide_stage(deps: ApprovalDeps) -> Stage:
                                                     changes={"status": "decided", "fo_status": "Completed",
                                                              "updated_at": now})
         text = json.dumps(answer, default=str)[:500] if answer else "(no content)"
+        who = f"as the approver ({approval.decided_by_name or approval.decided_by_object_id})" if delegated \
+            else "as the service user"
         await audit(deps.store, done or approval, "completed", at=now, outcome=approval.outcome,
-                    comment=comment, detail=f"F&O answered {text}")
+                    comment=comment, detail=f"completed {who}; F&O answered {text}")
         return StageOutcome(CARDS_STAGE, {"approval": {"workItemId": wid, "status": "decided"}},
                             f"work item {wid} completed in F&O: {approval.outcome}")
 
     return decide
+
+
+SIGN_IN_AGAIN = ("Your decision was not sent to Dynamics 365: your sign-in is no longer held by the connector. "
+                 "Press the button again (Teams signs you in again).")
+
+
+def _fo_refusal_text(approval: Approval, exc: Exception) -> str:
+    message = getattr(exc, "message", "") or str(exc)
+    return (f"Dynamics 365 refused your decision on work item {approval.work_item_id}: {message} "
+            "Nothing was changed; the card's buttons work again.")
+
+
+async def _as_user_refused(deps: ApprovalDeps, fo: FoEnvironment, approval: Approval, detail: str,
+                           text: str) -> StageOutcome:
+    """The decision as the approver did not happen (F&O said no, or their sign-in is gone): the approval is pending
+    again unless F&O moved it meanwhile, the audit says why, and the approver is told in their 1:1 chat."""
+    row = await read_work_item(fo, approval.work_item_id)
+    now = deps.clock()
+    moved = await apply_fo_row(deps.store, approval, row, now, from_status=("submitting",))
+    if moved is None:
+        await deps.store.transition_approval(
+            approval.environment, approval.work_item_id, from_status=("submitting",),
+            changes={"status": "pending", "outcome": None, "comment": None, "decided_by_object_id": None,
+                     "decided_by_name": None, "decided_at": None, "updated_at": now,
+                     "next_check_at": now + deps.settings.reconcile_every})
+    told = await deps.notify(approval.decided_by_object_id, text) if deps.notify else False
+    await audit(deps.store, approval, "failed", at=now, outcome=approval.outcome,
+                detail=f"{detail}; approver {'told in the 1:1 chat' if told else 'not told (no 1:1 chat)'}")
+    return StageOutcome(CARDS_STAGE, None, f"decision on {approval.work_item_id} not made as the approver: {detail}")
 
 
 def _translate(exc: Exception) -> Exception:

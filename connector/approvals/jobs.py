@@ -28,12 +28,15 @@ def control_number(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
-async def enqueue_decision(store: Store, approval: Approval, *, now: float,
-                           event_id: str = DECISION_EVENT) -> tuple[EnqueueResult, str]:
-    """Enqueue the F&O call for an approval in "submitting" (idempotent)."""
+async def enqueue_decision(store: Store, approval: Approval, *, now: float, event_id: str = DECISION_EVENT,
+                           act_as: str = "service", fallback: str | None = None) -> tuple[EnqueueResult, str]:
+    """Enqueue the F&O call for an approval in "submitting" (idempotent).
+
+    `act_as` "approver": the job completes the item with the presser's on-behalf-of token (held in memory only:
+    the payload names the mode, never a token); `fallback`: why an approver-or-service press went as the service."""
     payload = {"workItemId": approval.work_item_id, "outcome": approval.outcome, "comment": approval.comment or "",
                "byObjectId": approval.decided_by_object_id, "byName": approval.decided_by_name,
-               "decidedAt": approval.decided_at}
+               "decidedAt": approval.decided_at, "actAs": act_as, "fallback": fallback}
     event = NewEvent(environment=approval.environment, business_event_id=event_id,
                      control_number=control_number(approval.work_item_id, repr(approval.decided_at)),
                      event_id=str(uuid.uuid4()), legal_entity=None, payload=payload)

@@ -84,8 +84,11 @@ class Reconciler:
         """One round: due pending approvals re-validated; stale "submitting" ones re-enqueued."""
         lines: list[str] = []
         for approval in await self.deps.store.list_approvals(status="submitting", due_before=now, limit=_SCAN_LIMIT):
+            # a re-enqueued decision keeps the configured mode: the job finds the approver's sign-in in memory or
+            # handles its absence per act_as (never silently as the service under "approver")
+            act_as = "service" if self.deps.settings.act_as == "service" else "approver"
             result, job = await enqueue_decision(self.deps.store, approval, now=now,
-                                                 event_id=self.deps.settings.decision_event_id)
+                                                 event_id=self.deps.settings.decision_event_id, act_as=act_as)
             if result.value == "new":
                 await self._audit(approval, "reconciled", now, f"decision job was missing: re-enqueued as {job}")
                 self.deps.wake()

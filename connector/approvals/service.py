@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
-from bot import CardExecute, CardSubmit, GraphError, GraphForbidden, TeamsError, TeamsForbidden
+from bot import (CardExecute, CardSubmit, GraphError, GraphForbidden, InvokeFailure, LoginRequest, TeamsError,
+                 TeamsForbidden)
 from cards import CardsError
+from connector.approvals.actas import SERVICE, Gate, SignInGate
 from connector.approvals.config import ApprovalSettings
 from connector.approvals.copies import REFRESH_VERB, CardCopies, when
 from connector.approvals.jobs import enqueue_card_update, enqueue_decision
@@ -52,6 +54,8 @@ class Press:
     tenant_id: str | None
     conversation_type: str | None
     trigger: str | None = None
+    auth_token: str | None = field(default=None, repr=False)  # the SSO token of a retried Action.Execute
+    auth_state: str | None = field(default=None, repr=False)  # the code after a manual sign-in
 
     @property
     def card_ref(self) -> str:
@@ -68,7 +72,8 @@ class Press:
                    user_mri=source.user_id, conversation_id=source.conversation_id, activity_id=source.reply_to_id,
                    service_url=source.service_url, tenant_id=source.tenant_id,
                    conversation_type=source.conversation_type,
-                   trigger=getattr(source, "trigger", None))
+                   trigger=getattr(source, "trigger", None), auth_token=getattr(source, "auth_token", None),
+                   auth_state=getattr(source, "auth_state", None))
 
 
 def _str(v: Any) -> str | None:
@@ -84,6 +89,7 @@ def is_approval_action(values: Mapping[str, Any]) -> bool:
 class PressAnswer:
     card: dict[str, Any] | None = None  # Submit: replaces the card in place; Execute: this user's view
     text: str | None = None  # a reply where the press happened (Submit) / instead of a card (Execute)
+    login: LoginRequest | InvokeFailure | None = None  # Execute only: sign in (or fail) instead of a card
 
 
 class ApprovalService:
@@ -102,7 +108,8 @@ class ApprovalService:
 
     def __init__(self, store: Store, settings: ApprovalSettings, *, copies: CardCopies, resolver: ApproverResolver,
                  poster: Any, graph: Any, wake: Callable[[], None], environments: list[str],
-                 clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 gate: SignInGate | None = None) -> None:
         self.store = store
         self.settings = settings
         self.copies = copies
@@ -113,6 +120,7 @@ class ApprovalService:
         self.environments = list(environments)
         self.clock = clock
         self.sleep = sleep
+        self.gate = gate  # as whom the decision is made (act_as); None: as the service
         self._tasks: set[asyncio.Task[None]] = set()
         self._installed: dict[str, asyncio.Event] = {}  # object id -> set when its personal install is recorded
 
@@ -275,7 +283,7 @@ class ApprovalService:
             return None
         return await self.on_submit(submit)
 
-    async def handle_execute(self, execute: CardExecute) -> dict | str:
+    async def handle_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure:
         """connector.teams_bot.ApprovalHandlers: an Action.Execute on any card."""
         if not is_approval_action(execute.data):
             return "This button is not handled by the connector."
@@ -286,9 +294,11 @@ class ApprovalService:
         answer = await self.press(Press.from_values("submit", submit.value, submit))
         return answer.card if answer.card is not None else answer.text
 
-    async def on_execute(self, execute: CardExecute) -> dict | str:
+    async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure:
         """BotHandlers.on_execute for approval cards (check `is_approval_action(execute.data)` first)."""
         answer = await self.press(Press.from_values("execute", execute.data, execute, execute.verb))
+        if answer.login is not None:
+            return answer.login
         return answer.card if answer.card is not None else (answer.text or "")
 
     async def press(self, p: Press) -> PressAnswer:
@@ -310,6 +320,10 @@ class ApprovalService:
         if outcome is None:
             await self._audit(approval, "refused", p, detail=f"unknown outcome {p.action!r}", at=now)
             return PressAnswer(text=f"'{p.action}' is not an outcome of work item {approval.work_item_id}.")
+        gate = await self.gate.check(p, approval.environment, outcome) if self.gate else Gate(True, SERVICE)
+        if not gate.proceed:
+            return await self._stopped(approval, p, outcome, gate, own_view)
+        now = self.clock()  # the sign-in may have taken a moment
         won = await self.store.transition_approval(
             approval.environment, approval.work_item_id, from_status=("pending",),
             changes={"status": "submitting", "outcome": outcome, "comment": p.comment or None,
@@ -320,10 +334,43 @@ class ApprovalService:
             current = await self.store.get_approval(approval.environment, approval.work_item_id) or approval
             return await self._already(current, p, own_view, now)
         await self._audit(won, "press", p, outcome=outcome, comment=p.comment or None, at=now)
-        result, job = await enqueue_decision(self.store, won, now=now, event_id=self.settings.decision_event_id)
-        await self._audit(won, "submitted", p, outcome=outcome, detail=f"decision job {job} ({result.value})", at=now)
+        if gate.fallback:
+            await self._audit(won, "fallback", p, outcome=outcome, at=now,
+                              detail=f"decided as the service user: {gate.fallback}")
+        result, job = await enqueue_decision(self.store, won, now=now, event_id=self.settings.decision_event_id,
+                                             act_as=gate.act_as, fallback=gate.fallback)
+        await self._audit(won, "submitted", p, outcome=outcome, at=now,
+                          detail=f"decision job {job} ({result.value}) as the {gate.act_as}")
         self.wake()
         return PressAnswer(card=await self._card(won, own_view))
+
+    async def _stopped(self, approval: Approval, p: Press, outcome: str, gate: Gate, view: str) -> PressAnswer:
+        """The sign-in gate stopped the press: sign in (Execute), or tell only the presser why (audited)."""
+        await self._audit(approval, "sign-in", p, outcome=outcome, detail=gate.audit or "", at=self.clock())
+        if isinstance(gate.answer, (LoginRequest, InvokeFailure)):
+            return PressAnswer(login=gate.answer)
+        text = str(gate.answer or "")
+        if p.kind == "execute":
+            return PressAnswer(card=await self._card(approval, view, note=text), text=text)
+        return await self._private(p, text)
+
+    async def _private(self, p: Press, text: str) -> PressAnswer:
+        """A text for the presser of an Action.Submit only: in the 1:1 chat, else as a 1:1 message."""
+        if p.conversation_type == "personal":
+            return PressAnswer(text=text)
+        install = await self.store.get_install(f"personal:{p.user_object_id}") if p.user_object_id else None
+        if install is None or not install.active or not install.conversation_id:
+            return PressAnswer(text=text)
+        self._spawn(self._tell_privately(install, text))
+        return PressAnswer()
+
+    async def tell(self, user_object_id: str | None, text: str) -> bool:
+        """A 1:1 message to a user (the decision job's F&O refusals). False when there is no 1:1 chat."""
+        install = await self.store.get_install(f"personal:{user_object_id}") if user_object_id else None
+        if install is None or not install.active or not install.conversation_id:
+            return False
+        await self._tell_privately(install, text)
+        return True
 
     async def _find(self, p: Press) -> Approval | None:
         envs = [p.environment] if p.environment else self.environments

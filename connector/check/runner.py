@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Mapping
 
-from connector.check import config_checks, fno_checks, server_checks, teams_checks
+from connector.check import config_checks, fno_checks, server_checks, sso_checks, teams_checks
 from connector.check.context import CheckContext, check_context
 from connector.check.model import CheckResult, Progress, Reporter, Status
 from connector.config import EnvironmentSettings, Settings
@@ -65,6 +65,8 @@ async def run_checks(settings: Settings, *, environment: str | None = None, prog
             if ctx.teams.graph:
                 groups.append((teams_checks.GRAPH, lambda r: teams_checks.run_graph(ctx, r)))
             groups.append((teams_checks.BOT, lambda r: teams_checks.run_bot(ctx, r)))
+            if sso_checks.wanted(ctx):
+                groups.append((sso_checks.GROUP, lambda r: sso_checks.run(ctx, r)))
         groups.append((server_checks.GROUP, lambda r: server_checks.run(ctx, r)))
         per_group: list[list[CheckResult]] = [[] for _ in groups]
         await asyncio.gather(*(_group(name, run, out, progress, timeout, budget)

@@ -30,6 +30,7 @@ def _error_body(request: web.Request, err: OAuthError) -> dict[str, Any]:
                                  f"Timestamp: {stamp}",
             "error_codes": [err.code] if err.code else [],
             "timestamp": stamp, "trace_id": trace, "correlation_id": corr}
+    body.update(err.extra)
     if err.code:
         body["error_uri"] = f"{_base(request)}/error?code={err.code}"
     return body
@@ -53,7 +54,7 @@ async def _openid_configuration(request: web.Request) -> web.Response:
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
         "tenant_region_scope": "EU",
         "cloud_instance_name": "sandbox.invalid",
     })
@@ -137,6 +138,23 @@ async def _admin_roles(request: web.Request) -> web.Response:
     return web.json_response({"client_id": client_id, "roles": app.roles})
 
 
+async def _admin_sso(request: web.Request) -> web.Response:
+    """GET: the SSO/OBO switches and counters. POST {"consent_missing"?, "mfa_required"?, "sso_lifetime"?}."""
+    knobs = request.app[ISSUER_KEY].sso
+    if request.method == "POST":
+        try:
+            body = await request.json()
+            for name in ("consent_missing", "mfa_required"):
+                if name in body:
+                    setattr(knobs, name, bool(body[name]))
+            if "sso_lifetime" in body:
+                knobs.sso_lifetime = max(1, int(body["sso_lifetime"]))
+        except (ValueError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            return web.json_response({"error": f"give {{\"consent_missing\"|\"mfa_required\": bool, "
+                                               f"\"sso_lifetime\": int}} ({exc})"}, status=400)
+    return web.json_response(knobs.as_json())
+
+
 async def _admin_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ISSUER_KEY].stats())
 
@@ -149,6 +167,7 @@ def create_entra_app(issuer: EntraIssuer) -> web.Application:
     app.router.add_post("/_sandbox/entra/fail-next", _admin_fail_next)
     app.router.add_get("/_sandbox/entra/stats", _admin_stats)
     app.router.add_post("/_sandbox/entra/roles", _admin_roles)
+    app.router.add_route("*", "/_sandbox/entra/sso", _admin_sso)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", _keys)
     app.router.add_get("/{tenant}/discovery/keys", _keys)

@@ -26,6 +26,7 @@ V1_ISSUER_HOST = "https://sts.windows.net"
 DEFAULT_V2_ISSUER_HOST = "https://login.microsoftonline.com"  # an identifier in `iss`, never contacted
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_SCOPE_SUFFIX = "/.default"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 class InvalidToken(Exception):
@@ -61,10 +62,26 @@ class AppRegistration:
                 _b64url(self.certificate.fingerprint(hashes.SHA256()))}
 
 
+@dataclass
+class SsoKnobs:
+    """Switches for Teams SSO and the on-behalf-of grant (admin: POST /_sandbox/entra/sso)."""
+
+    consent_missing: bool = False  # no admin consent for Dynamics ERP: OBO answers AADSTS65001 consent_required
+    mfa_required: bool = False  # Conditional Access wants MFA: OBO answers interaction_required + claims
+    sso_lifetime: int = 3599  # seconds a Teams SSO token lives
+    obo_grants: int = 0  # successful on-behalf-of exchanges
+    sso_minted: int = 0  # SSO tokens handed to the Teams stand-in
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
 class OAuthError(Exception):
     """An OAuth error answer of the token endpoint (status, error, AADSTS code, description)."""
 
-    def __init__(self, status: int, error: str, code: int | None, description: str) -> None:
+    def __init__(self, status: int, error: str, code: int | None, description: str,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})  # more body keys (suberror, claims)
         super().__init__(description)
         self.status, self.error, self.code, self.description = status, error, code, description
 
@@ -112,6 +129,7 @@ class EntraIssuer:
         self.refused = 0  # OAuth error answers
         self.failed = 0  # injected 5xx/429 answers
         self._fail_next: list[tuple[int, int | None]] = []  # (status, retry_after) per coming request
+        self.sso = SsoKnobs()
 
     # --- registrations and knobs --------------------------------------------------------------------------
     def register_app(
@@ -247,9 +265,26 @@ class EntraIssuer:
         tid = self.resolve_tenant(tenant_segment)
         if tid is None:
             raise OAuthError(400, "invalid_request", 90002, f"Tenant '{tenant_segment}' not found.")
-        if form.get("grant_type") != "client_credentials":
+        grant = form.get("grant_type")
+        if grant not in ("client_credentials", JWT_BEARER):
             raise OAuthError(400, "unsupported_grant_type", 70003,
-                              "The app requested an unsupported grant type (the sandbox knows client_credentials).")
+                              "The app requested an unsupported grant type (the sandbox knows client_credentials "
+                              "and the on-behalf-of jwt-bearer grant).")
+        app, acr = self._authenticate_client(tid, form, authorization, token_endpoints)
+        if grant == JWT_BEARER:
+            from sandbox.entra.obo import on_behalf_of  # the OBO rules live in their own module
+            return on_behalf_of(self, app, tid, form)
+        resource = self._resource(form.get("scope"))
+        if self.known_resources is not None and resource not in self.known_resources:
+            raise OAuthError(400, "invalid_resource", 500011,
+                              f"The resource principal named {resource} was not found in the tenant named {tid}.")
+        token, lifetime = self.issue(app.client_id, resource, tenant=tid, acr=acr)
+        return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
+                "access_token": token}
+
+    def _authenticate_client(self, tid: str, form: dict[str, str], authorization: str | None,
+                             token_endpoints: set[str]) -> tuple[AppRegistration, str]:
+        """The calling app and its `acr` ("1" secret, "2" certificate), or OAuthError."""
         basic_id, basic_secret = _basic_credentials(authorization)
         client_id = (form.get("client_id") or basic_id or "").lower()
         if not client_id:
@@ -262,28 +297,20 @@ class EntraIssuer:
                               f"'{tid}'. This can happen if the application has not been installed by the "
                               "administrator of the tenant or consented to by any user in the tenant. You may have "
                               "sent your authentication request to the wrong tenant.")
-        resource = self._resource(form.get("scope"))
         secret = form.get("client_secret") or basic_secret
         if form.get("client_assertion") or form.get("client_assertion_type"):
             self._check_assertion(app, form, token_endpoints)
-            acr = "2"
-        elif secret:
+            return app, "2"
+        if secret:
             if app.secret is None or not hmac.compare_digest(secret.encode(), app.secret.encode()):
                 raise OAuthError(401, "invalid_client", 7000215,
                                   "Invalid client secret provided. Ensure the secret being sent in the request is "
                                   "the client secret value, not the client secret ID, for a secret added to app "
                                   f"'{app.client_id}'.")
-            acr = "1"
-        else:
-            raise OAuthError(401, "invalid_client", 7000218,
-                              "The request body must contain the following parameter: 'client_assertion' or "
-                              "'client_secret'.")
-        if self.known_resources is not None and resource not in self.known_resources:
-            raise OAuthError(400, "invalid_resource", 500011,
-                              f"The resource principal named {resource} was not found in the tenant named {tid}.")
-        token, lifetime = self.issue(app.client_id, resource, tenant=tid, acr=acr)
-        return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-                "access_token": token}
+            return app, "1"
+        raise OAuthError(401, "invalid_client", 7000218,
+                          "The request body must contain the following parameter: 'client_assertion' or "
+                          "'client_secret'.")
 
     @staticmethod
     def _resource(scope: str | None) -> str:

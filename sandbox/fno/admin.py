@@ -4,7 +4,10 @@ POST throttle {count|seconds, retry_after}    resource pressure: 429 for everyon
 POST limits {requests, execution_seconds, concurrent, window_seconds, penalty_seconds, user_limits}
 POST fail {status, count, path_prefix}        the next `count` /data requests under the prefix answer `status`
 POST config {page_size, latency_ms, unknown_client_status, assignee_only, validate_action, complete_action,
-             outcome_param, comment_param, action_latency_ms: {action: ms}, action_latency_commit_first}; GET config
+             outcome_param, comment_param, action_latency_ms: {action: ms}, action_latency_commit_first,
+             completion_policy: any_authenticated|assignee_only|assignee_or_delegate,
+             delegates: {assignee user id: delegate user id}}; GET config
+                                              stats.completions: who completed each item, via delegated|app
 GET stats; POST stats/reset                   requests per set and status, 429s sent, recent requests, row counts,
                                               validate_calls / complete_calls: {work item id: n}
 GET work-items?status=&user=&document_id=&id=  work items (OData field format), oldest first
@@ -34,7 +37,7 @@ from aiohttp import web
 from sandbox.admin_http import bad_request, json_object
 
 from sandbox.fno import workflow
-from sandbox.fno.odata import SERVICE, Fault, FnoService, Stats
+from sandbox.fno.odata import POLICIES, SERVICE, Fault, FnoService, Stats
 from sandbox.fno.schema import SchemaError
 from sandbox.fno.state import to_odata_row
 
@@ -80,6 +83,8 @@ async def set_config(request: web.Request) -> web.Response:
     for name, value in body.items():
         if name in ("base_url", "environment") or not hasattr(cfg, name):
             raise web.HTTPBadRequest(text=f"unknown or read-only setting {name}")
+        if name == "completion_policy" and value not in POLICIES:
+            raise web.HTTPBadRequest(text=f"completion_policy must be one of {', '.join(POLICIES)}")
         try:
             setattr(cfg, name, type(getattr(cfg, name))(value))
         except (TypeError, ValueError):

@@ -42,6 +42,10 @@ class FnoConfig:
     outcome_param: str = "outcome"
     comment_param: str = "comment"
     assignee_only: bool = False  # complete by someone other than the assignee -> 403 (validate -> false)
+    # who may complete a work item (sso-obo.md §4: unconfirmed in real F&O): any_authenticated (today's app-only
+    # behaviour) | assignee_only | assignee_or_delegate (`delegates`: assignee user id -> their delegate's user id)
+    completion_policy: str = "any_authenticated"
+    delegates: dict[str, str] = field(default_factory=dict)
     # per bound action (by its configured name, e.g. {"complete": 5000}): extra time before F&O answers
     action_latency_ms: dict[str, float] = field(default_factory=dict)
     action_latency_commit_first: bool = False  # False: wait, then act (F&O is slow); True: act, then answer late
@@ -63,11 +67,13 @@ class Stats:
     recent: deque = field(default_factory=lambda: deque(maxlen=200))
     validate_calls: Counter = field(default_factory=Counter)  # work item id -> validate calls that reached F&O
     complete_calls: Counter = field(default_factory=Counter)  # work item id -> complete calls (any answer)
+    completions: list = field(default_factory=list)  # {work_item_id, completed_by, via: delegated|app, client_id}
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.total, "by_set": dict(self.by_set), "by_status": {str(k): v for k, v in
                 self.by_status.items()}, "throttled": self.throttled, "recent": list(self.recent),
-                "validate_calls": dict(self.validate_calls), "complete_calls": dict(self.complete_calls)}
+                "validate_calls": dict(self.validate_calls), "complete_calls": dict(self.complete_calls),
+                "completions": list(self.completions)}
 
 
 @dataclass(frozen=True)
@@ -340,7 +346,7 @@ async def action(request: web.Request) -> web.Response:
     if item is None:
         raise FnoError(404, f"Resource not found for the segment '{et.set_name}'.")
     if name == cfg.validate_action:
-        ok = workflow.is_pending(item) and (workflow.is_assignee(item, caller.user_id) or not cfg.assignee_only)
+        ok = workflow.is_pending(item) and may_complete(cfg, item, caller) is None
         response = _json({"@odata.context": f"{_base(svc, request)}/data/$metadata#Edm.Boolean", "value": ok})
     else:
         response = await _complete(svc, caller, item, params)
@@ -349,20 +355,38 @@ async def action(request: web.Request) -> web.Response:
     return response
 
 
+POLICIES = ("any_authenticated", "assignee_only", "assignee_or_delegate")
+
+
+def may_complete(cfg: FnoConfig, item: dict[str, Any], caller: Caller) -> str | None:
+    """None when the completion policy lets `caller` complete `item`, else F&O's refusal text (invented, [U])."""
+    policy = "assignee_only" if cfg.assignee_only else cfg.completion_policy
+    if policy not in POLICIES:
+        return f"The sandbox's completion_policy {policy!r} is not one of {POLICIES}."
+    if policy == "any_authenticated" or workflow.is_assignee(item, caller.user_id):
+        return None
+    delegate = {k.lower(): v for k, v in cfg.delegates.items()}.get((item.get("UserId") or "").lower())
+    if policy == "assignee_or_delegate" and delegate and delegate.lower() == caller.user_id.lower():
+        return None
+    return f"User {caller.user_id} is not the assignee of work item {item['Id']} ({item['UserId']})."
+
+
 async def _complete(svc: FnoService, caller: Caller, item: dict[str, Any], params: dict[str, Any]) -> web.Response:
     cfg = svc.config
     xpp = "Microsoft.Dynamics.Ax.Xpp.ErrorException"
     if not workflow.is_pending(item):
         text = f"Work item {item['Id']} is not pending: its status is {item['Status']}."
         raise FnoError(400, text, f"{text} The work item cannot be completed.", xpp)
-    if cfg.assignee_only and not workflow.is_assignee(item, caller.user_id):
-        text = f"User {caller.user_id} is not the assignee of work item {item['Id']} ({item['UserId']})."
-        raise FnoError(403, text, text, xpp)
+    refusal = may_complete(cfg, item, caller)
+    if refusal is not None:
+        raise FnoError(403, refusal, refusal, xpp)
     try:
         workflow.complete(svc.state, item, by_user=caller.user_id, outcome=params.get(cfg.outcome_param),
                           comment=params.get(cfg.comment_param), now=svc.now())
     except workflow.WorkItemError as err:
         raise FnoError(err.status, err.message, f"{err.message} (parameter '{cfg.outcome_param}')", xpp) from None
+    svc.stats.completions.append({"work_item_id": item["Id"], "completed_by": caller.user_id,
+                                  "via": "delegated" if caller.delegated else "app", "client_id": caller.client_id})
     for hook in svc.on_complete:  # the scenario: document status and business events
         result = hook(item, caller)
         if asyncio.iscoroutine(result):

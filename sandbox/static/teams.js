@@ -262,6 +262,16 @@
     }
     const cards = personal ? [personal] : m.cards;
     for (const card of cards) body.appendChild(renderCard(card, { conversation, messageId: m.id }));
+    // Universal Actions sign-in on this card, as the viewer saw it (silent SSO, or the footer's Sign-In button)
+    const signin = (state.signins || []).filter((s) => s.user === viewer && s.message_id === m.id).pop();
+    if (signin) {
+      const t = document.createElement("div");
+      t.className = "text muted signin";
+      t.textContent = signin.how === "silent" ? "🔑 Signed in silently (single sign-on) to complete your action"
+        : signin.how === "button" ? `🔑 ${signin.text || "Sign in"} — [Sign-In]`
+        : `🔑 sign-in ${signin.how}${signin.problem ? ": " + signin.problem : ""}`;
+      body.appendChild(t);
+    }
     if (!m.text && !cards.length && m.value) {
       const t = document.createElement("div");
       t.className = "text muted";

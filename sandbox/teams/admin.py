@@ -107,6 +107,10 @@ async def knobs(request: web.Request) -> web.Response:
         for name in ("latency_ms", "max_activity_bytes"):
             if name in args:
                 setattr(svc.knobs, name, int(args[name]))
+        if "sso" in args:
+            if args["sso"] not in ("silent", "button", "refuse"):
+                return _bad("sso must be silent, button or refuse")
+            svc.knobs.sso = str(args["sso"])
         if "rate_limits" in args:
             svc.limiter.enabled = bool(args["rate_limits"])
         if "bot_endpoint" in args:

@@ -116,6 +116,48 @@ async def personal_install(svc: TeamsService, person, *, remove: bool = False, s
     return await _send_all(svc, acts.personal_install(w, svc.channel.service_url, person, remove=remove), defect)
 
 
+LOGIN_REQUEST = "application/vnd.microsoft.activity.loginRequest"
+
+
+def _login_problem(body: dict) -> str | None:
+    """What is wrong with a loginRequest (sso-obo.md §1.2: OAuthCard keys, connectionName and buttons required)."""
+    value = body.get("value")
+    if body.get("statusCode") != 401 or not isinstance(value, dict):
+        return "a loginRequest has statusCode 401 and an OAuthCard value"
+    if not value.get("connectionName"):
+        return "loginRequest value.connectionName is required"
+    buttons = value.get("buttons")
+    if not isinstance(buttons, list) or not buttons or not all(isinstance(b, dict) and b.get("value")
+                                                               for b in buttons):
+        return "loginRequest value.buttons must hold a sign-in button with a URL"
+    return None
+
+
+async def _sign_in(svc: TeamsService, act: dict, person: Any, reply_to: str, body: dict,
+                   defect: str | None) -> dict | None:
+    """Teams' side of a loginRequest: SSO (mint a token for the manifest's app, resend the same press with
+    `authentication`), or, when the client cannot sign in silently (knob), show the Sign-In button and stop."""
+    problem = _login_problem(body)
+    value = body.get("value") or {}
+    exchange = value.get("tokenExchangeResource") if isinstance(value, dict) else None
+    how = svc.knobs.sso if isinstance(exchange, dict) and exchange.get("id") else "button"
+    if problem is not None:
+        how = "invalid"
+    if how == "silent" and svc.sso_minter is None:
+        how = "button"
+    entry = {"user": person.object_id, "name": person.name, "message_id": reply_to, "how": how,
+             "text": str(value.get("text") or "") if isinstance(value, dict) else "", "problem": problem}
+    svc.world.signins.append(entry)
+    if how != "silent" or svc.sso_minter is None or not isinstance(exchange, dict):
+        return None  # the card shows the Sign-In button (page); nothing is resent
+    token = svc.sso_minter(person)  # the token is for webApplicationInfo's app, whatever tokenExchangeResource.uri says
+    retry = dict(act, id=f"{act.get('id')}-sso", value=dict(act["value"], authentication={
+        "id": exchange["id"], "connectionName": value.get("connectionName"), "token": token}))
+    out = await _send_all(svc, [retry], defect)
+    entry["retried"] = True
+    return out
+
+
 async def card_action(svc: TeamsService, args: dict) -> dict:
     """A user presses a card button: Action.Submit → `message` with value; Action.Execute → invoke.
 
@@ -137,6 +179,9 @@ async def card_action(svc: TeamsService, args: dict) -> dict:
                        action_id=args.get("action_id"))
     out = await _send_all(svc, [act], args.get("defect"))
     body = out.get("body")
+    if isinstance(body, dict) and body.get("type") == LOGIN_REQUEST:
+        out = await _sign_in(svc, act, person, str(reply_to), body, args.get("defect")) or out
+        body = out.get("body")
     if isinstance(body, dict) and body.get("type") == CARD_TYPE and isinstance(body.get("value"), dict):
         w.viewer_cards[(person.object_id, str(reply_to))] = body["value"]
         out["replaced"] = True

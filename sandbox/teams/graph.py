@@ -1,5 +1,7 @@
 """Microsoft Graph stand-in (spec B.1, B.2, B.6): users, $batch, per-user Teams app installs, the app catalog,
-and `GET /users/{id}/mailboxSettings` (timeZone as Outlook keeps it: a Windows zone name; MailboxSettings.Read).
+and `GET /users/{id}/mailboxSettings` (timeZone as Outlook keeps it: a Windows zone name; MailboxSettings.Read),
+and `GET /applications(appId='<id>')` (the app registrations: Expose an API, pre-authorized clients, API permissions;
+Application.Read.All). Admin: POST /_sandbox/graph/application {appId, ...fields}: replace fields of a registration.
 
 Shares the Teams stand-in's World (people, personal installs) so a Graph install makes the channel tell the bot.
 Every request needs a Graph token (audience = the configured Graph resource) with the right application role.
@@ -30,6 +32,8 @@ CATALOG_READ = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All", "Directory.Re
 INSTALL_SELF = {"TeamsAppInstallation.ReadWriteSelfForUser.All", "TeamsAppInstallation.ReadWriteForUser.All",
                 "TeamsAppInstallation.ReadWriteAndConsentSelfForUser.All"}
 MAILBOX_READ = {"MailboxSettings.Read", "MailboxSettings.ReadWrite"}
+APPLICATION_READ = {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All",
+                    "Directory.ReadWrite.All"}
 # Outlook's Windows time zone names by the person's default legal entity (the seed's companies)
 MAILBOX_ZONES = {"usmf": "Pacific Standard Time", "demf": "W. Europe Standard Time", "gbsi": "GMT Standard Time"}
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -86,6 +90,7 @@ class GraphService:
     tasks: set = field(default_factory=set)
     users: list[GraphUser] = field(default_factory=list)
     base_url: str = ""
+    applications: dict[str, dict] = field(default_factory=dict)  # appId (lower case) -> Graph application resource
 
     def __post_init__(self) -> None:
         self.teams_app_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "sandbox-teams-app:" + self.teams_app_external_id))
@@ -137,6 +142,16 @@ class GraphService:
                 return self.mailbox_settings(key, query, roles)
             if rest.startswith("/teamwork/installedApps"):
                 return await self.installed_apps(method, key, rest[len("/teamwork/installedApps"):], body, roles)
+        m = re.fullmatch(r"applications\(appId='(?P<id>[^']+)'\)", seg)
+        if method == "GET" and m:
+            if not roles & APPLICATION_READ:
+                return _denied()
+            app = self.applications.get(m["id"].lower())
+            if app is None:
+                return _error(404, "Request_ResourceNotFound",
+                              f"Resource '{m['id']}' does not exist or one of its queried reference-property objects "
+                              "are not present.")
+            return Reply(200, app)
         if method == "GET" and seg == "appCatalogs/teamsApps":
             return self.catalog(query, roles)
         if method == "POST" and re.fullmatch(r"teams/[^/]+/channels/[^/]+/messages(/[^/]+/replies)?", seg):
@@ -352,6 +367,17 @@ async def _admin_fail(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _admin_application(request: web.Request) -> web.Response:
+    """Change a registration as an admin would in the portal (e.g. drop the pre-authorized Teams clients)."""
+    try:
+        a = json.loads(await request.read() or b"{}")
+        app = request.app[GRAPH].applications[str(a.pop("appId")).lower()]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": f"need the appId of a registered application: {exc}"}, status=400)
+    app.update(a)
+    return web.json_response(app)
+
+
 def graph_app(svc: GraphService) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app[GRAPH] = svc
@@ -359,6 +385,7 @@ def graph_app(svc: GraphService) -> web.Application:
     app.router.add_get("/_sandbox/graph/log", _admin_log)
     app.router.add_post("/_sandbox/graph/reset", _admin_reset)
     app.router.add_post("/_sandbox/graph/fail", _admin_fail)
+    app.router.add_post("/_sandbox/graph/application", _admin_application)
 
     async def _drain(app: web.Application):
         yield

@@ -43,6 +43,9 @@ class Knobs:
     retry_after_header: bool = True  # send Retry-After with 429s
     latency_ms: int = 0  # added to every Connector request
     max_activity_bytes: int = MAX_ACTIVITY_BYTES
+    # a loginRequest answer to Action.Execute: "silent" (SSO: retry the press with a token), "button" (the client
+    # cannot sign in silently: show the Sign-In button and stop), "refuse" (consent refused: show it and stop)
+    sso: str = "silent"
 
     def as_json(self) -> dict:
         return dict(vars(self))
@@ -63,6 +66,8 @@ class TeamsService:
     posts_per_conversation: Counter = field(default_factory=Counter)
     renderer_dir: Any = None
     base_url: str = ""
+    # mints the Teams SSO token for a person (the Entra stand-in, wired by starter.py); None: no SSO in this world
+    sso_minter: Callable[[Any], str] | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:

@@ -15,12 +15,34 @@ import secrets
 import uuid
 from typing import Any
 
+from sandbox.entra.obo import TEAMS_DESKTOP_CLIENT, TEAMS_WEB_CLIENT, mint_sso_token
 from sandbox.people import TENANT_ID
 from sandbox.teams.server import start_teams
 
 DEFAULT_BOT_APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "ml-connector-sandbox-bot"))
 BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All",
-                   "MailboxSettings.Read"]
+                   "MailboxSettings.Read", "Application.Read.All"]
+DYNAMICS_ERP = "00000015-0000-0000-c000-000000000000"
+# Microsoft.ERP delegated permissions (sso-obo.md §3): AX.FullAccess, Odata.FullAccess, CustomService.FullAccess
+ERP_SCOPES = ["6397893c-2260-496b-a41d-2f1f15b16ff3", "a849e696-ce45-464a-81de-e5c5b45519c1",
+              "ad8b4a5c-eecd-431a-a46f-33c060012ae1"]
+
+
+def bot_registration(app_id: str) -> dict[str, Any]:
+    """The bot's app registration as Graph shows it, set up for Teams SSO as README "Deciding as the approver" says."""
+    scope_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-scope:{app_id}"))
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-app-object:{app_id}")), "appId": app_id,
+        "displayName": "ML Connector", "signInAudience": "AzureADMyOrg",
+        "identifierUris": [f"api://botid-{app_id}"],
+        "api": {"requestedAccessTokenVersion": 2,
+                "oauth2PermissionScopes": [{"id": scope_id, "value": "access_as_user", "type": "User",
+                                            "isEnabled": True, "adminConsentDisplayName": "Act as the user"}],
+                "preAuthorizedApplications": [{"appId": client, "delegatedPermissionIds": [scope_id]}
+                                              for client in (TEAMS_DESKTOP_CLIENT, TEAMS_WEB_CLIENT)]},
+        "requiredResourceAccess": [{"resourceAppId": DYNAMICS_ERP,
+                                    "resourceAccess": [{"id": s, "type": "Scope"} for s in ERP_SCOPES]}],
+    }
 
 
 async def start_teams_services(ctx: Any) -> None:
@@ -36,6 +58,10 @@ async def start_teams_services(ctx: Any) -> None:
         teams_app_external_id=opts.get("teams_app_external_id"), graph_resource=graph_resource,
         preinstalled=opts.get("teams_preinstalled", False))
     ctx.cleanups.append(running.close)
+    # Teams SSO: the token is minted for the manifest's webApplicationInfo app (the bot's), sso-obo.md §1.2
+    running.graph.applications[bot_app_id.lower()] = bot_registration(bot_app_id)
+    running.service.sso_minter = lambda person: mint_sso_token(
+        issuer, app_id=bot_app_id, object_id=person.object_id, upn=person.upn, name=person.name)
     ctx.services["teams"] = running
     state = running.state
     state["teams"].update(bot_app_password=secret, bot_tenant_id=TENANT_ID)

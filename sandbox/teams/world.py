@@ -106,6 +106,8 @@ class World:
     threads: dict[str, Thread] = field(default_factory=dict)
     # Action.Execute responses shown to one viewer only: (viewer oid, message id) -> card
     viewer_cards: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # Universal Actions sign-ins the client went through: {user, message_id, how: silent|button|refused, text}
+    signins: list[dict] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -220,7 +222,8 @@ class World:
         for (viewer, mid), card in self.viewer_cards.items():
             viewer_cards.setdefault(viewer, {})[mid] = card
         return {"bot": {"id": self.bot_id, "name": self.bot_name}, "tenantId": self.tenant_id,
-                "teams": teams, "chats": chats, "people": people, "viewerCards": viewer_cards}
+                "teams": teams, "chats": chats, "people": people, "viewerCards": viewer_cards,
+                "signins": list(self.signins)}
 
     def _thread_json(self, th: Thread) -> dict:
         msgs = [{"id": m.id, "sender": m.sender, "text": m.activity.get("text"), "cards": m.cards(),

@@ -76,7 +76,8 @@ def test_default_package_validates_against_the_official_1_22_schema(tmp_path: Pa
     # the manifest id is the Teams app id (derived, stable), not the bot's Entra app id
     assert m["id"] == default_app_id(BOT_ID) != BOT_ID
     assert default_app_id(BOT_ID.upper()) == m["id"]
-    assert m["webApplicationInfo"] == {"id": BOT_ID, "resource": f"api://connector.contoso.com/{BOT_ID}"}
+    # Teams SSO mints the approver's token for this resource: the standalone bot's Application ID URI
+    assert m["webApplicationInfo"] == {"id": BOT_ID, "resource": f"api://botid-{BOT_ID}"}
     assert m["validDomains"] == ["connector.contoso.com"]
     assert m["developer"]["name"] == "Contoso IT"
     assert "permissions" not in m and "devicePermissions" not in m

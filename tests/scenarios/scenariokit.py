@@ -171,7 +171,9 @@ async def reset_sandbox(admin: Admin, sandbox: Sandbox) -> None:
     AssertionError (after the reset) if any shows a raw `${...}` template expression."""
     leftovers = unexpanded_in_state(await admin.get(f"{sandbox.teams_admin}/state"))
     await admin.post(f"{sandbox.teams_admin}/reset", {"threads": True})
-    await admin.post(f"{sandbox.teams_admin}/knobs", {"latency_ms": 0, "rate_limits": True})
+    await admin.post(f"{sandbox.teams_admin}/knobs", {"latency_ms": 0, "rate_limits": True, "sso": "silent"})
+    await admin.post(f"{sandbox.entra_admin}/sso", {"consent_missing": False, "mfa_required": False})
+    await admin.post(f"{sandbox.fno_admin}/config", {"completion_policy": "any_authenticated"})
     await admin.post(f"{sandbox.sender}/config", {"duplicate_next": 0, "duplicate_probability": 0.0,
                                                   "out_of_order": 0, "delay": 0.0})
     await admin.post(f"{sandbox.fno_admin}/stats/reset")

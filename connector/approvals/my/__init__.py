@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from bot import CardExecute, IncomingMessage
+from bot import CardExecute, IncomingMessage, InvokeFailure, LoginRequest
 from cards import Catalog
 from connector.approvals.config import ApprovalSettings
 from connector.approvals.my.card import LIST, LIST_VERB, ListCard, help_card, render_list
@@ -82,7 +82,7 @@ class MyApprovals:
     def owns(data: Any) -> bool:
         return isinstance(data, dict) and data.get("list") == LIST
 
-    async def on_execute(self, execute: CardExecute) -> dict | str | None:
+    async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure | None:
         """An Action.Execute from the list card (refresh, paging, a decision); None when not the list's."""
         data = dict(execute.data or {})
         if not self.owns(data):
@@ -93,10 +93,14 @@ class MyApprovals:
         after = str(data.get("after") or "")
         note = None
         if (execute.verb or "").lower() != LIST_VERB.lower() and is_approval_action(data):
-            note = await self._decide(execute, data, oid)
+            decided = await self._decide(execute, data, oid)
+            if not isinstance(decided, str):
+                return decided  # act_as "approver": Teams signs the user in and presses again
+            note = decided
         return (await self.list_card(oid, execute.user_id, after=after, note=note)).card
 
-    async def _decide(self, execute: CardExecute, data: dict[str, Any], oid: str) -> str:
+    async def _decide(self, execute: CardExecute, data: dict[str, Any],
+                      oid: str) -> str | LoginRequest | InvokeFailure:
         """The same press as on the channel card (approver check, once-only, audit, every copy updated)."""
         box = data.get("commentInput")
         if isinstance(box, str) and box.startswith("comment_"):
@@ -105,6 +109,8 @@ class MyApprovals:
         env = press.environment or await self._environment_of(press.work_item_id)
         before = await self.store.get_approval(env, press.work_item_id) if env else None
         answer = await self.service.press(press)
+        if answer.login is not None:
+            return answer.login
         after = await self.store.get_approval(env, press.work_item_id) if env else None
         if (before is not None and after is not None and before.status == "pending"
                 and after.status == "submitting" and after.decided_by_object_id == oid):
