@@ -102,19 +102,28 @@ def test_start_up_error_is_one_line(case: str, cfg: Path, tmp_path: Path) -> Non
 
 
 def wait_for_line(proc: subprocess.Popen[str], text: str, deadline: float) -> list[str]:
-    """stderr lines up to the first containing `text` (or the process's end / the deadline)."""
+    """stderr lines up to the first containing `text` (or the process's end / the deadline).
+
+    Reads the raw descriptor, not the text wrapper: its buffer may already hold the wanted line while select()
+    reports nothing more to read (which made this wait for the whole deadline when lines came in one burst)."""
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     seen: list[str] = []
+    pending = b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen.append(line)
-        if text in line:
-            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace") + "\n"
+            seen.append(line)
+            if text in line:
+                return seen
     return seen
 
 
