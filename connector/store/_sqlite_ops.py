@@ -478,3 +478,9 @@ def probe_write(conn: sqlite3.Connection, version: int) -> None:
     (a full disk or a read-only file fails here as an enqueue would)."""
     with Tx(conn):
         conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def count_recent(conn: sqlite3.Connection, since: float) -> list[tuple[str, str, int]]:
+    return [(r["environment"], r["business_event_id"], r["n"]) for r in conn.execute(
+        "SELECT environment, business_event_id, count(*) AS n FROM events WHERE received_at >= ? "
+        "GROUP BY environment, business_event_id ORDER BY environment, business_event_id", (since,))]

@@ -319,6 +319,10 @@ class Store(Protocol):
 
     async def count_approvals_by_status(self) -> dict[str, int]: ...
 
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        """(environment, business event id, events received since `since`), sorted."""
+        ...
+
     async def purge_events(self, *, before: float) -> int:
         """Delete done and ignored events (payload and history) received and last changed before `before`;
         returns how many. Queued, processing and parked events are never purged."""

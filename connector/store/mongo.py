@@ -395,6 +395,16 @@ class MongoStore:
             rows = await cursor.to_list(None)
         return {row["_id"]: row["n"] for row in rows}
 
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        with self._errors("read"):
+            cursor = self._events.aggregate([
+                {"$match": {"received_at": {"$gte": since}}},
+                {"$group": {"_id": {"e": "$environment", "t": "$business_event_id"}, "n": {"$sum": 1}}}])
+            if inspect.isawaitable(cursor):
+                cursor = await cursor
+            rows = await cursor.to_list(None)
+        return sorted((row["_id"]["e"], row["_id"]["t"], row["n"]) for row in rows)
+
     async def purge_events(self, *, before: float) -> int:
         with self._errors("purge"):
             result = await self._events.delete_many({

@@ -192,6 +192,9 @@ class SQLiteStore:
     async def count_approvals_by_status(self) -> dict[str, int]:
         return await self._db.call(ops.count_approvals_by_status)
 
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        return await self._db.call(ops.count_recent, since)
+
     async def purge_events(self, *, before: float) -> int:
         return await self._db.call(ops.purge_events, before)
 

@@ -46,6 +46,15 @@ async def test_approvals_counted_by_status(store: Store) -> None:
     assert await store.count_approvals_by_status() == {"pending": 2, "decided": 1}
 
 
+async def test_recent_events_counted_by_environment_and_type(store: Store) -> None:
+    await _enqueue(store, 1, T0 - 2 * DAY)
+    await _enqueue(store, 2, T0)
+    await _enqueue(store, 3, T0 + 5)
+    await _enqueue(store, 4, T0 + 6, env="fabrikam")
+    po = "PurchaseOrderConfirmedBusinessEvent"
+    assert await store.count_recent(since=T0 - DAY) == [("contoso-prod", po, 2), ("fabrikam", po, 1)]
+
+
 async def test_purge_removes_only_old_done_and_ignored_events(store: Store) -> None:
     done_old = await _enqueue(store, 1, T0)
     claim = await store.claim("w", now=T0, lease_seconds=60)
