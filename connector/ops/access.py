@@ -59,6 +59,6 @@ def access_middleware(clock: Callable[[], float] = time.perf_counter) -> Callabl
                     log.info("%s %s %d %.1fms", request.method, redact_path(request.path), status,
                              (clock() - started) * 1000,
                              extra={"http_method": request.method, "http_path": redact_path(request.path),
-                                    "http_status": status, "remote": request.remote or ""})
+                                    "http_status": status, "remote": request.remote or "", "request_id": rid})
 
     return middleware
