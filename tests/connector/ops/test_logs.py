@@ -157,3 +157,28 @@ async def test_outbound_calls_send_a_client_request_id_and_failures_log_microsof
     assert 'ml_connector_outbound_requests_total{service="fno",status="503"} 1.0' in text
     assert 'ml_connector_outbound_retry_after_seconds_total{service="fno"} 7.0' in text
     assert upstreams.state["fno"].last_failure is not None
+
+
+async def test_a_decision_job_logs_with_its_work_item_and_approval(tmp_path: Path, json_lines) -> None:
+    from types import SimpleNamespace
+
+    from connector.approvals.decide import make_decide_stage
+
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.enqueue(NewEvent("contoso-prod", "ml-connector.decision", 7, "job-7", None,
+                                     {"workItemId": "WI-0042"}), first_stage="decide", now=T0)
+        decide = make_decide_stage(SimpleNamespace(store=store))  # type: ignore[arg-type]
+
+        async def stage(ev):
+            outcome = await decide(ev)
+            logging.getLogger("connector.approvals").warning("decided: %s", outcome.detail)
+            return outcome
+
+        await Pipeline(store, {"decide": stage}, clock=lambda: T0).run_once()
+    finally:
+        await store.close()
+    (line,) = [x for x in json_lines() if x["logger"] == "connector.approvals"]
+    assert line["work_item_id"] == "WI-0042" and line["approval_id"] == "contoso-prod/WI-0042"
+    assert line["environment"] == "contoso-prod"
