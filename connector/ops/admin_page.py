@@ -85,7 +85,7 @@ def status_page(data: StatusData, csrf: str) -> str:
                       [[_e(i["id"]), _e(i["scope"]), _e(i["team"]), _e(i["channels"]), _e(i["tenant"])]
                        for i in data.installs], "The Teams app is not installed anywhere yet.", "installs")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ml-connector status</title>
-<meta name="referrer" content="no-referrer"><style>{_STYLE}</style></head><body>
+<meta name="referrer" content="same-origin"><style>{_STYLE}</style></head><body>
 <h1>ml-connector status</h1>
 <form class="inline" method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{_e(csrf)}">
 <button type="submit">Sign out</button></form>

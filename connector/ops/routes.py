@@ -157,7 +157,8 @@ async def _checked_session(request: web.Request) -> dict[str, str]:
         raise web.HTTPUnauthorized(text=login_page("Sign in first."), content_type="text/html")
     form = await request.post()
     if not same_origin(request) or not csrf_ok(session, str(form.get("csrf", ""))):
-        log.warning("status page: refused a %s without a valid CSRF token from %s", request.path, request.remote)
+        log.warning("status page: refused a %s without a valid CSRF token from %s (Origin %s)", request.path,
+                    request.remote, request.headers.get("Origin"))
         raise web.HTTPForbidden(text='{"error": "csrf", "detail": "the form is not from this status page"}',
                                 content_type="application/json")
     return {k: str(v) for k, v in form.items()}
