@@ -34,7 +34,7 @@ from connector.ops.logqueue import queue_root_handlers
 from connector.ops.metrics import Metrics
 from connector.ops.routes import OpsContext
 from connector.ops.upstreams import Upstreams
-from connector.ops.wiring import session_trace, start_metrics_listener, wire_ops
+from connector.ops.wiring import bot_trace, session_trace, start_metrics_listener, wire_ops
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
@@ -222,7 +222,8 @@ def create_app(
         services.handlers = ConnectorBotHandlers(services.installs)
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
-                                  services.handlers, ca_file=ca)
+                                  services.handlers, ca_file=ca,
+                                  trace_configs=[bot_trace(services.metrics, services.upstreams)])
         services.messages_handler = services.bot.messages_handler()
         if not await services.bot.warm_up():
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")

@@ -41,6 +41,11 @@ def session_trace(settings: Settings, metrics: Metrics | None, upstreams: Upstre
     return outbound_trace(host_classifier(outbound_hosts(settings)), metrics=metrics, upstreams=upstreams)
 
 
+def bot_trace(metrics: Metrics | None, upstreams: Upstreams) -> aiohttp.TraceConfig:
+    """The Bot Connector runtime's own session: every host it calls is a Bot Connector service URL."""
+    return outbound_trace(lambda host: "bot_connector", metrics=metrics, upstreams=upstreams)
+
+
 def _secret_reader(services: Any, name: str) -> Callable[[], Any]:
     async def read() -> str | None:
         from connector.secrets import SecretNotFound
