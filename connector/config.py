@@ -307,6 +307,12 @@ class OpsSettings(_Section):
     metrics_token_secret: str = "ops/metrics-token"  # stored secret: bearer token for /metrics on the public listener
     metrics_cache_seconds: float = Field(15.0, ge=0)  # store-derived gauges are read at most this often
     admin_token_secret: str = "ops/admin-token"  # stored secret: the status page's admin token
+    admin_sign_in: Literal["token", "entra"] = "token"  # entra: also "Sign in with Microsoft" (OIDC, MSAL)
+    admin_client_id: str | None = None  # the app users sign in to; default [identity].client_id
+    admin_client_secret: str | None = None  # stored secret with that app's client secret; default [identity].credential
+    admin_group: str | None = None  # object id of the group whose members may use /admin
+    admin_role: str | None = None  # or: the app role value assigned to them (e.g. Connector.Admin)
+    admin_session_secret: str = "ops/admin-session-key"  # stored secret signing Entra sessions (generated)
     access_log: bool = True  # one INFO line per HTTP request on logger connector.access
     retention_days: float = Field(90.0, ge=0)  # done events are purged after this; 0 keeps them forever
     purge_interval: float = Field(3600.0, gt=0)  # seconds between retention runs

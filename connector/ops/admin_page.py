@@ -99,10 +99,11 @@ def status_page(data: StatusData, csrf: str) -> str:
 </body></html>"""
 
 
-def login_page(message: str = "") -> str:
+def login_page(message: str = "", *, entra: bool = False) -> str:
     note = f'<p id="message" class="bad">{_e(message)}</p>' if message else ""
+    microsoft = '<p><a id="signin-entra" href="/admin/signin">Sign in with Microsoft</a></p>' if entra else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ml-connector sign-in</title>
-<style>{_STYLE}</style></head><body><h1>ml-connector status</h1>{note}
+<style>{_STYLE}</style></head><body><h1>ml-connector status</h1>{note}{microsoft}
 <form id="login" method="post" action="/admin/login"><label>Admin token
 <input type="password" name="token" autocomplete="current-password"></label> <button type="submit">Sign in</button>
 </form><p>Create the token with <code>ml-connector ops admin-token</code> on the service's host.</p></body></html>"""

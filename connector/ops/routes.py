@@ -17,6 +17,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from connector.ops.admin_auth import COOKIE, AdminAuth, csrf_ok, same_origin
+from connector.ops.admin_entra import EntraSignIn, SignInRefused
 from connector.ops.admin_page import login_page, status_page
 from connector.ops.metrics import CONTENT_TYPE, Metrics, StoreSnapshot
 from connector.ops.probes import ReadinessChecks, readiness_body
@@ -33,6 +34,7 @@ class OpsContext:
     readiness: ReadinessChecks
     status: StatusSources | None = None
     admin: AdminAuth | None = None
+    entra: EntraSignIn | None = None  # [ops] admin_sign_in = "entra"
     wake: Callable[[], None] = lambda: None
     metrics_token: Callable[[], Awaitable[str | None]] | None = None  # bearer for /metrics on the public listener
     snapshot_seconds: float = 15.0
@@ -129,24 +131,52 @@ async def admin_page(request: web.Request) -> web.Response:
     ctx = request.app[OPS]
     session = await _auth(request).session(request)
     if session is None:
-        return _html(login_page(), status=401)
+        return _html(login_page(entra=ctx.entra is not None), status=401)
     assert ctx.status is not None
     return _html(status_page(await ctx.status.gather(), session.csrf))
 
 
 async def admin_login(request: web.Request) -> web.Response:
+    ctx = request.app[OPS]
     admin = _auth(request)
     if not same_origin(request):
-        return _html(login_page("This form must be sent from the status page itself."), status=403)
+        return _html(login_page("This form must be sent from the status page itself.", entra=ctx.entra is not None),
+                     status=403)
     form = await request.post()
     if not await admin.check_token(str(form.get("token", ""))):
         log.warning("status page: sign-in with a wrong admin token from %s", request.remote)
-        return _html(login_page("Wrong admin token."), status=401)
+        return _html(login_page("Wrong admin token.", entra=ctx.entra is not None), status=401)
+    log.info("status page: admin signed in with the admin token from %s", request.remote)
+    raise await _signed_in(request, "t")
+
+
+async def _signed_in(request: web.Request, kind: str) -> web.HTTPSeeOther:
     resp = web.HTTPSeeOther("/admin")
-    resp.set_cookie(COOKIE, await admin.new_cookie(), httponly=True, samesite="Strict", path="/admin",
+    resp.set_cookie(COOKIE, await _auth(request).new_cookie(kind), httponly=True, samesite="Lax", path="/admin",
                     secure=request.app[OPS].secure_cookies, max_age=8 * 3600)
-    log.info("status page: admin signed in from %s", request.remote)
-    raise resp
+    return resp
+
+
+async def admin_signin(request: web.Request) -> web.Response:
+    """Off to Entra ID (the authorization code flow)."""
+    ctx = request.app[OPS]
+    if ctx.entra is None:
+        raise web.HTTPNotFound()
+    raise web.HTTPFound(await ctx.entra.start())
+
+
+async def admin_callback(request: web.Request) -> web.Response:
+    """Entra ID's redirect back: redeem the code, check the role or group, start a session."""
+    ctx = request.app[OPS]
+    if ctx.entra is None:
+        raise web.HTTPNotFound()
+    try:
+        who = await ctx.entra.finish(dict(request.query))
+    except SignInRefused as exc:
+        log.warning("status page: Entra ID sign-in refused: %s", exc.message)
+        return _html(login_page(exc.message, entra=True), status=exc.status)
+    log.info("status page: %s (%s) signed in with Entra ID", who.upn, who.object_id)
+    raise await _signed_in(request, "e")
 
 
 async def _checked_session(request: web.Request) -> dict[str, str]:
@@ -193,6 +223,8 @@ def ops_routes(app: web.Application, ctx: OpsContext) -> None:
     app.router.add_post("/admin/login", admin_login)
     app.router.add_post("/admin/replay", admin_replay)
     app.router.add_post("/admin/logout", admin_logout)
+    app.router.add_get("/admin/signin", admin_signin)
+    app.router.add_get("/admin/callback", admin_callback)
 
 
 def metrics_app(ctx: OpsContext) -> web.Application:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any, AsyncIterator, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -12,9 +13,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily
 
-from connector.config import Settings
+from connector.config import ConfigError, Settings
 from connector.ops.access import access_middleware
 from connector.ops.admin_auth import AdminAuth
+from connector.ops.admin_entra import EntraAdminSettings, EntraSignIn
 from connector.ops.metrics import Metrics, backlog_families, token_families
 from connector.ops.outbound import host_classifier, outbound_trace
 from connector.ops.probes import ReadinessChecks
@@ -22,6 +24,10 @@ from connector.ops.retention import run_retention
 from connector.ops.routes import OpsContext, ops_routes
 from connector.ops.status import StatusSources
 from connector.ops.upstreams import Upstreams
+from connector.tls import trusting_session
+
+MS_AUTHORITY_HOSTS = frozenset({"login.microsoftonline.com", "login.microsoft.com", "login.windows.net",
+                                "login.microsoftonline.us", "login.partner.microsoftonline.cn"})
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,54 @@ def _delivered(services: Any) -> tuple[int, int]:
     return (outbox.posts, outbox.digests) if outbox is not None else (0, 0)
 
 
+def _session_key(services: Any, name: str) -> Callable[[], Any]:
+    """The key signing Entra ID sessions: a random stored secret, made on first use."""
+    cached: list[bytes] = []
+
+    async def read() -> bytes:
+        from connector.secrets import SecretNotFound
+
+        if cached:
+            return cached[0]
+        try:
+            value = (await services.secrets.get(name)).reveal()
+        except SecretNotFound:
+            value = secrets.token_urlsafe(32)
+            await services.secrets.put(name, value)
+        cached.append(value.encode())
+        return cached[0]
+
+    return read
+
+
+def entra_sign_in(services: Any, settings: Settings) -> EntraSignIn | None:
+    """`[ops] admin_sign_in = "entra"`: the status page's Microsoft sign-in. Raises ConfigError naming what is
+    missing."""
+    ops = settings.ops
+    if ops.admin_sign_in != "entra":
+        return None
+    public = settings.server.public_url
+    if not public:
+        raise ConfigError("ops.admin_sign_in = \"entra\" needs server.public_url (Entra ID redirects the browser to "
+                          "<public_url>/admin/callback; register that URI on the app)")
+    if not (ops.admin_group or ops.admin_role):
+        raise ConfigError("ops.admin_sign_in = \"entra\" needs ops.admin_role (an app role value) or "
+                          "ops.admin_group (a group object id): who may use the status page")
+    client_id = ops.admin_client_id or settings.identity.client_id
+    secret_name = ops.admin_client_secret or settings.identity.credential
+    host = settings.cloud.endpoint("authority_host").rstrip("/")
+    ca = settings.cloud.ca_bundle
+
+    async def client_secret() -> str:
+        return str((await services.secrets.get(secret_name)).reveal())
+
+    return EntraSignIn(
+        EntraAdminSettings(authority=f"{host}/{settings.identity.tenant_id}", client_id=client_id,
+                           redirect_uri=public.rstrip("/") + "/admin/callback", group=ops.admin_group,
+                           role=ops.admin_role, discover=(urlsplit(host).hostname or "") in MS_AUTHORITY_HOSTS),
+        client_secret, http_client=trusting_session(str(ca) if ca else None))
+
+
 def wire_ops(app: web.Application, services: Any, settings: Settings, *, clock: Callable[[], float],
              pipeline_expected: bool) -> OpsContext:
     """Add the operations routes, middleware and background work to the service's app (after its cleanup
@@ -103,7 +157,9 @@ def wire_ops(app: web.Application, services: Any, settings: Settings, *, clock: 
                              backlog=lambda: services.outbox.backlog() if services.outbox is not None else {},
                              delivered=lambda: _delivered(services), clock=clock,
                              tokens=lambda: _token_sources(services)),
-        admin=AdminAuth(_secret_reader(services, ops.admin_token_secret), clock=clock),
+        admin=AdminAuth(_secret_reader(services, ops.admin_token_secret), clock=clock,
+                        session_key=_session_key(services, ops.admin_session_secret)),
+        entra=entra_sign_in(services, settings),
         wake=lambda: services.pipeline.wake() if services.pipeline is not None else None,
         metrics_token=_secret_reader(services, ops.metrics_token_secret) if ops.metrics_port == 0 else None,
         snapshot_seconds=ops.metrics_cache_seconds,
