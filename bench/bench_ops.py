@@ -51,9 +51,6 @@ def serve(mode: str, port: int, db: str, log_file: str) -> None:
         handler.addFilter(logctx.ContextFilter())
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
-        from connector.ops.logqueue import queue_root_handlers
-
-        queue_root_handlers()  # as configure_logging does for `serve`
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await store.open()

@@ -30,7 +30,6 @@ from connector.installs import InstallRecorder
 from connector.instances import InstanceRegistry
 from connector.manifest import default_app_id
 from connector.ops import logctx
-from connector.ops.logqueue import queue_root_handlers
 from connector.ops.metrics import Metrics
 from connector.ops.routes import OpsContext
 from connector.ops.upstreams import Upstreams
@@ -368,7 +367,6 @@ def configure_logging(settings: Settings) -> None:
         if settings.logging.format == "json":
             handler.setFormatter(JsonFormatter())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours is connector.access (token redacted)
-    queue_root_handlers()  # formatting and writing happen off the event loop
     # msal logs token responses at DEBUG; never let that through
     logging.getLogger("msal").setLevel(logging.WARNING)
 
