@@ -39,7 +39,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def outbound_trace(classify: Callable[[str], str], *, metrics: Metrics | None, upstreams: Upstreams | None,
                    clock: Callable[[], float] = time.time) -> aiohttp.TraceConfig:
-    """A TraceConfig for the shared session. `classify(host)` names the service ("fno", "graph", ...)."""
+    """A TraceConfig for the shared session. `classify("host:port")` names the service ("fno", "graph", ...)."""
     trace = aiohttp.TraceConfig()
 
     async def on_start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
@@ -47,7 +47,7 @@ def outbound_trace(classify: Callable[[str], str], *, metrics: Metrics | None, u
         if "client-request-id" not in params.headers:
             params.headers["client-request-id"] = str(uuid.uuid4())
         ctx.client_request_id = params.headers["client-request-id"]
-        ctx.service = classify(params.url.host or "")
+        ctx.service = classify(f"{params.url.host or ''}:{params.url.port}")
 
     async def on_end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
                      params: aiohttp.TraceRequestEndParams) -> None:
@@ -86,7 +86,7 @@ def outbound_trace(classify: Callable[[str], str], *, metrics: Metrics | None, u
 
 
 def host_classifier(hosts: dict[str, str]) -> Callable[[str], str]:
-    """host (lower case) -> service name; anything else is "other"."""
+    """"host:port" -> service name (case-insensitive); anything else is "other"."""
     table = {h.lower(): s for h, s in hosts.items() if h}
 
     def classify(host: str) -> str:

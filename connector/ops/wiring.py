@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def _host(url: str | None) -> str:
-    return (urlsplit(url).hostname or "") if url else ""
+    """host:port (the port too: the sandbox serves every stand-in on 127.0.0.1)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname or ''}:{port}"
 
 
 def outbound_hosts(settings: Settings) -> dict[str, str]:

@@ -136,7 +136,8 @@ async def test_outbound_calls_send_a_client_request_id_and_failures_log_microsof
     server = aiohttp.test_utils.TestServer(app)
     await server.start_server()
     metrics, upstreams = Metrics(), Upstreams()
-    trace = outbound_trace(host_classifier({"127.0.0.1": "fno"}), metrics=metrics, upstreams=upstreams)
+    hosts = {f"127.0.0.1:{server.port}": "fno", "127.0.0.1:1": "entra"}  # one host, a service per port
+    trace = outbound_trace(host_classifier(hosts), metrics=metrics, upstreams=upstreams)
     try:
         async with aiohttp.ClientSession(trace_configs=[trace]) as http:
             with caplog.at_level(logging.WARNING, logger="connector.ops.outbound"), \
@@ -182,3 +183,18 @@ async def test_a_decision_job_logs_with_its_work_item_and_approval(tmp_path: Pat
     (line,) = [x for x in json_lines() if x["logger"] == "connector.approvals"]
     assert line["work_item_id"] == "WI-0042" and line["approval_id"] == "contoso-prod/WI-0042"
     assert line["environment"] == "contoso-prod"
+
+
+def test_services_are_told_apart_by_host_and_port() -> None:
+    """The sandbox serves F&O, Entra and Graph on 127.0.0.1: a 429 from F&O must not count as Entra's."""
+    from connector.config import Settings
+    from connector.ops.wiring import outbound_hosts
+
+    settings = Settings(cloud={"name": "custom", "authority_host": "https://127.0.0.1:7001",
+                               "graph_url": "https://127.0.0.1:7003/v1.0"},
+                        environments=[{"name": "prod", "base_url": "https://127.0.0.1:7002"},
+                                      {"name": "test", "base_url": "https://contoso-test.operations.dynamics.com"}])
+    classify = host_classifier(outbound_hosts(settings))
+    assert classify("127.0.0.1:7002") == "fno" and classify("127.0.0.1:7001") == "entra"
+    assert classify("127.0.0.1:7003") == "graph" and classify("contoso-test.operations.dynamics.com:443") == "fno"
+    assert classify("127.0.0.1:9999") == "other"
