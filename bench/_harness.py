@@ -202,8 +202,10 @@ class Rig:
 
     async def start(self) -> None:
         self.sandbox, self.state = await asyncio.to_thread(start_sandbox_process, self.workdir)
-        self.port = free_port()
-        self.settings = self.adjust(demo_settings(self.state, self.workdir, self.port))
+        self.port, self.metrics_port = free_port(), free_port()
+        settings = demo_settings(self.state, self.workdir, self.port, self.metrics_port)
+        settings.ops.metrics_cache_seconds = 0.0  # health() reads the queue from /metrics: always fresh
+        self.settings = self.adjust(settings)
         key_text = generate_master_key()
         self.token = await store_demo_secrets(self.settings, MasterKey.from_text(key_text), self.state)
         env = dict(os.environ)
@@ -268,7 +270,14 @@ class Rig:
             return json.loads(text)
 
     async def health(self) -> dict[str, int]:
-        return (await self.get(f"{self.base}/healthz"))["events"]
+        """Events by state, from the loopback metrics listener (/healthz is liveness only, without data)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        assert self.http is not None
+        async with self.http.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
+            text = await r.text()
+        return {s.labels["state"]: int(s.value) for f in text_string_to_metric_families(text)
+                if f.name == "ml_connector_events" for s in f.samples}
 
     async def connect_sender(self) -> None:
         """Register the connector's events URL in the F&O sender and activate the scenario's events."""

@@ -50,7 +50,7 @@ import platform
 import ssl
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -781,11 +781,14 @@ class BotRuntime:
         handlers: what inbound activities are translated into (see BotHandlers).
         ca_file: an extra CA trusted besides the system's (a TLS-inspecting proxy's, the sandbox's) for every
             connection the bot makes: Connector calls, in-turn replies, the OpenID metadata and signing keys.
+        trace_configs: aiohttp traces for the outbound Connector session (the service's request ids, metrics
+            and failure logs: connector/ops/outbound.py).
     """
 
     def __init__(self, settings: BotSettings, get_token: GetToken, handlers: BotHandlers, *,
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
         self.settings = settings
+        self._trace_configs = list(trace_configs)  # the caller's request ids, metrics and failure logs
         self._get_token = get_token
         self._ca_file = ca_file
         self._tls = _ssl_context(ca_file)  # one trust, shared by aiohttp, msrest and the OpenID fetch
@@ -825,7 +828,7 @@ class BotRuntime:
             connector = aiohttp.TCPConnector(ssl=self._tls, limit=100)
             self._http = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.connector_timeout),
-                raise_for_status=False)
+                raise_for_status=False, trace_configs=self._trace_configs or None)
         return self._http
 
     async def _request(self, method: str, service_url: str, segments: tuple[str, ...],

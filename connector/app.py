@@ -29,6 +29,11 @@ from connector.endpoint_tokens import read_tokens
 from connector.installs import InstallRecorder
 from connector.instances import InstanceRegistry
 from connector.manifest import default_app_id
+from connector.ops import logctx
+from connector.ops.metrics import Metrics
+from connector.ops.routes import OpsContext
+from connector.ops.upstreams import Upstreams
+from connector.ops.wiring import bot_trace, session_trace, start_metrics_listener, wire_ops
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
@@ -78,6 +83,9 @@ class Services:
     handlers: ConnectorBotHandlers | None = None
     approvals: Approvals | None = None
     messages_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+    metrics: Metrics | None = None
+    upstreams: Upstreams = field(default_factory=Upstreams)
+    ops: OpsContext | None = None
 
 
 def catalog_app_id(teams: Any) -> str:
@@ -122,13 +130,15 @@ def create_app(
     for warning in validated.warnings:
         log.warning("configuration: %s", warning)
     services = Services(settings=settings, store=store or configured_store(settings),
-                        teams=validated.teams, catalog=validated.catalog)
+                        teams=validated.teams, catalog=validated.catalog,
+                        metrics=Metrics(clock=clock) if settings.ops.metrics else None)
     app = events_app(
         services.store,
         EventEndpoints([], clock=clock),  # filled in at start, once the tokens are decrypted
         max_body_bytes=settings.server.max_body_bytes,
         clock=clock,
         wake=lambda: services.pipeline.wake() if services.pipeline else None,
+        metrics=services.metrics,
     )
     app[SETTINGS] = settings
     app[SERVICES] = services
@@ -141,7 +151,8 @@ def create_app(
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(ssl=outbound_tls, limit=100)
-        services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False, trace_configs=[
+            session_trace(settings, services.metrics, services.upstreams)])  # client-request-id, metrics, logs
         yield
         await services.session.close()
 
@@ -210,7 +221,8 @@ def create_app(
         services.handlers = ConnectorBotHandlers(services.installs)
         ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
-                                  services.handlers, ca_file=ca)
+                                  services.handlers, ca_file=ca,
+                                  trace_configs=[bot_trace(services.metrics, services.upstreams)])
         services.messages_handler = services.bot.messages_handler()
         if not await services.bot.warm_up():
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")
@@ -291,6 +303,7 @@ def create_app(
                                settings.pipeline.backoff_max),
             clock=clock,
             name=registry.id,
+            observer=services.metrics,
         )
         pipeline = services.pipeline
         registry.on_renamed = lambda new_id: setattr(pipeline, "name", new_id)
@@ -313,6 +326,7 @@ def create_app(
         await registry.stop()  # after the pipeline: releases whatever it left leased
 
     app.cleanup_ctx.extend([store_ctx, session_ctx, core_ctx, teams_ctx, pipeline_ctx])
+    services.ops = wire_ops(app, services, settings, clock=clock, pipeline_expected=start_pipeline)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         handler = services.messages_handler
@@ -324,12 +338,19 @@ def create_app(
     return app
 
 
+_ACCESS_FIELDS = ("http_method", "http_path", "http_status", "remote")
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the ids bound in the log context (connector/ops/logctx.py)."""
+
     def format(self, record: logging.LogRecord) -> str:
         import json
 
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                                 "message": record.getMessage()}
+        entry.update(logctx.record_fields(record))
+        entry.update({k: getattr(record, k) for k in _ACCESS_FIELDS if hasattr(record, k)})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -340,10 +361,12 @@ def configure_logging(settings: Settings) -> None:
         level=settings.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if settings.logging.format == "json":
-        for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, logctx.ContextFilter) for f in handler.filters):
+            handler.addFilter(logctx.ContextFilter())  # every line carries the ids of what it is about
+        if settings.logging.format == "json":
             handler.setFormatter(JsonFormatter())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours is connector.access (token redacted)
     # msal logs token responses at DEBUG; never let that through
     logging.getLogger("msal").setLevel(logging.WARNING)
 
@@ -367,7 +390,7 @@ def run_service(settings: Settings) -> None:
         except (ssl.SSLError, OSError) as exc:  # changed since validation read them
             raise StartupError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from None
     try:
-        asyncio.run(_serve(app, settings.server.host, settings.server.port, ssl_ctx))
+        asyncio.run(_serve(app, settings.server.host, settings.server.port, ssl_ctx, settings))
     except (web.GracefulExit, KeyboardInterrupt):
         pass
     except StoreUnavailable as exc:
@@ -384,7 +407,8 @@ class _ListenError(Exception):
     """The listening socket could not be opened."""
 
 
-async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                 settings: Settings | None = None) -> None:
     """What web.run_app does, except that a failed start closes what had already started.
 
     aiohttp leaves the cleanup contexts that did start open when a later one fails (web.run_app calls setup()
@@ -392,6 +416,7 @@ async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SS
     after our error line.
     """
     runner = web.AppRunner(app, handle_signals=True)
+    metrics_runner: web.AppRunner | None = None
     try:
         await runner.setup()
     except BaseException:
@@ -405,8 +430,13 @@ async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SS
             raise _ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another [server] port "
                                "or stop what is using it") from None
         log.info("listening on %s:%s", host, port)
+        ops = app[SERVICES].ops if SERVICES in app else None
+        if settings is not None and ops is not None and settings.ops.metrics and settings.ops.metrics_port:
+            metrics_runner = await start_metrics_listener(ops, settings.ops.metrics_host, settings.ops.metrics_port)
         await asyncio.Event().wait()  # until SIGINT/SIGTERM raise GracefulExit
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
 
 

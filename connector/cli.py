@@ -247,6 +247,120 @@ def events_replay(ctx: click.Context, event_ids: tuple[str, ...], all_failed: bo
     _run(go())
 
 
+_AGE_UNITS = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_age(text: str) -> float:
+    """'90d', '12h', '30m', '45s' (or plain seconds) -> seconds."""
+    value = text.strip().lower()
+    unit = _AGE_UNITS.get(value[-1:], None)
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an age: give e.g. 90d, 12h, 30m or 3600") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{text!r}: the age must be more than zero")
+    return seconds
+
+
+@events.command("purge")
+@click.option("--older-than", "older_than", required=True, help="age, e.g. 90d, 12h (days, hours, minutes, seconds)")
+@click.option("--audit", "with_audit", is_flag=True, help="also delete approval audit entries older than that")
+@click.pass_context
+def events_purge(ctx: click.Context, older_than: str, with_audit: bool) -> None:
+    """Delete done and ignored events (with their payloads and history) older than --older-than. Parked and
+    unfinished events are kept; the approval audit log only with --audit."""
+    age = parse_age(older_than)
+
+    async def go() -> None:
+        import time
+
+        async with _store(_settings(ctx)) as store:
+            before = time.time() - age
+            purged = await store.purge_events(before=before)
+            click.echo(f"purged {purged} done event(s) older than {older_than}")
+            if with_audit:
+                click.echo(f"purged {await store.purge_audit(before=before)} audit entr(ies) older than {older_than}")
+
+    _run(go())
+
+
+@main.group("store")
+def store_group() -> None:
+    """The event store."""
+
+
+@store_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def store_backup(ctx: click.Context, file: str) -> None:
+    """Copy the SQLite store to FILE (a new file, mode 600) while the service runs (SQLite's online backup).
+    MongoDB: use mongodump (README "Operating it")."""
+    from connector.store import StoreError
+
+    if Path(file).exists():
+        _fail(f"{file} exists: give a new file name (a backup never overwrites)", 1)
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            try:
+                await store.backup(file)
+            except StoreError as exc:
+                _fail(str(exc), 1)
+        click.echo(f"backed up the store to {file}")
+
+    _run(go())
+
+
+@main.group("ops")
+def ops_group() -> None:
+    """Operating the service: the status page's and /metrics' tokens."""
+
+
+def _generated_token(ctx: click.Context, which: str, rotate: bool) -> None:
+    import secrets as pysecrets
+
+    settings = _settings(ctx)
+    name = settings.ops.admin_token_secret if which == "admin" else settings.ops.metrics_token_secret
+
+    async def go() -> None:
+        from connector.secrets import SecretNotFound
+
+        async with _store(settings) as store:
+            box = _box(store)
+            try:
+                await box.get(name)
+                if not rotate:
+                    _fail(f"a {which} token exists (secret {name}); pass --rotate to replace it", 1)
+            except SecretNotFound:
+                pass
+            token = pysecrets.token_urlsafe(32)
+            await box.put(name, token)
+        # printed once, on purpose: the admin copies it now (it is never logged)
+        click.echo(token)
+        click.echo(f"stored as secret {name}" + ("; sessions signed with the old token end now" if which == "admin"
+                                                 else ""), err=True)
+
+    _run(go())
+
+
+@ops_group.command("admin-token")
+@click.option("--rotate", is_flag=True, help="replace the existing token")
+@click.pass_context
+def ops_admin_token(ctx: click.Context, rotate: bool) -> None:
+    """Generate the status page's admin token (/admin), store it encrypted and print it once."""
+    _generated_token(ctx, "admin", rotate)
+
+
+@ops_group.command("metrics-token")
+@click.option("--rotate", is_flag=True, help="replace the existing token")
+@click.pass_context
+def ops_metrics_token(ctx: click.Context, rotate: bool) -> None:
+    """Generate the bearer token for /metrics on the public listener ([ops] metrics_port = 0)."""
+    _generated_token(ctx, "metrics", rotate)
+
+
 # --- secrets ----------------------------------------------------------------------------------------------
 @main.group()
 def secrets() -> None:

@@ -298,6 +298,26 @@ class LoggingSettings(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class OpsSettings(_Section):
+    """Operating it (README "Operating it"): metrics, the status page, retention."""
+
+    metrics: bool = True  # collect and serve Prometheus metrics
+    metrics_host: str = "127.0.0.1"  # the metrics listener: loopback by default, off the public listener
+    metrics_port: int = Field(9464, ge=0, le=65535)  # 0: no own listener (then /metrics on the public one, token)
+    metrics_token_secret: str = "ops/metrics-token"  # stored secret: bearer token for /metrics on the public listener
+    metrics_cache_seconds: float = Field(15.0, ge=0)  # store-derived gauges are read at most this often
+    admin_token_secret: str = "ops/admin-token"  # stored secret: the status page's admin token
+    admin_sign_in: Literal["token", "entra"] = "token"  # entra: also "Sign in with Microsoft" (OIDC, MSAL)
+    admin_client_id: str | None = None  # the app users sign in to; default [identity].client_id
+    admin_client_secret: str | None = None  # stored secret with that app's client secret; default [identity].credential
+    admin_group: str | None = None  # object id of the group whose members may use /admin
+    admin_role: str | None = None  # or: the app role value assigned to them (e.g. Connector.Admin)
+    admin_session_secret: str = "ops/admin-session-key"  # stored secret signing Entra sessions (generated)
+    access_log: bool = True  # one INFO line per HTTP request on logger connector.access
+    retention_days: float = Field(90.0, ge=0)  # done events are purged after this; 0 keeps them forever
+    purge_interval: float = Field(3600.0, gt=0)  # seconds between retention runs
+
+
 class Settings(_Section):
     """The whole configuration. Build with load_settings()."""
 
@@ -311,6 +331,7 @@ class Settings(_Section):
     enrichment: list[dict[str, Any]] = Field(default_factory=list)  # plans; see dynamics/plans.py
     cards: CardsSettings = Field(default_factory=CardsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     bot: dict[str, Any] = Field(default_factory=dict)  # validated by connector/teams_config.py
     routes: list[dict[str, Any]] = Field(default_factory=list)  # validated by connector/routes.py
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)

@@ -34,6 +34,7 @@ from connector.carddata import (
     document_key,
     summarize,
 )
+from connector.ops import logctx
 from connector.outbox import Delivered, Outbox, OutboxItem
 from connector.pipeline import Park, RetryLater, Stage, StageOutcome
 from connector.routes import Route, TargetNotFound, match_routes, resolve_channel
@@ -224,6 +225,7 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 if translated is exc:
                     raise
                 raise translated from exc
+            logctx.bind(card_id=f"{delivered.ref.conversation_id}/{delivered.ref.activity_id}")  # later lines
             where = f"{install.team_name or install.team_id} / {install.channels.get(channel_id, channel_id)}"
             if delivered.kind == "digest":
                 posted.append(f"{route.name}: in digest {delivered.digest_id} ({delivered.digest_size} events) "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,11 +39,13 @@ from connector.config import (
     IdentitySettings,
     LoggingSettings,
     ODataSettings,
+    OpsSettings,
     PipelineSettings,
     ServerSettings,
     Settings,
     StoreSettings,
 )
+from connector.ops.wiring import start_metrics_listener
 from connector.secrets import MasterKey, SecretBox, generate_master_key
 from connector.store import EventStatus, open_store
 
@@ -74,8 +78,10 @@ def demo_routes() -> list[dict[str, Any]]:
     ]
 
 
-def demo_settings(state: dict[str, Any], workdir: Path, port: int, *, act_as: str = "service") -> Settings:
-    """The connector's settings against the sandbox. `act_as` is `[approvals] act_as` (the demo: "approver")."""
+def demo_settings(state: dict[str, Any], workdir: Path, port: int, metrics_port: int = 0, *,
+                  act_as: str = "service") -> Settings:
+    """The connector's settings against the sandbox. `act_as` is `[approvals] act_as` (the demo: "approver");
+    `metrics_port` the loopback metrics listener (0: none)."""
     teams, graph, fno = state["teams"], state["graph"], state["fno"]
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}"),
@@ -101,6 +107,7 @@ def demo_settings(state: dict[str, Any], workdir: Path, port: int, *, act_as: st
              "teams_app_external_id": graph.get("teams_app_external_id")},
         routes=demo_routes(),
         approvals=ApprovalSettings.model_validate({"act_as": act_as}),
+        ops=OpsSettings(metrics_port=metrics_port, metrics_cache_seconds=0.5),
     )
 
 
@@ -180,9 +187,9 @@ class Demo:
         runner = None
         try:
             sandbox, state = await self._start_sandbox()
-            port = free_port()
+            port, metrics_port = free_port(), free_port()
             # decisions are made in F&O as the approver (Teams SSO + on-behalf-of): F&O's history names them
-            settings = demo_settings(state, self.workdir, port, act_as="approver")
+            settings = demo_settings(state, self.workdir, port, metrics_port, act_as="approver")
             key = MasterKey.from_text(generate_master_key())
             token = await store_demo_secrets(settings, key, state)
             app = create_app(settings, master_key=key)
@@ -191,6 +198,7 @@ class Demo:
             await web.TCPSite(runner, "127.0.0.1", port).start()
             services = app[SERVICES]
             self.out(f"connector listening on http://127.0.0.1:{port} (store: {settings.store.url})")
+            await self._where_to_look(services, port, metrics_port)
             ssl_ctx = ssl.create_default_context(cafile=state["ca_cert"])
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
                 await self._install_app(http, state, port, services)
@@ -208,6 +216,9 @@ class Demo:
             await wait_for_interrupt()
             return 0
         finally:
+            metrics_runner = getattr(self, "_metrics_runner", None)
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             if runner is not None:
                 await runner.cleanup()
             if sandbox is not None:
@@ -220,6 +231,20 @@ class Demo:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- steps ----------------------------------------------------------------------------------------------
+    async def _where_to_look(self, services: Services, port: int, metrics_port: int) -> None:
+        """Start the loopback metrics listener, make an admin token (in a private file: never printed) and say
+        where an operator looks."""
+        assert services.ops is not None and services.secrets is not None
+        self._metrics_runner = await start_metrics_listener(services.ops, "127.0.0.1", metrics_port)
+        token_file = self.workdir / "admin-token"
+        token = secrets.token_urlsafe(32)
+        await services.secrets.put(services.settings.ops.admin_token_secret, token)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        self.out(f"metrics: http://127.0.0.1:{metrics_port}/metrics, readiness: http://127.0.0.1:{port}/readyz, "
+                 f"status page: http://127.0.0.1:{port}/admin (sign in with the token in {token_file})")
+
     async def _start_sandbox(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
         proc, state = await asyncio.to_thread(start_sandbox_process, self.workdir)
         self.out("sandbox up: Entra ID, F&O (OData + business events), Bot Framework/Teams, Graph")

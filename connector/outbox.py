@@ -81,6 +81,10 @@ class Outbox:
         self.posts = 0
         self.digests = 0
 
+    def backlog(self) -> dict[str, int]:
+        """Cards waiting per channel (metrics and the status page)."""
+        return {key: len(queue) for key, queue in self._queues.items() if queue}
+
     async def send(self, item: OutboxItem) -> Delivered:
         """Queue the item behind its channel's earlier items and wait until it is posted (or fails)."""
         key = item.channel_key

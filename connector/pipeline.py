@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from connector.ops import logctx
+from connector.ops.metrics import PipelineObserver
 from connector.store import Claim, EventRecord, LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class Pipeline:
     rng: Callable[[], float] = random.random
     name: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # the lease heartbeat's timer
+    observer: PipelineObserver | None = None  # metrics (connector/ops/metrics.py); None: not measured
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -89,6 +92,7 @@ class Pipeline:
         self._claimer: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._latest: dict[str, Claim] = {}  # event id -> its claim as of the last recorded step
+        self.last_loop_at = self.clock()  # the claim loop's last turn, for /readyz
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -117,6 +121,7 @@ class Pipeline:
     async def _claim_loop(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         while not self._stopping:
+            self.last_loop_at = self.clock()
             await slots.acquire()
             if self._stopping:
                 slots.release()
@@ -157,7 +162,17 @@ class Pipeline:
             except StoreUnavailable:
                 log.warning("store unavailable; could not extend the lease of event %s", event_id)
 
+    def alive(self) -> bool:
+        """The claim loop is running (started and not ended by an error)."""
+        return self._claimer is not None and not self._claimer.done()
+
     async def _run_claim(self, claim: Claim) -> None:
+        ev = claim.event
+        with logctx.bound(event_id=ev.id, environment=ev.environment, business_event_id=ev.business_event_id,
+                          control_number=ev.control_number):
+            await self._run_claim_bound(claim)
+
+    async def _run_claim_bound(self, claim: Claim) -> None:
         self._latest[claim.event.id] = claim
         heartbeat = asyncio.create_task(self._heartbeat(claim.event.id), name=f"lease-{claim.event.id}")
         try:
@@ -200,6 +215,7 @@ class Pipeline:
                 else:
                     await self.store.park(claim, reason=f"no stage named '{event.stage}'", now=self.clock())
                 return
+            started = time.perf_counter()
             try:
                 outcome = await stage(event)
             except RetryLater as exc:
@@ -208,7 +224,11 @@ class Pipeline:
             except Park as exc:
                 log.warning("event %s parked at %s: %s", event.id, event.stage, exc.reason)
                 await self.store.park(claim, reason=f"{event.stage}: {exc.reason}", now=self.clock())
+                if self.observer is not None:
+                    self.observer.parked(event.stage)
                 return
+            if self.observer is not None:
+                self.observer.stage_done(event.stage, time.perf_counter() - started)
             claim = await self.store.record_step(
                 claim,
                 step=event.stage,
@@ -229,9 +249,15 @@ class Pipeline:
             reason = f"{event.stage}: gave up after {attempts} attempts: {exc.reason}"
             log.warning("event %s parked: %s", event.id, reason)
             await self.store.park(claim, reason=reason, now=self.clock())
+            if self.observer is not None:
+                self.observer.parked(event.stage)
             return
         delay = self.policy.delay(attempts - 1, exc.retry_after, self.rng())
         now = self.clock()
+        log.warning("event %s: %s failed (attempt %d/%d): %s; retrying in %.1f s", event.id, event.stage,
+                    attempts, self.policy.max_attempts, exc.reason, delay)
         await self.store.reschedule(
             claim, at=now + delay, reason=f"{event.stage}: {exc.reason} (retry in {delay:.1f}s)", now=now
         )
+        if self.observer is not None:
+            self.observer.retried(event.stage)

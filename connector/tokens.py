@@ -266,6 +266,10 @@ class TokenProvider:
             self._sources[key] = TokenSource(self, app_key, client_id, credential, scope)
         return self._sources[key]
 
+    def sources(self) -> list[TokenSource]:
+        """Every token source made so far (metrics and /readyz read their counters and expiry)."""
+        return list(self._sources.values())
+
     def close(self) -> None:
         """Close the HTTP sessions (the provider can still be used: apps are rebuilt on demand)."""
         for app in self._apps.values():
@@ -312,6 +316,9 @@ class TokenSource:
         self._refresh_at = float("-inf")
         self.expires_at = float("-inf")  # on the provider's clock
         self.acquisitions = 0  # successful acquisitions (for tests and metrics)
+        self.failures = 0  # failed acquisitions (metrics)
+        self.last_failure: tuple[float, str] | None = None  # (wall time, reason), for the status page
+        self.last_success_at: float | None = None  # wall time
         self._generation = 0
 
     def __repr__(self) -> str:
@@ -336,7 +343,15 @@ class TokenSource:
                     return self._token
             try:
                 return await self._acquire()
-            except TokenUnavailable as exc:
+            except TokenFailure as exc:
+                self.failures += 1
+                self.last_failure = (time.time(), str(exc))
+                if isinstance(exc, TokenUnavailable):  # an operator needs to see every retry, with its wait
+                    log.warning("token for app %s, scope %s unavailable (%s); retry in %s", self._client_id,
+                                self.scope, exc.reason, f"{exc.retry_after:.0f}s" if exc.retry_after else
+                                "the caller's backoff")
+                if not isinstance(exc, TokenUnavailable):
+                    raise
                 now = clock()
                 if force_refresh or self._token is None or now >= self.expires_at:
                     raise
@@ -375,6 +390,7 @@ class TokenSource:
         self._refresh_at = self.expires_at - min(self._provider.refresh_margin, lifetime / 2)
         self._generation += 1
         self.acquisitions += 1
+        self.last_success_at = time.time()
         log.info("token for app %s, scope %s acquired (expires in %ds)", self._client_id, self.scope, lifetime)
         return self._token
 

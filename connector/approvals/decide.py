@@ -18,6 +18,7 @@ from connector.approvals.config import ApprovalSettings
 from connector.approvals.copies import CardCopies, past_tense
 from connector.approvals.fo import FoEnvironment, WorkItemActions, apply_fo_row, read_work_item, translated
 from connector.approvals.jobs import CARDS_STAGE
+from connector.ops import logctx
 from connector.pipeline import Park, RetryLater, Stage, StageOutcome
 from connector.store import Approval, AuditEntry, EventRecord, Store
 from connector.tokens import SignInRequired
@@ -80,6 +81,7 @@ def make_decide_stage(deps: ApprovalDeps) -> Stage:
 
     async def decide(record: EventRecord) -> StageOutcome:
         wid = work_item_id_of(record)
+        logctx.bind(work_item_id=wid, approval_id=f"{record.environment}/{wid}")
         approval = await deps.store.get_approval(record.environment, wid)
         if approval is None:
             return StageOutcome("", None, f"no approval for work item {wid}: nothing to do")
@@ -239,6 +241,7 @@ def make_cards_stage(deps: ApprovalDeps) -> Stage:
 
     async def update_cards(record: EventRecord) -> StageOutcome:
         wid = work_item_id_of(record)
+        logctx.bind(work_item_id=wid, approval_id=f"{record.environment}/{wid}")
         approval = await deps.store.get_approval(record.environment, wid)
         if approval is None:
             return StageOutcome("", None, f"no approval for work item {wid}: no card to update")

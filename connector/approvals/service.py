@@ -27,6 +27,7 @@ from connector.approvals.config import ApprovalSettings
 from connector.approvals.copies import REFRESH_VERB, CardCopies, when
 from connector.approvals.jobs import enqueue_card_update, enqueue_decision
 from connector.approvals.mapping import Approver, ApproverResolver
+from connector.ops import logctx
 from connector.store import Approval, AuditEntry, EventRecord, PostedCard, Store
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,9 @@ class ApprovalService:
         """Handle one press with store writes only (no F&O, no outbound Teams call on the way)."""
         self.copies.learn_mri(p.user_object_id, p.user_mri)
         approval = await self._find(p)
+        if approval is not None:  # the press's log lines name the approval and the event its cards came from
+            logctx.bind(environment=approval.environment, work_item_id=approval.work_item_id,
+                        approval_id=f"{approval.environment}/{approval.work_item_id}", event_id=approval.event_id)
         if approval is None:
             return PressAnswer(text=f"Work item {p.work_item_id or '?'} is not tracked by the connector.")
         own_view = "approver" if p.kind == "execute" or p.conversation_type == "personal" else "base"

@@ -434,3 +434,53 @@ def claim_summary_day(conn: sqlite3.Connection, object_id: str, day: str, next_d
             (day, next_due_at, now, object_id, day),
         ).fetchall()
     return summary_record(rows[0]) if rows else None
+
+
+# --- operations: cheap counts, retention, the write probe (connector/ops) ------------------------------------------
+PURGE_BATCH = 1000  # rows per transaction, so a large purge never holds the write lock for long
+
+
+def oldest_pending_at(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT min(received_at) AS t FROM events WHERE status IN (?, ?)",
+                       (EventStatus.QUEUED.value, EventStatus.PROCESSING.value)).fetchone()
+    return None if row["t"] is None else float(row["t"])
+
+
+def count_approvals_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+    return {row["status"]: row["n"] for row in conn.execute(
+        "SELECT status, count(*) AS n FROM approvals GROUP BY status")}
+
+
+def purge_events(conn: sqlite3.Connection, before: float) -> int:
+    """Delete done and ignored events (with their history) received and last changed before `before`."""
+    total = 0
+    statuses = (EventStatus.DONE.value, EventStatus.IGNORED.value)
+    while True:
+        with Tx(conn):
+            ids = [r["id"] for r in conn.execute(
+                "SELECT id FROM events WHERE status IN (?, ?) AND received_at < ? AND updated_at < ? LIMIT ?",
+                (*statuses, before, before, PURGE_BATCH))]
+            if not ids:
+                return total
+            marks = ", ".join("?" for _ in ids)
+            conn.execute(f"DELETE FROM event_history WHERE event_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM events WHERE id IN ({marks})", ids)
+        total += len(ids)
+
+
+def purge_audit(conn: sqlite3.Connection, before: float) -> int:
+    with Tx(conn):
+        return conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+
+
+def probe_write(conn: sqlite3.Connection, version: int) -> None:
+    """A real, durable write that changes nothing: rewrite the schema version in its own committed transaction
+    (a full disk or a read-only file fails here as an enqueue would)."""
+    with Tx(conn):
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def count_recent(conn: sqlite3.Connection, since: float) -> list[tuple[str, str, int]]:
+    return [(r["environment"], r["business_event_id"], r["n"]) for r in conn.execute(
+        "SELECT environment, business_event_id, count(*) AS n FROM events WHERE received_at >= ? "
+        "GROUP BY environment, business_event_id ORDER BY environment, business_event_id", (since,))]

@@ -312,6 +312,34 @@ class Store(Protocol):
     async def count_by_status(self) -> dict[EventStatus, int]: ...
 
     # --- instances --------------------------------------------------------------------------------------
+    # operations (connector/ops) ------------------------------------------------------------------------------
+    async def oldest_pending_at(self) -> float | None:
+        """received_at of the oldest queued or processing event; None when none waits (cheap: an index)."""
+        ...
+
+    async def count_approvals_by_status(self) -> dict[str, int]: ...
+
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        """(environment, business event id, events received since `since`), sorted."""
+        ...
+
+    async def purge_events(self, *, before: float) -> int:
+        """Delete done and ignored events (payload and history) received and last changed before `before`;
+        returns how many. Queued, processing and parked events are never purged."""
+        ...
+
+    async def purge_audit(self, *, before: float) -> int:
+        """Delete audit entries older than `before` (only ever on an admin's explicit request)."""
+        ...
+
+    async def probe_write(self, *, now: float) -> None:
+        """A durable write that changes no data, for the readiness probe. Raises StoreUnavailable."""
+        ...
+
+    async def backup(self, destination: str) -> None:
+        """Copy the store to a new file (SQLite); MongoDB raises StoreError naming its own tools."""
+        ...
+
     async def register_instance(self, instance: Instance) -> None:
         """Insert a new instance record (its id is new: a process registers once per life, or again after its
         record was retired while it was unreachable)."""

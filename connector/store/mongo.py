@@ -379,6 +379,52 @@ class MongoStore:
             counts[EventStatus(row["_id"])] = row["n"]
         return counts
 
+    # --- operations (connector/ops): cheap counts, retention, backup, the write probe --------------------------
+    async def oldest_pending_at(self) -> float | None:
+        with self._errors("read"):
+            doc = await self._events.find_one(
+                {"status": {"$in": [EventStatus.QUEUED.value, EventStatus.PROCESSING.value]}},
+                {"received_at": 1}, sort=[("received_at", ASCENDING)])
+        return None if doc is None else float(doc["received_at"])
+
+    async def count_approvals_by_status(self) -> dict[str, int]:
+        with self._errors("read"):
+            cursor = self._approvals.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+            if inspect.isawaitable(cursor):
+                cursor = await cursor
+            rows = await cursor.to_list(None)
+        return {row["_id"]: row["n"] for row in rows}
+
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        with self._errors("read"):
+            cursor = self._events.aggregate([
+                {"$match": {"received_at": {"$gte": since}}},
+                {"$group": {"_id": {"e": "$environment", "t": "$business_event_id"}, "n": {"$sum": 1}}}])
+            if inspect.isawaitable(cursor):
+                cursor = await cursor
+            rows = await cursor.to_list(None)
+        return sorted((row["_id"]["e"], row["_id"]["t"], row["n"]) for row in rows)
+
+    async def purge_events(self, *, before: float) -> int:
+        with self._errors("purge"):
+            result = await self._events.delete_many({
+                "status": {"$in": [EventStatus.DONE.value, EventStatus.IGNORED.value]},
+                "received_at": {"$lt": before}, "updated_at": {"$lt": before}})
+        return int(result.deleted_count)
+
+    async def purge_audit(self, *, before: float) -> int:
+        with self._errors("purge"):
+            result = await self._audit.delete_many({"at": {"$lt": before}})
+        return int(result.deleted_count)
+
+    async def probe_write(self, *, now: float) -> None:
+        with self._errors("write probe"):
+            await self._meta.update_one({"_id": "probe"}, {"$set": {"at": now}}, upsert=True)
+
+    async def backup(self, destination: str) -> None:
+        raise StoreError("MongoDB is backed up with its own tools (mongodump --uri ... --archive=FILE, or your "
+                         "provider's snapshots); see README 'Operating it'")
+
     def _push(self, entry: dict[str, Any]) -> dict[str, Any]:
         return {"history": {"$each": [entry], "$slice": -self._history_limit}}
 

@@ -185,6 +185,37 @@ class SQLiteStore:
     async def count_by_status(self) -> dict[EventStatus, int]:
         return await self._db.call(ops.count_by_status)
 
+    # --- operations (connector/ops): cheap counts, retention, backup, the write probe --------------------------
+    async def oldest_pending_at(self) -> float | None:
+        return await self._db.call(ops.oldest_pending_at)
+
+    async def count_approvals_by_status(self) -> dict[str, int]:
+        return await self._db.call(ops.count_approvals_by_status)
+
+    async def count_recent(self, *, since: float) -> list[tuple[str, str, int]]:
+        return await self._db.call(ops.count_recent, since)
+
+    async def purge_events(self, *, before: float) -> int:
+        return await self._db.call(ops.purge_events, before)
+
+    async def purge_audit(self, *, before: float) -> int:
+        return await self._db.call(ops.purge_audit, before)
+
+    async def probe_write(self, *, now: float) -> None:
+        await self._db.call(ops.probe_write, SCHEMA_VERSION)
+
+    async def backup(self, destination: str | os.PathLike[str]) -> None:
+        """SQLite's online backup into a new file (0600), from its own connection on a worker thread: the store
+        keeps serving meanwhile (WAL readers do not block writers)."""
+        if self.path == MEMORY:
+            raise StoreError("an in-memory store cannot be backed up")
+        dest = os.fspath(destination)
+        if os.path.exists(dest):
+            raise StoreError(f"{dest} exists; give a new file name")
+        import asyncio  # only here: the rest of this module runs on the store's own thread
+
+        await asyncio.to_thread(_backup_file, self.path, dest, self._busy_timeout)
+
     # --- instances -------------------------------------------------------------------------------------------
     async def register_instance(self, instance: Instance) -> None:
         names = ", ".join(c.INSTANCE_FIELDS)
@@ -345,6 +376,27 @@ class SQLiteStore:
     async def claim_summary_day(self, user_object_id: str, *, day: str, next_due_at: float,
                                 now: float) -> SummarySubscription | None:
         return await self._db.call(ops.claim_summary_day, user_object_id, day, next_due_at, now)
+
+
+def _backup_file(source: str, dest: str, busy_timeout: float) -> None:
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte, as the store
+    os.close(fd)
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=busy_timeout)
+        try:
+            out = sqlite3.connect(dest)
+            try:
+                src.backup(out, pages=4096)  # steps, so writers get the lock between them
+            finally:
+                out.close()
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        os.unlink(dest)
+        raise StoreError(f"backup of {source} to {dest} failed: {exc}") from None
+    except BaseException:
+        os.unlink(dest)
+        raise
 
 
 def _private_files(path: str) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.entra.issuer import EntraIssuer, OAuthError
+from sandbox.entra.issuer import EntraIssuer, OAuthError, _basic_credentials
+from sandbox.entra.signin import SignIn
 
 # --- HTTP --------------------------------------------------------------------------------------------------------
 ISSUER_KEY = web.AppKey("entra_issuer", EntraIssuer)
+SIGNIN_KEY = web.AppKey("entra_signin", SignIn)
 
 
 def _base(request: web.Request) -> str:
@@ -54,7 +56,8 @@ async def _openid_configuration(request: web.Request) -> web.Response:
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                  "authorization_code"],
         "tenant_region_scope": "EU",
         "cloud_instance_name": "sandbox.invalid",
     })
@@ -86,8 +89,13 @@ async def _token(request: web.Request) -> web.Response:
     if tid:
         endpoints |= {f"{base}/{tid}/oauth2/v2.0/token", f"{base}/{tid}/oauth2/token"}
     try:
-        body = issuer.token_response(seg, form, authorization=request.headers.get("Authorization"),
-                                     token_endpoints=endpoints)
+        if form.get("grant_type") == "authorization_code":  # interactive sign-in (sandbox/entra/signin.py)
+            basic_id, basic_secret = _basic_credentials(request.headers.get("Authorization"))
+            body = request.app[SIGNIN_KEY].redeem(seg, form, (form.get("client_id") or basic_id or "").lower(),
+                                                  form.get("client_secret") or basic_secret)
+        else:
+            body = issuer.token_response(seg, form, authorization=request.headers.get("Authorization"),
+                                         token_endpoints=endpoints)
     except OAuthError as err:
         issuer.refused += 1
         return web.json_response(_error_body(request, err), status=err.status)
@@ -155,6 +163,27 @@ async def _admin_sso(request: web.Request) -> web.Response:
     return web.json_response(knobs.as_json())
 
 
+async def _authorize(request: web.Request) -> web.Response:
+    try:
+        target = request.app[SIGNIN_KEY].authorize(dict(request.query))
+    except OAuthError as err:
+        return web.json_response(_error_body(request, err), status=err.status)
+    raise web.HTTPFound(target)
+
+
+async def _admin_signin(request: web.Request) -> web.Response:
+    """Who signs in next: {"upn", "groups": [object ids], "roles": {"<client id>": ["Role.Value"]}}."""
+    try:
+        body = await request.json()
+        user = request.app[SIGNIN_KEY].set_user(str(body["upn"]), groups=body.get("groups"),
+                                                roles=body.get("roles"))
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        return web.json_response({"error": f"give {{\"upn\", \"groups\"?, \"roles\"?}} of a sandbox person "
+                                           f"({exc})"}, status=400)
+    return web.json_response({"upn": user.upn, "object_id": user.object_id, "groups": user.groups,
+                              "roles": user.roles})
+
+
 async def _admin_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ISSUER_KEY].stats())
 
@@ -163,11 +192,14 @@ def create_entra_app(issuer: EntraIssuer) -> web.Application:
     """The Entra stand-in's aiohttp application (serve it over TLS: MSAL only accepts https authorities)."""
     app = web.Application()
     app[ISSUER_KEY] = issuer
+    app[SIGNIN_KEY] = SignIn(issuer)
     app.router.add_post("/_sandbox/entra/token-lifetime", _admin_token_lifetime)
     app.router.add_post("/_sandbox/entra/fail-next", _admin_fail_next)
     app.router.add_get("/_sandbox/entra/stats", _admin_stats)
     app.router.add_post("/_sandbox/entra/roles", _admin_roles)
     app.router.add_route("*", "/_sandbox/entra/sso", _admin_sso)
+    app.router.add_post("/_sandbox/entra/signin", _admin_signin)
+    app.router.add_get("/{tenant}/oauth2/v2.0/authorize", _authorize)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", _keys)
     app.router.add_get("/{tenant}/discovery/keys", _keys)

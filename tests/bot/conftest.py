@@ -221,7 +221,7 @@ class FakeConnector:
         body = json.loads(raw) if raw else None
         auth = request.headers.get("Authorization")
         self.requests.append({"method": request.method, "path": request.path, "raw_path": request.raw_path,
-                              "auth": auth, "json": body})
+                              "auth": auth, "json": body, "headers": dict(request.headers)})
         token = auth[7:] if auth and auth.startswith("Bearer ") else None
         if token is None or (self.accepted_tokens is not None and token not in self.accepted_tokens):
             return web.json_response({"error": {"code": "Unauthorized", "message": "no valid token"}}, status=401)
@@ -309,13 +309,15 @@ def token() -> FakeToken:
 async def make_runtime(channel_keys, handlers, token):
     made: list[BotRuntime] = []
 
-    def make(get_token: Any = None, ca_file: str | None = None, **overrides: Any) -> BotRuntime:
+    def make(get_token: Any = None, ca_file: str | None = None, trace_configs: Any = (),
+             **overrides: Any) -> BotRuntime:
         values = {"app_id": APP_ID, "tenant_id": TENANT,
                   "to_bot_from_channel_openid_metadata_url": channel_keys.metadata_url, "auth_timeout": 10.0,
                   "connector_timeout": 10.0}
         values.update(overrides)
         runtime = BotRuntime(BotSettings(**values), get_token or token, handlers,
-                             ca_file=ca_file if ca_file is not None else channel_keys.ca_file)
+                             ca_file=ca_file if ca_file is not None else channel_keys.ca_file,
+                             trace_configs=trace_configs)
         made.append(runtime)
         return runtime
 

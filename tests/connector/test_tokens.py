@@ -261,3 +261,21 @@ async def test_unknown_tenant_is_a_token_error(entra, provider):
     src = provider.token_source("not-our-tenant", APP_ID, ClientSecret(Secret(SECRET)), fo_scope(FO))
     with pytest.raises(TokenError, match="not-our-tenant"):
         await src()
+
+
+async def test_every_failed_acquisition_is_a_warning_counted_for_metrics(entra, provider, caplog):
+    """An operator sees each Entra retry (the reason and the wait), and the source counts them for /metrics and
+    keeps the last failure for /readyz and the status page."""
+    issuer, _, _ = entra
+    src = provider.token_source(TENANT_ID, APP_ID, ClientSecret(Secret(SECRET)), fo_scope(FO))
+    with caplog.at_level(logging.WARNING, logger="connector.tokens"):
+        for _ in range(2):
+            issuer.fail_next(1, status=429, retry_after=0)
+            with pytest.raises(TokenUnavailable):
+                await src()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unavailable" in r.getMessage()]
+    assert len(warnings) == 2 and all(fo_scope(FO) in r.getMessage() for r in warnings)
+    assert SECRET not in caplog.text
+    assert src.failures == 2 and src.last_failure is not None and src.last_success_at is None
+    await src()
+    assert src.acquisitions == 1 and src.last_success_at is not None

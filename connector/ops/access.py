@@ -1,0 +1,64 @@
+"""The access log and request ids of our own HTTP routes.
+
+Each request gets an id (the caller's `x-request-id` / `client-request-id` when it is a sane token, else a new
+one), echoed in the `x-request-id` response header and bound to the log context, so every line written while
+handling it carries it. One line per request at INFO on logger `connector.access`, with the events URL's secret
+token replaced by `***`: the URL is a credential (anyone holding it can post events).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from connector.ops import logctx
+
+log = logging.getLogger("connector.access")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_EVENTS_TOKEN = re.compile(r"^(/api/dynamics/events/)[^/?]+")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def redact_path(path: str) -> str:
+    """The request path with secrets removed (the events URL's token)."""
+    return _EVENTS_TOKEN.sub(r"\1***", path)
+
+
+def request_id_of(request: web.Request) -> str:
+    for header in (REQUEST_ID_HEADER, "client-request-id"):
+        given = request.headers.get(header, "")
+        if _SANE_ID.match(given):
+            return given
+    return uuid.uuid4().hex
+
+
+def access_middleware(clock: Callable[[], float] = time.perf_counter) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        rid = request_id_of(request)
+        started = clock()
+        status = 500
+        with logctx.bound(request_id=rid):
+            try:
+                response = await handler(request)
+                status = response.status
+                response.headers[REQUEST_ID_HEADER] = rid
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                exc.headers[REQUEST_ID_HEADER] = rid
+                raise
+            finally:
+                if log.isEnabledFor(logging.INFO):
+                    log.info("%s %s %d %.1fms", request.method, redact_path(request.path), status,
+                             (clock() - started) * 1000,
+                             extra={"http_method": request.method, "http_path": redact_path(request.path),
+                                    "http_status": status, "remote": request.remote or "", "request_id": rid})
+
+    return middleware
