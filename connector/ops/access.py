@@ -2,8 +2,11 @@
 
 Each request gets an id (the caller's `x-request-id` / `client-request-id` when it is a sane token, else a new
 one), echoed in the `x-request-id` response header and bound to the log context, so every line written while
-handling it carries it. One line per request at INFO on logger `connector.access`, with the events URL's secret
-token replaced by `***`: the URL is a credential (anyone holding it can post events).
+handling it carries it. One line per request on logger `connector.access`, with the events URL's secret token
+replaced by `***`: the URL is a credential (anyone holding it can post events). Lines are INFO, except an event F&O
+delivered that was accepted (200/202 on the events URL): that one is DEBUG. Every accepted event is already in the
+store with its history and counted in /metrics, and at F&O's burst rates the line cost a fifth of the front door's
+CPU (bench/bench_ops.py); a refused one (400/404/413/415/503) stays INFO.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ def access_middleware(clock: Callable[[], float] = time.perf_counter) -> Callabl
                 exc.headers[REQUEST_ID_HEADER] = rid
                 raise
             finally:
-                if log.isEnabledFor(logging.INFO):
-                    log.info("%s %s %d %.1fms", request.method, redact_path(request.path), status,
+                level = logging.DEBUG if status in (200, 202) and _EVENTS_TOKEN.match(request.path) else logging.INFO
+                if log.isEnabledFor(level):
+                    log.log(level, "%s %s %d %.1fms", request.method, redact_path(request.path), status,
                              (clock() - started) * 1000,
                              extra={"http_method": request.method, "http_path": redact_path(request.path),
                                     "http_status": status, "remote": request.remote or "", "request_id": rid})

@@ -198,3 +198,16 @@ def test_services_are_told_apart_by_host_and_port() -> None:
     assert classify("127.0.0.1:7002") == "fno" and classify("127.0.0.1:7001") == "entra"
     assert classify("127.0.0.1:7003") == "graph" and classify("contoso-test.operations.dynamics.com:443") == "fno"
     assert classify("127.0.0.1:9999") == "other"
+
+
+async def test_an_accepted_event_is_a_debug_access_line_and_a_refused_one_info(service, caplog) -> None:
+    """F&O's bursts are the front door's volume: an accepted event is in the store, its history and /metrics, so
+    its access line is DEBUG; anything refused stays INFO, where an operator looks."""
+    svc = await service()
+    with caplog.at_level(logging.DEBUG, logger="connector.access"):
+        assert await svc.post_event(501) == 202
+        assert await svc.post_event(501) == 200  # the duplicate
+        assert await svc.post_event(502, token="wrong-token") == 404
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "connector.access"]
+    assert [level for level, text in lines if " 202 " in text or " 200 " in text] == [logging.DEBUG, logging.DEBUG]
+    assert [level for level, text in lines if " 404 " in text] == [logging.INFO]
