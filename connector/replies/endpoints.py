@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _RESOURCE = re.compile(r"teams\('(?P<team>[^']+)'\)/channels\('(?P<channel>[^']+)'\)/messages\('(?P<root>[^']+)'\)"
                        r"(?:/replies\('(?P<reply>[^']+)'\))?", re.IGNORECASE)
 MAX_BODY = 1024 * 1024
+NOTE_EVERY = 60.0  # last_notification_at is written at most this often per subscription (one write less per call)
+SUB_CACHE = 10.0  # a subscription looked up by id is reused this long (a busy channel: one read less per call)
 
 ClientState = Callable[[GraphSubscription], Awaitable[str | None]]
 Lifecycle = Callable[[GraphSubscription, str], Awaitable[None]]
@@ -59,6 +61,8 @@ class GraphEndpoints:
         self.spawn = spawn
         self.clock = clock
         self.counts: Counter[str] = Counter()  # accepted, duplicate, dropped_unknown, dropped_client_state, ...
+        self._noted: dict[str, float] = {}
+        self._subs: dict[str, tuple[float, GraphSubscription]] = {}
 
     def add_routes(self, app: web.Application, notification_path: str, lifecycle_path: str) -> None:
         app.router.add_post(notification_path, self.notifications)
@@ -82,7 +86,7 @@ class GraphEndpoints:
                     continue
                 new = await self.inbox.accept_notification(ids["reply"], ids)
                 self.counts["accepted" if new else "duplicate"] += 1
-                await self.store.note_graph_notification(sub.subscription_id or "", at=self.clock())
+                await self._note(sub.subscription_id or "")
         except StoreError as exc:  # not stored: ask Graph to deliver again
             log.warning("graph notification not stored: %s", exc)
             return _problem(503, "the connector's store is unavailable; deliver again later")
@@ -108,6 +112,26 @@ class GraphEndpoints:
             return _problem(503, "the connector's store is unavailable; deliver again later")
         return web.Response(status=202)
 
+    async def _note(self, subscription_id: str) -> None:
+        now = self.clock()
+        if now - self._noted.get(subscription_id, float("-inf")) >= NOTE_EVERY:
+            self._noted[subscription_id] = now
+            await self.store.note_graph_notification(subscription_id, at=now)
+
+    async def _find(self, subscription_id: str) -> GraphSubscription | None:
+        now = self.clock()
+        cached = self._subs.get(subscription_id)
+        if cached is not None and now - cached[0] < SUB_CACHE:
+            return cached[1]
+        sub = await self.store.find_graph_subscription(subscription_id)
+        if sub is None:
+            self._subs.pop(subscription_id, None)
+        else:
+            if len(self._subs) > 10_000:
+                self._subs.clear()
+            self._subs[subscription_id] = (now, sub)
+        return sub
+
     def _handshake(self, request: web.Request) -> web.Response | None:
         if "validationToken" not in request.query:
             return None
@@ -128,7 +152,7 @@ class GraphEndpoints:
 
     async def _verified(self, item: dict[str, Any]) -> GraphSubscription | None:
         sub_id = item.get("subscriptionId")
-        sub = await self.store.find_graph_subscription(sub_id) if isinstance(sub_id, str) and sub_id else None
+        sub = await self._find(sub_id) if isinstance(sub_id, str) and sub_id else None
         if sub is None:
             self.counts["dropped_unknown"] += 1
             log.warning("graph notification dropped: unknown subscription %r", sub_id)
