@@ -88,7 +88,8 @@ async def test_a_reply_is_stored_once_per_message_id_and_claimed_by_one_owner(st
     assert await store.finish_reply("m-2", "i-c", status="queued", outcome="later", now=T0 + 40,
                                     retry_at=T0 + 200) is True
     assert await store.claim_replies("i-c", now=T0 + 150, lease_seconds=30) == []
-    assert [r.key for r in await store.claim_replies("i-c", now=T0 + 201, lease_seconds=30)] == ["m-later", "m-2"]  # oldest received first
+    due = await store.claim_replies("i-c", now=T0 + 201, lease_seconds=30)
+    assert [r.key for r in due] == ["m-later", "m-2"]  # oldest received first
     assert await store.get_reply("nope") is None
 
 

@@ -1,4 +1,5 @@
-"""`ml-connector subscriptions list | sync | delete`: what the store holds, and clear errors when Graph is not set up."""
+"""`ml-connector subscriptions list | sync | delete`: what the store holds, and clear errors when Graph is not
+set up."""
 
 from __future__ import annotations
 
