@@ -206,6 +206,8 @@ def create_app(
         async def install_changed(install: Any) -> None:
             if services.approvals is not None:
                 await services.approvals.service.on_install_recorded(install)
+            if services.replies is not None and services.replies.manager is not None:
+                services.replies.manager.wake()
 
         services.installs = InstallRecorder(services.store, clock, on_change=install_changed,
                                             tenants=served_tenants(settings, teams))

@@ -42,6 +42,7 @@ from connector.config import (
     Settings,
     StoreSettings,
 )
+from connector.replies.config import ReplySettings
 from connector.secrets import MasterKey, SecretBox, generate_master_key
 from connector.store import EventStatus, open_store
 
@@ -101,6 +102,8 @@ def demo_settings(state: dict[str, Any], workdir: Path, port: int, *, act_as: st
              "teams_app_external_id": graph.get("teams_app_external_id")},
         routes=demo_routes(),
         approvals=ApprovalSettings.model_validate({"act_as": act_as}),
+        # typed replies through both sources: Graph change notifications and the bot's own channel feed (RSC)
+        replies=ReplySettings(source="both"),
     )
 
 
@@ -240,6 +243,13 @@ class Demo:
                 raise DemoFailed(f"the bot did not record the install into {TEAM}")
             await asyncio.sleep(0.1)
         self.out(f"app installed in team '{TEAM}' with channels: {', '.join(sorted(team.channels.values()))}")
+        manager = services.replies.manager if services.replies is not None else None
+        if manager is not None:  # what `serve` does on its next tick after an install, now
+            await manager.sync()
+            subs = await services.store.list_graph_subscriptions()
+            self.out("Graph subscriptions for typed replies: " + (", ".join(
+                f"#{install_channel(team, s.channel_id)} {s.status}" for s in subs) or "none")
+                + " (clientState stored encrypted; renewed before expiry)")
 
     async def _connect_fno(self, http: aiohttp.ClientSession, state: dict[str, Any], url: str) -> None:
         await connect_sender(http, state, url)
@@ -523,7 +533,16 @@ async def _typed_reply_demo(demo: "Demo", http: aiohttp.ClientSession, state: di
     demo.out(f"  {who} replied 'reject: wrong cost centre' in the thread: " + (
         f"F&O work item completed ({outcome}, comment '{final.comment}', complete called {completes}x), "
         "cards updated" if ok and final else "no decision recorded"))
+    replies = services.replies
+    if replies is not None and replies.endpoints is not None:
+        seen = dict(replies.endpoints.counts)
+        demo.out(f"  the reply reached the connector by the bot feed and by Graph "
+                 f"({seen.get('accepted', 0) + seen.get('duplicate', 0)} notification(s)): decided once")
     return ok and completes == 1 and outcome == "Reject"
+
+
+def install_channel(install: Any, channel_id: str) -> str:
+    return str(install.channels.get(channel_id, channel_id))
 
 
 def _list_button(card: Any, wid: str) -> dict[str, Any] | None:

@@ -82,6 +82,11 @@ class SubscriptionManager:
         self.counts: Counter[str] = Counter()  # created, renewed, recreated, reauthorized, deleted, throttled...
         self._not_before = 0.0  # after a 429: no Graph call before this
         self._states: dict[str, str] = {}  # resource -> decrypted clientState (process cache)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Sync now (an install was recorded: a channel may have started receiving approval cards)."""
+        self._wake.set()
 
     @property
     def lifetime(self) -> float:
@@ -291,12 +296,14 @@ class SubscriptionManager:
                 log.warning("graph subscriptions: %s", exc)
             nap = asyncio.ensure_future(self.sleep(self.settings.tick))
             halt = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait({nap, halt}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({nap, halt, woken}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (nap, halt):
+                for task in (nap, halt, woken):
                     task.cancel()
-                await asyncio.gather(nap, halt, return_exceptions=True)
+                await asyncio.gather(nap, halt, woken, return_exceptions=True)
+            self._wake.clear()
 
 
 def typed_reply(message: ChannelMessage, sub: GraphSubscription, root_id: str, service_url: str | None, *,
