@@ -352,10 +352,12 @@ class ApprovalService:
         """The sign-in gate stopped the press: sign in (Execute), or tell only the presser why (audited)."""
         await self._audit(approval, "sign-in", p, outcome=outcome, detail=gate.audit or "", at=self.clock())
         if isinstance(gate.answer, (LoginRequest, InvokeFailure)):
-            return PressAnswer(login=gate.answer)
+            return PressAnswer(login=gate.answer, result="stopped")
         text = str(gate.answer or "")
         if p.kind == "execute":
-            return PressAnswer(card=await self._card(approval, view, note=text), text=text)
+            return PressAnswer(card=await self._card(approval, view, note=text), text=text, result="stopped")
+        if p.kind == "reply":  # answered where it was typed (the thread names only why, not the work item's data)
+            return PressAnswer(text=text, result="stopped")
         return await self._private(p, text)
 
     async def _private(self, p: Press, text: str) -> PressAnswer:

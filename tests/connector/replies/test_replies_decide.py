@@ -130,3 +130,40 @@ async def test_a_reply_stored_before_a_crash_is_decided_once_after_the_restart(w
     world.clock.now += 600
     await settle(world, second)
     assert len(world.workflow.completions) == 1
+
+
+class HeldSignIns:
+    """The on-behalf-of cache as the gate sees it: which approvers have a recent sign-in."""
+
+    def __init__(self) -> None:
+        self.users: set[str] = set()
+
+    def has_token(self, user_object_id: str, scope: str) -> bool:
+        return user_object_id in self.users
+
+    async def exchange(self, *args, **kwargs) -> str:
+        raise AssertionError("a typed reply never exchanges a token")
+
+
+async def test_with_act_as_approver_a_typed_reply_needs_the_approvers_recent_sign_in(world):
+    from connector.approvals.actas import REPLY_TEXT, SignInGate
+    from connector.approvals.config import ApprovalSettings
+
+    held = HeldSignIns()
+    world.service.gate = SignInGate(ApprovalSettings(act_as="approver"), validator=object(), obo=held,
+                                    scopes={ENV: "https://fno.example/.default"}, app_id="a", app_id_uri="api://a",
+                                    sign_in_url="https://fno.example/signin")
+    await world.work_item_event()
+    replies = replies_for(world)
+    first = channel_reply(MEGAN, "approve")
+    await replies.feed.offer(first)
+    await settle(world, replies)
+    assert world.workflow.completions == [] and (await world.store.get_approval(ENV, WI)).status == "pending"
+    [(_, _, text)] = world.poster.replies
+    assert text == REPLY_TEXT
+    assert (await world.store.get_reply(first.activity_id)).outcome.startswith("stopped")
+    held.users.add(MEGAN.id)  # Megan pressed a button a moment ago: Teams signed her in
+    await replies.feed.offer(channel_reply(MEGAN, "approve – ok"))
+    assert await replies.inbox.run_once() == 1
+    approval = await world.store.get_approval(ENV, WI)
+    assert approval.status == "submitting" and approval.decided_by_object_id == MEGAN.id
