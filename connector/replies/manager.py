@@ -83,6 +83,8 @@ class SubscriptionManager:
         self._not_before = 0.0  # after a 429: no Graph call before this
         self._states: dict[str, str] = {}  # resource -> decrypted clientState (process cache)
         self._wake = asyncio.Event()
+        # the store lease admits its owner again; within this process one coroutine works on a subscription at a time
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def wake(self) -> None:
         """Sync now (an install was recorded: a channel may have started receiving approval cards)."""
@@ -136,6 +138,10 @@ class SubscriptionManager:
 
     async def ensure(self, resource: str, *, force: str | None = None) -> str:
         """Create, renew or re-create one subscription under its lease. `force`: "create" | "reauthorize"."""
+        async with self._locks.setdefault(resource, asyncio.Lock()):
+            return await self._ensure(resource, force)
+
+    async def _ensure(self, resource: str, force: str | None) -> str:
         now = self.clock()
         sub = await self.store.lease_graph_subscription(resource, self.owner, now=now,
                                                         lease_seconds=self.settings.lease_seconds)
@@ -200,6 +206,10 @@ class SubscriptionManager:
 
     async def delete(self, sub: GraphSubscription) -> str:
         """Delete at Graph (if it has it), then the record and its clientState."""
+        async with self._locks.setdefault(sub.resource, asyncio.Lock()):
+            return await self._delete(sub)
+
+    async def _delete(self, sub: GraphSubscription) -> str:
         if await self.store.lease_graph_subscription(sub.resource, self.owner, now=self.clock(),
                                                      lease_seconds=self.settings.lease_seconds) is None:
             return "leased-elsewhere"

@@ -288,3 +288,13 @@ async def test_the_manager_wants_a_subscription_for_every_channel_with_a_pending
     assert await r.manager.channels() == [Channel(env.team.aad_group_id, env.channel_id)]
     await env.world.store.transition_approval(ENV, WI, from_status=("pending",), changes={"status": "closed"})
     assert await r.manager.channels() == []
+
+
+async def test_two_syncs_in_one_process_at_once_create_one_subscription(env):
+    """An install recorded (the manager wakes) while an admin runs a sync: the same lease owner twice."""
+    await env.post_card()
+    r = env.build()
+    await asyncio.gather(r.manager.sync(), r.manager.sync(), r.manager.sync())
+    assert env.stand_in.counts["created"] == 1 and len(env.stand_in.subs) == 1
+    [sub] = await env.world.store.list_graph_subscriptions()
+    assert list(env.stand_in.subs) == [sub.subscription_id]
