@@ -206,8 +206,15 @@ def incoming_message(activity: Mapping[str, Any]) -> IncomingMessage | None:
         return None
     view = _View(activity)
     text = activity.get("text")
+    bot_id = view.recipient.get("id")
+    mentions_bot = any(_obj(e).get("type") == "mention" and _obj(_obj(e).get("mentioned")).get("id") == bot_id
+                       for e in activity.get("entities") or []) if bot_id else False
+    html = next((_obj(a).get("content") for a in activity.get("attachments") or []
+                 if _obj(a).get("contentType") == "text/html" and isinstance(_obj(a).get("content"), str)), None)
     return IncomingMessage(text=text if isinstance(text, str) else "",
-                           activity_id=_str(activity.get("id")), **view.common())
+                           activity_id=_str(activity.get("id")), reply_to_id=_str(activity.get("replyToId")),
+                           mentions_bot=mentions_bot, html=html,
+                           from_bot=str(view.sender.get("id") or "").startswith("28:"), **view.common())
 
 
 def card_message(card: Mapping[str, Any] | None, text: str | None = None) -> dict[str, Any]:

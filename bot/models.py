@@ -263,6 +263,12 @@ class IncomingMessage:
     user_id: str | None = None
     user_aad_object_id: str | None = None
     user_name: str | None = None
+    reply_to_id: str | None = None  # the message this one replies to (Teams sets it on thread replies)
+    # an @mention entity names the bot; activities.incoming_message always sets it. The default is what a channel
+    # message meant before RSC: Teams only delivered those that @mentioned the bot.
+    mentions_bot: bool = True
+    html: str | None = None  # the text/html attachment Teams adds (1:1 quotes: the replied-to message's id)
+    from_bot: bool = False  # sent by a bot or app (from.id "28:...")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from connector.ops.wiring import bot_trace, session_trace, start_metrics_listene
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
+from connector.replies.wiring import Replies
 from connector.teams_bot import ConnectorBotHandlers
 from connector.teams_config import TeamsSettings, bot_settings_values, served_tenants
 from connector.secrets import (MasterKey, SecretBox, SecretsError, install_redaction,
@@ -82,6 +83,7 @@ class Services:
     installs: InstallRecorder | None = None
     handlers: ConnectorBotHandlers | None = None
     approvals: Approvals | None = None
+    replies: Replies | None = None
     messages_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     metrics: Metrics | None = None
     upstreams: Upstreams = field(default_factory=Upstreams)
@@ -215,6 +217,8 @@ def create_app(
         async def install_changed(install: Any) -> None:
             if services.approvals is not None:
                 await services.approvals.service.on_install_recorded(install)
+            if services.replies is not None and services.replies.manager is not None:
+                services.replies.manager.wake()
 
         services.installs = InstallRecorder(services.store, clock, on_change=install_changed,
                                             tenants=served_tenants(settings, teams))
@@ -251,7 +255,19 @@ def create_app(
             )
             services.handlers.approvals = services.approvals.service
             services.handlers.my_approvals = services.approvals.my
+            if settings.replies.enabled:
+                services.replies = Replies.build(
+                    store=services.store, settings=settings.replies, service=services.approvals.service,
+                    poster=services.poster, graph=services.graph, secrets_box=services.secrets,
+                    public_url=settings.server.public_url, routes=validated.routes, owner=f"pid-{os.getpid()}",
+                    clock=clock, bot_app_id=teams.app_id)
+                services.handlers.replies = services.replies.feed
+                if settings.replies.source in ("graph", "both") and services.replies.manager is None:
+                    log.warning("replies.source = %s but Graph is not configured: typed replies come from the "
+                                "bot feed only", settings.replies.source)
         yield
+        if services.replies is not None:
+            await services.replies.drain()
         if services.approvals is not None:
             await services.approvals.service.aclose()
         if services.outbox is not None:
@@ -312,6 +328,9 @@ def create_app(
         stop_background = asyncio.Event()
         if services.approvals is not None:
             services.approvals.set_wake(services.pipeline.wake)
+        reply_tasks: list[asyncio.Task[None]] = []
+        if services.replies is not None:
+            services.replies.set_owner(registry.id)
         if start_pipeline:
             await services.pipeline.start()
             if services.approvals is not None:
@@ -319,9 +338,12 @@ def create_app(
                                                  name="approvals-reconciler")
                 summaries = asyncio.create_task(services.approvals.my.summary.run_background(stop_background),
                                                 name="my-approvals-summary")
+            if services.replies is not None:
+                reply_tasks = services.replies.start(stop_background)
         yield
         stop_background.set()
-        await asyncio.gather(*(t for t in (background, summaries) if t is not None), return_exceptions=True)
+        await asyncio.gather(*(t for t in (background, summaries) if t is not None), *reply_tasks,
+                             return_exceptions=True)
         await services.pipeline.stop()
         await registry.stop()  # after the pipeline: releases whatever it left leased
 
@@ -335,6 +357,19 @@ def create_app(
         return await handler(request)
 
     app.router.add_post("/api/messages", messages)
+
+    def graph_route(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def route(request: web.Request) -> web.StreamResponse:
+            replies = services.replies
+            if replies is None or replies.endpoints is None:
+                return web.json_response({"error": "not_found", "detail": "typed replies through Graph are not "
+                                          "enabled ([replies] source = \"graph\" or \"both\")"}, status=404)
+            handler = replies.endpoints.notifications if kind == "notifications" else replies.endpoints.lifecycle
+            return await handler(request)
+        return route
+
+    app.router.add_post(settings.replies.notification_path, graph_route("notifications"))
+    app.router.add_post(settings.replies.lifecycle_path, graph_route("lifecycle"))
     return app
 
 

@@ -586,6 +586,65 @@ def approvals_show(ctx: click.Context, environment: str, work_item_id: str) -> N
     _run(go())
 
 
+# --- Graph subscriptions (typed replies) -------------------------------------------------------------------
+@main.group()
+def subscriptions() -> None:
+    """Graph change-notification subscriptions for the channels that receive approval cards (typed replies)."""
+
+
+@subscriptions.command("list")
+@click.pass_context
+def subscriptions_list(ctx: click.Context) -> None:
+    """Each subscription: channel resource, Graph id, status, expiry, last renewal, notification and resync."""
+    from connector.replies.admin import list_text
+
+    async def go() -> None:
+        async with _store(_settings(ctx)) as store:
+            click.echo(list_text(await store.list_graph_subscriptions()))
+
+    _run(go())
+
+
+@subscriptions.command("sync")
+@click.pass_context
+def subscriptions_sync(ctx: click.Context) -> None:
+    """Create, renew or drop subscriptions now (what `serve` does every [replies] tick)."""
+    from connector.replies.admin import manager_for
+
+    settings = _settings(ctx)
+
+    async def go() -> None:
+        async with _store(settings) as store, manager_for(settings, store, _box(store)) as manager:
+            done = await manager.sync()
+        click.echo(", ".join(f"{k} {v}" for k, v in sorted(done.items())) or "nothing to do: all subscriptions "
+                   "are current")
+
+    _run(go())
+
+
+@subscriptions.command("delete")
+@click.argument("resource", required=False)
+@click.option("--all", "delete_all", is_flag=True, help="delete every subscription")
+@click.pass_context
+def subscriptions_delete(ctx: click.Context, resource: str | None, delete_all: bool) -> None:
+    """Delete a subscription (by its resource or Graph id) at Graph and in the store. `serve` re-creates it while
+    its channel still receives approval cards; set [replies] source = "bot" to stop for good."""
+    from connector.replies.admin import delete, manager_for
+
+    if bool(resource) == delete_all:
+        _fail("name one subscription (its resource or id, see `subscriptions list`) or give --all")
+    settings = _settings(ctx)
+
+    async def go() -> None:
+        async with _store(settings) as store, manager_for(settings, store, _box(store)) as manager:
+            done = await delete(manager, store, None if delete_all else resource)
+        if not done:
+            _fail(f"no subscription {resource!r}: see `ml-connector subscriptions list`")
+        click.echo("\n".join(done))
+
+    _run(go())
+
+
 # --- cards ------------------------------------------------------------------------------------------------
 @main.group()
 def cards() -> None:

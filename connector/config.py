@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cards import canonical_locale
 from connector.approvals.config import ApprovalSettings
+from connector.replies.config import ReplySettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_FILE = "ml-connector.toml"
@@ -335,6 +336,14 @@ class Settings(_Section):
     bot: dict[str, Any] = Field(default_factory=dict)  # validated by connector/teams_config.py
     routes: list[dict[str, Any]] = Field(default_factory=list)  # validated by connector/routes.py
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    replies: ReplySettings = Field(default_factory=ReplySettings)
+
+    @model_validator(mode="after")
+    def _replies_need_a_public_url(self) -> "Settings":
+        if self.replies.enabled and self.replies.source in ("graph", "both") and not self.server.public_url:
+            raise ValueError(f"replies.source = {self.replies.source!r} needs server.public_url: Graph posts change "
+                             "notifications to https://<public_url>/api/graph/notifications (or use source = \"bot\")")
+        return self
 
     @model_validator(mode="after")
     def _unique_environments(self) -> "Settings":

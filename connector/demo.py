@@ -46,6 +46,7 @@ from connector.config import (
     StoreSettings,
 )
 from connector.ops.wiring import start_metrics_listener
+from connector.replies.config import ReplySettings
 from connector.secrets import MasterKey, SecretBox, generate_master_key
 from connector.store import EventStatus, open_store
 
@@ -108,6 +109,8 @@ def demo_settings(state: dict[str, Any], workdir: Path, port: int, metrics_port:
         routes=demo_routes(),
         approvals=ApprovalSettings.model_validate({"act_as": act_as}),
         ops=OpsSettings(metrics_port=metrics_port, metrics_cache_seconds=0.5),
+        # typed replies through both sources: Graph change notifications and the bot's own channel feed (RSC)
+        replies=ReplySettings(source="both"),
     )
 
 
@@ -207,9 +210,11 @@ class Demo:
                 ok = await self._report(http, state, services)
                 ok = await _approval_demo(self, http, state, services) and ok
                 ok = await _my_approvals_demo(self, http, state, services) and ok
+                ok = await _typed_reply_demo(self, http, state, services) and ok
             if self.once:
                 self.out("\ndemo check: " + ("every event reached its card; the approval round trip worked; "
-                                             "'my approvals' listed and decided" if ok else "FAILED (see above)"))
+                                             "'my approvals' listed and decided; a typed reply decided"
+                                             if ok else "FAILED (see above)"))
                 return 0 if ok else 1
             self.out(f"\nOpen the sandbox Teams page to see the cards: {state['teams']['page_url']}")
             self.out("Press Ctrl-C to stop.")
@@ -263,6 +268,13 @@ class Demo:
                 raise DemoFailed(f"the bot did not record the install into {TEAM}")
             await asyncio.sleep(0.1)
         self.out(f"app installed in team '{TEAM}' with channels: {', '.join(sorted(team.channels.values()))}")
+        manager = services.replies.manager if services.replies is not None else None
+        if manager is not None:  # what `serve` does on its next tick after an install, now
+            await manager.sync()
+            subs = await services.store.list_graph_subscriptions()
+            self.out("Graph subscriptions for typed replies: " + (", ".join(
+                f"#{install_channel(team, s.channel_id)} {s.status}" for s in subs) or "none")
+                + " (clientState stored encrypted; renewed before expiry)")
 
     async def _connect_fno(self, http: aiohttp.ClientSession, state: dict[str, Any], url: str) -> None:
         await connect_sender(http, state, url)
@@ -499,6 +511,63 @@ async def _my_approvals_demo(demo: "Demo", http: aiohttp.ClientSession, state: d
                                                        "cards updated, the list refreshed" if ok
                                                        else "no decision recorded"))
     return ok and completes == 1
+
+
+async def _typed_reply_demo(demo: "Demo", http: aiohttp.ClientSession, state: dict[str, Any],
+                            services: Services) -> bool:
+    """A new work item; its approver replies "reject: wrong cost centre" in the card's thread (the bot's channel
+    feed: the app's RSC permission), and the work item is rejected exactly as with the button."""
+    store = services.store
+    scenario, sender = state["scenario"]["url"], state["sender"]["admin_url"]
+    admin, fno = state["teams"]["admin_url"], state["fno"]["admin_url"]
+    [event] = (await _post(http, f"{scenario}/submit_to_workflow", {"legal_entity": "usmf"}))["events"]
+    await _post(http, f"{sender}/drain", {})
+    wid = str(event.get("WorkflowWorkItemInstanceId") or "")
+
+    async def carded() -> Any:
+        for a in await store.list_approvals(status="pending", limit=1000):
+            if a.work_item_id.lower() == wid.lower() and a.assignee_object_id:
+                cards_ = [c for c in await store.cards_for_event(a.event_id) if c.kind == "thread"]
+                if cards_:
+                    return a, cards_[0]
+        return None
+
+    if not await _until(carded, 60):
+        demo.out(f"\ntyped reply: work item {wid} has no channel card")
+        return False
+    approval, card = await carded()
+    who = approval.assignee_name or "the approver"
+    demo.out(f"\ntyped reply: work item {wid} '{approval.subject}' waits for {who}")
+    await _post(http, f"{admin}/knobs", {"rsc": True})  # the team owner consented to ChannelMessage.Read.Group
+    if not demo.once:
+        demo.out(f"  In the Teams page view as {who} and reply under the card in Procurement > Approvals, e.g.\n"
+                 "  'reject: wrong cost centre' or 'approve – ok to pay'.")
+        return True
+    await _post(http, f"{admin}/ui/reply", {"viewer": approval.assignee_object_id,
+                                            "conversation": card.conversation_id,
+                                            "text": "reject: wrong cost centre"})
+
+    async def decided() -> bool:
+        a = await store.get_approval(approval.environment, approval.work_item_id)
+        return a is not None and a.status == "decided"
+
+    ok = await _until(decided, 60)
+    final = await store.get_approval(approval.environment, approval.work_item_id)
+    completes = ((await _get(http, f"{fno}/fno/stats")).get("complete_calls") or {}).get(wid, 0)
+    outcome = final.outcome if final else None
+    demo.out(f"  {who} replied 'reject: wrong cost centre' in the thread: " + (
+        f"F&O work item completed ({outcome}, comment '{final.comment}', complete called {completes}x), "
+        "cards updated" if ok and final else "no decision recorded"))
+    replies = services.replies
+    if replies is not None and replies.endpoints is not None:
+        seen = dict(replies.endpoints.counts)
+        demo.out(f"  the reply reached the connector by the bot feed and by Graph "
+                 f"({seen.get('accepted', 0) + seen.get('duplicate', 0)} notification(s)): decided once")
+    return ok and completes == 1 and outcome == "Reject"
+
+
+def install_channel(install: Any, channel_id: str) -> str:
+    return str(install.channels.get(channel_id, channel_id))
 
 
 def _list_button(card: Any, wid: str) -> dict[str, Any] | None:

@@ -454,6 +454,12 @@ def render_manifest(*, bot_id: str, public_url: str, app_id: str | None = None,
     raw = json.loads((template or TEMPLATE).read_text(encoding="utf-8"))
     manifest = _fill(raw, values)
     if manifest_version != MANIFEST_VERSIONS[0]:
+        # before v1.12 resource-specific consent was `webApplicationInfo.applicationPermissions` (names only)
+        rsc = [p.get("name") for p in ((manifest.get("authorization") or {}).get("permissions") or {})
+               .get("resourceSpecific") or [] if isinstance(p, dict) and p.get("type") == "Application"]
+        if rsc and isinstance(manifest.get("webApplicationInfo"), dict):
+            manifest["webApplicationInfo"]["applicationPermissions"] = rsc
+            manifest.pop("authorization", None)
         manifest, dropped = prune_to_schema(manifest, load_schema(manifest_version))
         warnings.extend(f"dropped {d}: manifest v{manifest_version} does not know it" for d in dropped)
     return manifest, problems, warnings

@@ -29,12 +29,17 @@ class MyApprovalsHandlers(Protocol):
     async def on_execute(self, execute: CardExecute) -> dict | str | LoginRequest | InvokeFailure | None: ...
 
 
+class ReplyFeed(Protocol):
+    async def offer(self, message: IncomingMessage) -> bool: ...
+
+
 class ConnectorBotHandlers:
     def __init__(self, installs: InstallRecorder, approvals: ApprovalHandlers | None = None,
-                 my_approvals: MyApprovalsHandlers | None = None) -> None:
+                 my_approvals: MyApprovalsHandlers | None = None, replies: ReplyFeed | None = None) -> None:
         self.installs = installs
         self.approvals = approvals
         self.my_approvals = my_approvals  # "my approvals" in the 1:1 chat (connector/approvals/my)
+        self.replies = replies  # typed approval replies (connector/replies/feed.py)
 
     async def on_install(self, event: InstallEvent) -> None:
         await self.installs.on_install(event)
@@ -64,6 +69,10 @@ class ConnectorBotHandlers:
             answer = await self.my_approvals.on_message(message)
             if answer is not None:
                 return answer
+        if self.replies is not None and await self.replies.offer(message):
+            return None  # a typed reply under an approval card: decided (and answered) by the reply inbox
+        if message.conversation_type == "channel" and not message.mentions_bot:
+            return None  # with RSC the bot sees every channel message: only an @mention is talking to it
         # Teams holds no financial records: the bot answers questions by pointing at Dynamics, nothing more.
         return ("I post Dynamics 365 events and approvals here. Open the card's 'Open in Dynamics' button for "
                 "details; decisions are made with the card's buttons.")

@@ -68,6 +68,8 @@ GUEST_TEXT = ("Guest accounts cannot decide as themselves in Dynamics 365 from T
               "signed in with your own organisation's account.")
 LEGACY_TEXT = ("This Teams client sent an older kind of button press that cannot sign you in, so the connector "
                "cannot decide as you in Dynamics 365. Press again in the current Teams desktop, web or mobile app.")
+REPLY_TEXT = ("A typed reply cannot sign you in, so the connector cannot decide as you in Dynamics 365 right now. "
+              "Press Approve or Reject on the card instead (Teams signs you in; typed replies then work for a while).")
 MANUAL_TEXT = ("Your Teams client signed you in with a code instead of single sign-on, which the connector does not "
                "accept. Press again in the current Teams desktop, web or mobile app, or decide in Dynamics 365.")
 
@@ -116,6 +118,10 @@ class SignInGate:
         if self.validator is None or self.obo is None or environment not in self.scopes:
             return self._cannot("The connector is not set up to decide as you (single sign-on is not configured).",
                                 "single sign-on is not configured for this environment")
+        if press.kind == "reply":  # a typed reply cannot sign in: it may use the approver's recent sign-in only
+            if press.user_object_id and self.obo.has_token(press.user_object_id, self.scopes[environment]):
+                return Gate(True, APPROVER)
+            return self._cannot(REPLY_TEXT, "typed reply: no sign-in possible and no recent sign-in of the approver")
         if press.kind != "execute":
             return self._cannot(LEGACY_TEXT, "legacy Action.Submit press: no sign-in possible")
         oid = press.user_object_id or ""

@@ -57,6 +57,7 @@ class Press:
     trigger: str | None = None
     auth_token: str | None = field(default=None, repr=False)  # the SSO token of a retried Action.Execute
     auth_state: str | None = field(default=None, repr=False)  # the code after a manual sign-in
+    link: str | None = None  # typed replies: the message's link in Teams (for the audit)
 
     @property
     def card_ref(self) -> str:
@@ -91,6 +92,7 @@ class PressAnswer:
     card: dict[str, Any] | None = None  # Submit: replaces the card in place; Execute: this user's view
     text: str | None = None  # a reply where the press happened (Submit) / instead of a card (Execute)
     login: LoginRequest | InvokeFailure | None = None  # Execute only: sign in (or fail) instead of a card
+    result: str = ""  # "decided" | "refused" | "already" | "unknown" | "untracked" | "refresh" (typed replies)
 
 
 class ApprovalService:
@@ -310,11 +312,12 @@ class ApprovalService:
             logctx.bind(environment=approval.environment, work_item_id=approval.work_item_id,
                         approval_id=f"{approval.environment}/{approval.work_item_id}", event_id=approval.event_id)
         if approval is None:
-            return PressAnswer(text=f"Work item {p.work_item_id or '?'} is not tracked by the connector.")
+            return PressAnswer(text=f"Work item {p.work_item_id or '?'} is not tracked by the connector.",
+                               result="untracked")
         own_view = "approver" if p.kind == "execute" or p.conversation_type == "personal" else "base"
         may = bool(approval.assignee_object_id and p.user_object_id == approval.assignee_object_id.lower())
         if p.action == REFRESH_VERB:
-            return PressAnswer(card=await self._card(approval, "approver" if may else "status"))
+            return PressAnswer(card=await self._card(approval, "approver" if may else "status"), result="refresh")
         now = self.clock()
         if not may:
             return await self._refuse(approval, p, now)
@@ -323,7 +326,8 @@ class ApprovalService:
         outcome = next((o for o in approval.outcomes if o.lower() == p.action), None)
         if outcome is None:
             await self._audit(approval, "refused", p, detail=f"unknown outcome {p.action!r}", at=now)
-            return PressAnswer(text=f"'{p.action}' is not an outcome of work item {approval.work_item_id}.")
+            return PressAnswer(text=f"'{p.action}' is not an outcome of work item {approval.work_item_id}.",
+                               result="unknown")
         gate = await self.gate.check(p, approval.environment, outcome) if self.gate else Gate(True, SERVICE)
         if not gate.proceed:
             return await self._stopped(approval, p, outcome, gate, own_view)
@@ -346,16 +350,18 @@ class ApprovalService:
         await self._audit(won, "submitted", p, outcome=outcome, at=now,
                           detail=f"decision job {job} ({result.value}) as the {gate.act_as}")
         self.wake()
-        return PressAnswer(card=await self._card(won, own_view))
+        return PressAnswer(card=await self._card(won, own_view), result="decided")
 
     async def _stopped(self, approval: Approval, p: Press, outcome: str, gate: Gate, view: str) -> PressAnswer:
         """The sign-in gate stopped the press: sign in (Execute), or tell only the presser why (audited)."""
         await self._audit(approval, "sign-in", p, outcome=outcome, detail=gate.audit or "", at=self.clock())
         if isinstance(gate.answer, (LoginRequest, InvokeFailure)):
-            return PressAnswer(login=gate.answer)
+            return PressAnswer(login=gate.answer, result="stopped")
         text = str(gate.answer or "")
         if p.kind == "execute":
-            return PressAnswer(card=await self._card(approval, view, note=text), text=text)
+            return PressAnswer(card=await self._card(approval, view, note=text), text=text, result="stopped")
+        if p.kind == "reply":  # answered where it was typed (the thread names only why, not the work item's data)
+            return PressAnswer(text=text, result="stopped")
         return await self._private(p, text)
 
     async def _private(self, p: Press, text: str) -> PressAnswer:
@@ -403,7 +409,9 @@ class ApprovalService:
             text = f"This work item is no longer pending in Dynamics ({approval.fo_status or approval.status})."
         await self._audit(approval, "press", p, outcome=p.action, detail=f"ignored: {text}", at=now)
         card = await self._card(approval, view, note=text)
-        return PressAnswer(card=card, text=None if card else text)
+        if p.kind == "reply":  # a typed reply has no card to show the note on: answer in words
+            return PressAnswer(text=text, result="already")
+        return PressAnswer(card=card, text=None if card else text, result="already")
 
     async def _refuse(self, approval: Approval, p: Press, now: float) -> PressAnswer:
         who = approval.assignee_name or approval.assignee_fo_user or "the assignee"
@@ -412,6 +420,8 @@ class ApprovalService:
                 "the connector knows. Open it in Dynamics.")
         private = "execute card" if p.kind == "execute" else ("1:1 reply" if p.conversation_type == "personal"
                                                                  else "1:1 message")
+        if p.kind == "reply" and p.conversation_type != "personal":
+            private = "thread reply (a typed reply is answered where it was typed)"
         if p.kind == "submit" and p.conversation_type != "personal":
             install = await self.store.get_install(f"personal:{p.user_object_id}") if p.user_object_id else None
             if install is None or not install.active or not install.conversation_id:
@@ -419,11 +429,12 @@ class ApprovalService:
         await self._audit(approval, "refused", p, outcome=p.action, detail=f"not the assignee; told by {private}",
                           at=now)
         if p.kind == "execute":
-            return PressAnswer(card=await self._card(approval, "status", note=text) or None, text=text)
+            return PressAnswer(card=await self._card(approval, "status", note=text) or None, text=text,
+                               result="refused")
         if p.conversation_type == "personal" or private.startswith("thread"):
-            return PressAnswer(text=text)
+            return PressAnswer(text=text, result="refused")
         self._spawn(self._tell_privately(install, text))
-        return PressAnswer()
+        return PressAnswer(result="refused")
 
     async def _tell_privately(self, install: Any, text: str) -> None:
         try:
@@ -447,6 +458,8 @@ class ApprovalService:
     async def _audit(self, approval: Approval, action: str, p: Press | None = None, *, outcome: str | None = None,
                      comment: str | None = None, detail: str = "", card: str | None = None,
                      at: float | None = None) -> None:
+        if p is not None and p.kind == "reply":  # marked as a typed reply, with the message's link
+            detail = f"typed reply {p.link or p.card_ref}" + (f"; {detail}" if detail else "")
         await self.store.append_audit(AuditEntry(
             at=self.clock() if at is None else at, environment=approval.environment,
             work_item_id=approval.work_item_id, action=action,

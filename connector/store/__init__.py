@@ -4,6 +4,8 @@ from connector.store.factory import open_store
 from connector.store.base import (
     Approval,
     SummarySubscription,
+    GraphSubscription,
+    InboundReply,
     AuditEntry,
     UserMapping,
     Claim,
@@ -27,6 +29,8 @@ from connector.store.base import (
 __all__ = [
     "Approval",
     "SummarySubscription",
+    "GraphSubscription",
+    "InboundReply",
     "AuditEntry",
     "UserMapping",
     "open_store",

@@ -159,6 +159,26 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX summary_due ON summary_subscriptions (enabled, next_due_at)",
     ],
+    [  # 4 -> 5: typed replies: Graph subscriptions (leased), the reply inbox (deduplicated on the message id)
+        """CREATE TABLE graph_subscriptions (
+            resource TEXT PRIMARY KEY,
+            subscription_id TEXT UNIQUE,
+            lease_owner TEXT,
+            lease_expires_at REAL NOT NULL DEFAULT 0,
+            doc TEXT NOT NULL
+        )""",
+        """CREATE TABLE inbound_replies (
+            key TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at REAL NOT NULL DEFAULT 0,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX inbound_replies_due ON inbound_replies (status, next_attempt_at, received_at)",
+        "CREATE INDEX posted_cards_activity ON posted_cards (activity_id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

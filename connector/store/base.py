@@ -246,6 +246,48 @@ class SummarySubscription:
     updated_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class GraphSubscription:
+    """One Graph change-notification subscription for a channel's messages (key: resource).
+
+    The clientState is not here: it is a secret (SecretBox, name `graph-subscription/<resource hash>`).
+    Statuses: "new" (wanted, not created yet), "active", "removed" (Graph removed it: re-create and resync),
+    "failed" (Graph refused: see detail). The lease makes one instance work on one subscription at a time.
+    """
+
+    resource: str  # /teams/{team-aad-group-id}/channels/{channel-id}/messages
+    team_id: str  # the team's Entra group id
+    channel_id: str
+    status: str = "new"
+    subscription_id: str | None = None
+    expires_at: float = 0.0
+    created_at: float | None = None
+    renewed_at: float | None = None
+    last_notification_at: float | None = None
+    last_resync_at: float | None = None
+    renewals: int = 0
+    detail: str = ""
+    lease_owner: str | None = None
+    lease_expires_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class InboundReply:
+    """A typed reply waiting to be decided (key: the Teams message id, so Graph, the bot feed and a resync that
+    all see one message store it once). Statuses: "queued", "processing" (leased), "done", "failed"."""
+
+    key: str
+    source: str  # "graph" | "bot" | "resync"
+    payload: dict[str, Any]
+    status: str = "queued"
+    received_at: float = 0.0
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    lease_owner: str | None = None
+    lease_expires_at: float = 0.0
+    outcome: str = ""
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable state of the service. All methods may raise StoreUnavailable."""
@@ -432,3 +474,46 @@ class Store(Protocol):
         """Compare-and-set: if the subscription is enabled and `day` (ISO date) is later than its last_sent_day,
         set last_sent_day = day and next_due_at; return the updated subscription. None: not enabled, or that
         day was already claimed (by this or another instance)."""
+
+    # --- typed replies: Graph subscriptions and the reply inbox -------------------------------------------------
+    async def add_graph_subscription(self, sub: GraphSubscription) -> bool:
+        """Insert if no subscription has this resource; False (nothing changed) if one has."""
+
+    async def put_graph_subscription(self, sub: GraphSubscription) -> None:
+        """Insert or replace by resource (the caller holds its lease)."""
+
+    async def get_graph_subscription(self, resource: str) -> GraphSubscription | None: ...
+
+    async def find_graph_subscription(self, subscription_id: str) -> GraphSubscription | None:
+        """By Graph's subscription id (what a notification names)."""
+
+    async def list_graph_subscriptions(self) -> list[GraphSubscription]:
+        """Ordered by resource."""
+
+    async def delete_graph_subscription(self, resource: str) -> bool: ...
+
+    async def lease_graph_subscription(self, resource: str, owner: str, *, now: float,
+                                       lease_seconds: float) -> GraphSubscription | None:
+        """Compare-and-set: take the subscription's lease if it is free, expired or already `owner`'s; None when
+        another owner holds it (or there is no such subscription)."""
+
+    async def note_graph_notification(self, subscription_id: str, *, at: float) -> None:
+        """Set last_notification_at (never moves it back)."""
+
+    async def enqueue_reply(self, reply: InboundReply) -> bool:
+        """Insert unless a reply with this key exists (whatever its status): False = a duplicate, nothing changed."""
+
+    async def claim_replies(self, owner: str, *, now: float, lease_seconds: float,
+                            limit: int = 20) -> list[InboundReply]:
+        """Lease up to `limit` replies that are queued and due, or processing under an expired lease; oldest
+        received first. Each claimed reply has attempts + 1."""
+
+    async def finish_reply(self, key: str, owner: str, *, status: str, outcome: str, now: float,
+                           retry_at: float | None = None) -> bool:
+        """Release the lease: status "done"/"failed", or "queued" again with `retry_at`. False when `owner` no
+        longer holds the lease (another instance took it over)."""
+
+    async def get_reply(self, key: str) -> InboundReply | None: ...
+
+    async def find_cards_by_activity(self, activity_id: str) -> list[PostedCard]:
+        """The posted cards whose message id is `activity_id` (a thread's root message)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from typing import Any
 
 from bson import Binary
@@ -31,7 +32,9 @@ from connector.store.base import (
     EnqueueResult,
     EventRecord,
     EventStatus,
+    GraphSubscription,
     HistoryEntry,
+    InboundReply,
     Install,
     Instance,
     LeaseLost,
@@ -45,7 +48,8 @@ from connector.store.base import (
     UserMapping,
 )
 
-SCHEMA_VERSION = 4  # 2: approvals, audit, user_mappings; 3: instances; 4: summary_subscriptions, by assignee
+SCHEMA_VERSION = 5  # 2: approvals, audit, user_mappings; 3: instances; 4: summary_subscriptions, by assignee;
+# 5: graph_subscriptions, inbound_replies, posted cards by message id
 DEFAULT_DATABASE = "ml_connector"
 _NO_HISTORY = {"history": 0}
 _RELEASE = {"lease_id": None, "lease_expires_at": None, "claimed_by": None}
@@ -94,6 +98,8 @@ class MongoStore:
         self._user_mappings = db.get_collection("user_mappings", write_concern=wc)
         self._instances = db.get_collection("instances", write_concern=wc)
         self._summaries = db.get_collection("summary_subscriptions", write_concern=wc)
+        self._graph_subs = db.get_collection("graph_subscriptions", write_concern=wc)
+        self._replies = db.get_collection("inbound_replies", write_concern=wc)
         self._meta = db.get_collection("meta", write_concern=wc)
 
     def __repr__(self) -> str:
@@ -165,6 +171,10 @@ class MongoStore:
             )
             await self._summaries.create_index([("enabled", ASCENDING), ("next_due_at", ASCENDING)],
                                                name="summary_due")
+            await self._graph_subs.create_index([("subscription_id", ASCENDING)], name="graph_subs_id")
+            await self._replies.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING),
+                                              ("received_at", ASCENDING)], name="inbound_replies_due")
+            await self._cards.create_index([("activity_id", ASCENDING)], name="posted_cards_activity")
             if version < SCHEMA_VERSION:
                 await self._meta.update_one(
                     {"_id": "schema"}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True
@@ -657,3 +667,111 @@ class MongoStore:
                 query, {"$set": {"last_sent_day": day, "next_due_at": next_due_at, "updated_at": now}},
                 return_document=ReturnDocument.AFTER)
         return c.summary_from_dict(doc) if doc else None
+
+    # --- typed replies ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _sub(doc: dict[str, Any]) -> GraphSubscription:
+        return GraphSubscription(**{k: v for k, v in doc.items() if k in _SUB_FIELDS})
+
+    @staticmethod
+    def _reply(doc: dict[str, Any]) -> InboundReply:
+        return InboundReply(**{k: v for k, v in doc.items() if k in _REPLY_FIELDS})
+
+    async def add_graph_subscription(self, sub: GraphSubscription) -> bool:
+        with self._errors("add graph subscription"):
+            try:
+                await self._graph_subs.insert_one({"_id": sub.resource, **asdict(sub)})
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def put_graph_subscription(self, sub: GraphSubscription) -> None:
+        with self._errors("write graph subscription"):
+            await self._replace_upsert(self._graph_subs, {"_id": sub.resource}, {"_id": sub.resource, **asdict(sub)})
+
+    async def get_graph_subscription(self, resource: str) -> GraphSubscription | None:
+        with self._errors("read graph subscription"):
+            doc = await self._graph_subs.find_one({"_id": resource})
+        return self._sub(doc) if doc else None
+
+    async def find_graph_subscription(self, subscription_id: str) -> GraphSubscription | None:
+        with self._errors("read graph subscription"):
+            doc = await self._graph_subs.find_one({"subscription_id": subscription_id})
+        return self._sub(doc) if doc else None
+
+    async def list_graph_subscriptions(self) -> list[GraphSubscription]:
+        with self._errors("list graph subscriptions"):
+            found = await self._graph_subs.find({}).sort([("_id", ASCENDING)]).to_list(None)
+        return [self._sub(doc) for doc in found]
+
+    async def delete_graph_subscription(self, resource: str) -> bool:
+        with self._errors("delete graph subscription"):
+            result = await self._graph_subs.delete_one({"_id": resource})
+        return result.deleted_count == 1
+
+    async def lease_graph_subscription(self, resource: str, owner: str, *, now: float,
+                                       lease_seconds: float) -> GraphSubscription | None:
+        # one document update with the lease check in its filter: a compare-and-set across instances
+        query = {"_id": resource, "$or": [{"lease_owner": None}, {"lease_owner": owner},
+                                          {"lease_expires_at": {"$lte": now}}]}
+        with self._errors("lease graph subscription"):
+            doc = await self._graph_subs.find_one_and_update(
+                query, {"$set": {"lease_owner": owner, "lease_expires_at": now + lease_seconds}},
+                return_document=ReturnDocument.AFTER)
+        return self._sub(doc) if doc else None
+
+    async def note_graph_notification(self, subscription_id: str, *, at: float) -> None:
+        with self._errors("note graph notification"):
+            await self._graph_subs.update_one(
+                {"subscription_id": subscription_id, "$or": [{"last_notification_at": None},
+                                                             {"last_notification_at": {"$lt": at}}]},
+                {"$set": {"last_notification_at": at}})
+
+    async def enqueue_reply(self, reply: InboundReply) -> bool:
+        with self._errors("enqueue reply"):
+            try:
+                await self._replies.insert_one({"_id": reply.key, **asdict(reply)})
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def claim_replies(self, owner: str, *, now: float, lease_seconds: float,
+                            limit: int = 20) -> list[InboundReply]:
+        due = {"$or": [{"status": "queued", "next_attempt_at": {"$lte": now}},
+                       {"status": "processing", "lease_expires_at": {"$lte": now}}]}
+        claimed: list[InboundReply] = []
+        with self._errors("claim replies"):
+            for _ in range(c.check_limit(limit)):
+                # one reply per find_one_and_update: its filter re-checks "due", so two instances never share one
+                doc = await self._replies.find_one_and_update(
+                    due, {"$set": {"status": "processing", "lease_owner": owner,
+                                   "lease_expires_at": now + lease_seconds}, "$inc": {"attempts": 1}},
+                    sort=[("received_at", ASCENDING), ("_id", ASCENDING)], return_document=ReturnDocument.AFTER)
+                if doc is None:
+                    break
+                claimed.append(self._reply(doc))
+        return claimed
+
+    async def finish_reply(self, key: str, owner: str, *, status: str, outcome: str, now: float,
+                           retry_at: float | None = None) -> bool:
+        with self._errors("finish reply"):
+            result = await self._replies.update_one(
+                {"_id": key, "status": "processing", "lease_owner": owner},
+                {"$set": {"status": status, "outcome": outcome, "lease_owner": None, "lease_expires_at": 0.0,
+                          "next_attempt_at": retry_at if retry_at is not None else now}})
+        return result.modified_count == 1
+
+    async def get_reply(self, key: str) -> InboundReply | None:
+        with self._errors("read reply"):
+            doc = await self._replies.find_one({"_id": key})
+        return self._reply(doc) if doc else None
+
+    async def find_cards_by_activity(self, activity_id: str) -> list[PostedCard]:
+        with self._errors("read cards"):
+            found = await self._cards.find({"activity_id": activity_id}).sort(
+                [("posted_at", ASCENDING), ("_id", ASCENDING)]).to_list(None)
+        return [c.card_from_dict(doc) for doc in found]
+
+
+_SUB_FIELDS = {f.name for f in fields(GraphSubscription)}
+_REPLY_FIELDS = {f.name for f in fields(InboundReply)}

@@ -27,6 +27,7 @@ from typing import Any
 
 from connector.store import _common as c
 from connector.store import _sqlite_ops as ops
+from connector.store import _sqlite_replies as rops
 from connector.store._sqlite_schema import SCHEMA_VERSION, migrate
 from connector.store._sqlite_thread import DbThread
 from connector.store.base import (
@@ -36,6 +37,8 @@ from connector.store.base import (
     EnqueueResult,
     EventRecord,
     EventStatus,
+    GraphSubscription,
+    InboundReply,
     HistoryEntry,
     Install,
     Instance,
@@ -376,6 +379,57 @@ class SQLiteStore:
     async def claim_summary_day(self, user_object_id: str, *, day: str, next_due_at: float,
                                 now: float) -> SummarySubscription | None:
         return await self._db.call(ops.claim_summary_day, user_object_id, day, next_due_at, now)
+
+    # --- typed replies ------------------------------------------------------------------------------------------
+    async def add_graph_subscription(self, sub: GraphSubscription) -> bool:
+        return await self._db.call(rops.add_sub, sub)
+
+    async def put_graph_subscription(self, sub: GraphSubscription) -> None:
+        await self._db.call(rops.put_sub, sub)
+
+    async def get_graph_subscription(self, resource: str) -> GraphSubscription | None:
+        rows = await self._db.call(ops.read, "SELECT * FROM graph_subscriptions WHERE resource = ?", (resource,))
+        return rops.sub_from_row(rows[0]) if rows else None
+
+    async def find_graph_subscription(self, subscription_id: str) -> GraphSubscription | None:
+        rows = await self._db.call(ops.read, "SELECT * FROM graph_subscriptions WHERE subscription_id = ?",
+                                   (subscription_id,))
+        return rops.sub_from_row(rows[0]) if rows else None
+
+    async def list_graph_subscriptions(self) -> list[GraphSubscription]:
+        rows = await self._db.call(ops.read, "SELECT * FROM graph_subscriptions ORDER BY resource", ())
+        return [rops.sub_from_row(row) for row in rows]
+
+    async def delete_graph_subscription(self, resource: str) -> bool:
+        return bool(await self._db.call(ops.write, "DELETE FROM graph_subscriptions WHERE resource = ?",
+                                        (resource,)))
+
+    async def lease_graph_subscription(self, resource: str, owner: str, *, now: float,
+                                       lease_seconds: float) -> GraphSubscription | None:
+        return await self._db.call(rops.lease_sub, resource, owner, now, lease_seconds)
+
+    async def note_graph_notification(self, subscription_id: str, *, at: float) -> None:
+        await self._db.call(rops.note_notification, subscription_id, at)
+
+    async def enqueue_reply(self, reply: InboundReply) -> bool:
+        return await self._db.call(rops.enqueue_reply, reply)
+
+    async def claim_replies(self, owner: str, *, now: float, lease_seconds: float,
+                            limit: int = 20) -> list[InboundReply]:
+        return await self._db.call(rops.claim_replies, owner, now, lease_seconds, c.check_limit(limit))
+
+    async def finish_reply(self, key: str, owner: str, *, status: str, outcome: str, now: float,
+                           retry_at: float | None = None) -> bool:
+        return await self._db.call(rops.finish_reply, key, owner, status, outcome, now, retry_at)
+
+    async def get_reply(self, key: str) -> InboundReply | None:
+        rows = await self._db.call(ops.read, "SELECT * FROM inbound_replies WHERE key = ?", (key,))
+        return rops.reply_from_row(rows[0]) if rows else None
+
+    async def find_cards_by_activity(self, activity_id: str) -> list[PostedCard]:
+        sql = f"SELECT {', '.join(c.CARD_FIELDS)} FROM posted_cards WHERE activity_id = ? ORDER BY seq"
+        rows = await self._db.call(ops.read, sql, (activity_id,))
+        return [ops.posted_card(row) for row in rows]
 
 
 def _backup_file(source: str, dest: str, busy_timeout: float) -> None:

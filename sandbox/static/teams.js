@@ -309,8 +309,45 @@
       th.className = "thread";
       th.dataset.threadId = t.id;
       t.messages.forEach((m, i) => th.appendChild(messageEl(m, t.id, i > 0)));
+      if (t.messages.length && t.messages[0].cards.length) th.appendChild(replyBox(t.id));
       box.appendChild(th);
     }
+  }
+
+  // A reply box under each card's thread: the viewer's typed reply goes to Graph subscriptions (and to the bot when
+  // the app has the RSC permission), as in Teams. Drafts survive the page's re-render on every state change.
+  const drafts = {};
+  function replyBox(threadId) {
+    const form = document.createElement("form");
+    form.className = "compose reply";
+    const input = document.createElement("input");
+    input.type = "text";
+    input.maxLength = 2000;
+    input.placeholder = "Reply (e.g. approve, or reject: reason)";
+    input.value = drafts[threadId] || "";
+    input.addEventListener("input", () => { drafts[threadId] = input.value; });
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.textContent = "Reply";
+    form.append(input, button);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      try {
+        const r = await fetch("/_sandbox/teams/ui/reply", { method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ viewer, conversation: threadId, text }) });
+        const out = await r.json();
+        if (!r.ok) { toast(out.error || ("HTTP " + r.status), true); return; }
+        drafts[threadId] = "";
+        input.value = "";
+        poll(true);
+      } catch (err) {
+        toast(String(err), true);
+      }
+    });
+    return form;
   }
 
   function render() {

@@ -17,6 +17,8 @@ Admin API (JSON):
                                 "conversation", "reply_to", "value"|"data", "verb"?} (card button)
   POST /_sandbox/teams/post     {"team", "channel"?, "card"? | "activity"?}: a bot message appears (no bot needed)
   POST /_sandbox/teams/ui/submit  the page's button click (see emit.card_action)
+  POST /_sandbox/teams/ui/reply {"viewer", "conversation", "text"}: the page's reply box under a channel card (a
+                                thread reply: Graph subscriptions are notified; the bot gets it with knob rsc)
   POST /_sandbox/teams/ui/say   {"viewer", "text"}: the page's 1:1 compose box; the viewer types to the bot in their
                                 own chat (a signed `message` activity, as emit {"kind": "message", "user", "text"})
 """
@@ -101,7 +103,7 @@ async def knobs(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     if request.method == "POST":
         args = await json_object(request)
-        for name in ("lint", "retry_after_header"):
+        for name in ("lint", "retry_after_header", "rsc"):
             if name in args:
                 setattr(svc.knobs, name, bool(args[name]))
         for name in ("latency_ms", "max_activity_bytes"):
@@ -178,6 +180,17 @@ async def ui_say(request: web.Request) -> web.Response:
     return web.json_response({"status": out.get("status"), "body": out.get("body")})
 
 
+async def ui_reply(request: web.Request) -> web.Response:
+    """The page's reply box under a channel card: {"viewer", "conversation", "text"} (a thread reply)."""
+    args = await json_object(request)
+    try:
+        out = await emit(request.app[SERVICE], {"kind": "reply", "user": args.get("viewer"),
+                                                "conversation": args.get("conversation"), "text": args.get("text")})
+    except EmitError as exc:
+        return _bad(str(exc))
+    return web.json_response(out, status=201)
+
+
 async def page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "teams.html")
 
@@ -206,6 +219,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PREFIX + "/post", post_message)
     app.router.add_post(PREFIX + "/ui/submit", ui_submit)
     app.router.add_post(PREFIX + "/ui/say", ui_say)
+    app.router.add_post(PREFIX + "/ui/reply", ui_reply)
     app.router.add_get("/", page)
     app.router.add_static("/static", STATIC_DIR)
     app.router.add_get("/renderer/{path:.+}", renderer_file)

@@ -87,6 +87,8 @@ async def emit(svc: TeamsService, args: dict[str, Any]) -> dict:
             raise EmitError(f"the app is not installed for {by.name}: emit install_personal first")
         act = acts.personal_message(w, url, by, str(args.get("text") or "hello"))
         act["id"] = w.next_message_id()
+        if args.get("reply_to"):  # a reply to one of the chat's messages (a card): Teams sets replyToId
+            act["replyToId"] = str(args["reply_to"])
         w.add_message(w.personal_thread(by), act, svc.clock(), sender=by.object_id, message_id=act["id"])
         return await _send_all(svc, [act], defect)
     if kind == "message":
@@ -100,9 +102,42 @@ async def emit(svc: TeamsService, args: dict[str, Any]) -> dict:
         thread = w.threads.get(conv) or w.new_channel_thread(team, channel, mid)
         w.add_message(thread, act, svc.clock(), sender=by.object_id, message_id=mid)
         return await _send_all(svc, [act], defect)
+    if kind == "reply":
+        return await channel_reply(svc, args, defect)
     if kind in ("submit", "execute"):
         return await card_action(svc, args)
     raise EmitError(f"unknown kind {kind!r}")
+
+
+async def channel_reply(svc: TeamsService, args: dict[str, Any], defect: str | None = None) -> dict:
+    """A user types a reply in a channel thread: {"user", "conversation": "<channel>;messageid=<root>", "text",
+    "mention_bot"?}. Graph subscriptions on the channel are notified (World.message_listeners); the bot gets the
+    message without an @mention only when the app has the RSC permission ChannelMessage.Read.Group (knob `rsc`)."""
+    w, url = svc.world, svc.channel.service_url
+    conv = str(args.get("conversation") or "")
+    thread = w.threads.get(conv)
+    if thread is None or thread.kind != "channel" or ";messageid=" not in conv:
+        raise EmitError("conversation must be a channel thread id (<channel id>;messageid=<root message id>)")
+    team = w.team(thread.team_id or "")
+    channel = team.channels.get(thread.channel_id or "") if team else None
+    if team is None or channel is None:
+        raise EmitError("the thread's team or channel no longer exists")
+    by = _person(svc, args)
+    text = str(args.get("text") or "").strip()
+    if not text:
+        raise EmitError("text is required (what the user typed)")
+    root = conv.split(";messageid=", 1)[1]
+    mid = w.next_message_id()
+    act = acts.channel_message(w, url, team, channel, by, text, mention_bot=bool(args.get("mention_bot", False)),
+                               conversation_id=conv, message_id=mid)
+    act["replyToId"] = root
+    w.add_message(thread, act, svc.clock(), sender=by.object_id, message_id=mid, reply_to=root)
+    for listener in list(w.message_listeners):
+        listener(team, channel.id, root, mid)
+    out: dict[str, Any] = {"id": mid, "conversation": conv}
+    if svc.knobs.rsc and team.installed:
+        out.update(await _send_all(svc, [act], defect))
+    return out
 
 
 async def personal_install(svc: TeamsService, person, *, remove: bool = False, silent: bool = False,

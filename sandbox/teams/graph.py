@@ -5,7 +5,10 @@ Application.Read.All). Admin: POST /_sandbox/graph/application {appId, ...fields
 
 Shares the Teams stand-in's World (people, personal installs) so a Graph install makes the channel tell the bot.
 Every request needs a Graph token (audience = the configured Graph resource) with the right application role.
-Admin: GET /_sandbox/graph/log, POST /_sandbox/graph/reset, POST /_sandbox/graph/fail {path,status,count,retry_after}.
+Change-notification subscriptions for channel messages and channel message reads: sandbox/teams/subscriptions.py.
+Admin: GET /_sandbox/graph/log, POST /_sandbox/graph/reset, POST /_sandbox/graph/fail {path,status,count,retry_after},
+GET /_sandbox/graph/subscriptions, POST /_sandbox/graph/clock {advance}, POST /_sandbox/graph/deliver {fail?},
+POST /_sandbox/graph/lifecycle {event, subscription?}.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aiohttp import web
 
 from sandbox.people import Person
 from sandbox.teams.limits import Fault, Faults
+from sandbox.teams.subscriptions import SubscriptionStandIn
 from sandbox.teams.world import World
 
 USER_READ = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
@@ -91,8 +95,12 @@ class GraphService:
     users: list[GraphUser] = field(default_factory=list)
     base_url: str = ""
     applications: dict[str, dict] = field(default_factory=dict)  # appId (lower case) -> Graph application resource
+    subscriptions: SubscriptionStandIn = None  # type: ignore[assignment]  # made in __post_init__
 
     def __post_init__(self) -> None:
+        if self.subscriptions is None:
+            self.subscriptions = SubscriptionStandIn(self.world)
+        self.world.message_listeners.append(self._channel_message)
         self.teams_app_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "sandbox-teams-app:" + self.teams_app_external_id))
         if not self.users:
             dom = self.world.people[0].upn.split("@", 1)[1] if self.world.people else "example.com"
@@ -117,8 +125,17 @@ class GraphService:
                 continue
         return _error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
 
+    def _channel_message(self, team, channel_id: str, root_id: str, message_id: str) -> None:
+        if self.subscriptions.on_channel_message(team, channel_id, root_id, message_id):
+            self.spawn(self.subscriptions.deliver_due())
+
+    def spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     # --- dispatch ---------------------------------------------------------------------------------------------
-    async def handle(self, method: str, url: str, body, roles: set[str]) -> Reply:
+    async def handle(self, method: str, url: str, body, roles: set[str], app_id: str = "") -> Reply:
         """One Graph call (direct or inside $batch). `url` is the path after the host, with query."""
         parts = urlsplit(url)
         path = parts.path if parts.path.startswith("/") else "/" + parts.path
@@ -160,6 +177,10 @@ class GraphService:
                           "Message POST is allowed in application-only context only for import purposes. "
                           "Refer to https://docs.microsoft.com/microsoftteams/platform/graph-api/import-messages/"
                           "import-external-messages-to-teams for more details.")
+        if seg.startswith("subscriptions") or (method == "GET" and re.fullmatch(
+                r"teams/[^/]+/channels/[^/]+/messages/[^/]+(/replies(/[^/]+)?)?", seg)):
+            status, data = await self.subscriptions.handle(method, seg, body, roles, app_id)
+            return Reply(status, data)
         return _error(400, "BadRequest", f"Resource not found for the segment '{seg.split('/')[0]}'.")
 
     def find_user(self, key: str) -> GraphUser | None:
@@ -337,11 +358,64 @@ async def _graph_route(request: web.Request) -> web.Response:
                        "Injected fault.", {} if fault.retry_after is None else
                        {"Retry-After": str(int(fault.retry_after))}) if fault else await svc.batch(body, roles)
     else:
-        reply = await svc.handle(request.method, request.raw_path, body, roles)  # raw: %23EXT%23 stays encoded
+        reply = await svc.handle(request.method, request.raw_path, body, roles,  # raw: %23EXT%23 stays encoded
+                                 _app_id(request.headers.get("Authorization", "")))
     svc._record(request.method, request.path, reply.status)
     if reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)
     return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+
+def _app_id(header: str) -> str:
+    """The calling app's id from a token `roles` already verified (appid v1, azp v2)."""
+    try:
+        payload = header.split()[-1].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims.get("appid") or claims.get("azp") or "")
+    except (ValueError, IndexError):
+        return ""
+
+
+async def _admin_subscriptions(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GRAPH].subscriptions.snapshot())
+
+
+async def _admin_clock(request: web.Request) -> web.Response:
+    """{"advance": seconds}: move the subscriptions' clock (expiries, retries) forward."""
+    subs = request.app[GRAPH].subscriptions
+    try:
+        a = json.loads(await request.read() or b"{}")
+        subs.offset += float(a.get("advance", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": f"need {{\"advance\": seconds}}: {exc}"}, status=400)
+    return web.json_response(subs.snapshot())
+
+
+async def _admin_deliver(request: web.Request) -> web.Response:
+    """Deliver the due notifications now (retries included); {"fail": n}: the next n deliveries fail."""
+    subs = request.app[GRAPH].subscriptions
+    try:
+        a = json.loads(await request.read() or b"{}")
+        subs.fail_deliveries += int(a.get("fail", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": f"need {{\"fail\": n}} or nothing: {exc}"}, status=400)
+    return web.json_response(await subs.deliver_due())
+
+
+async def _admin_lifecycle(request: web.Request) -> web.Response:
+    """{"event": "subscriptionRemoved"|"reauthorizationRequired", "subscription"?: id (default all)}."""
+    svc = request.app[GRAPH]
+    try:
+        a = json.loads(await request.read() or b"{}")
+        event = str(a["event"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return web.json_response({"error": f"need event: {exc}"}, status=400)
+    if event not in ("subscriptionRemoved", "reauthorizationRequired"):
+        return web.json_response({"error": "event must be subscriptionRemoved or reauthorizationRequired"},
+                                 status=400)
+    sent = svc.subscriptions.lifecycle(a.get("subscription"), event)
+    result = await svc.subscriptions.deliver_due()
+    return web.json_response({"queued": len(sent), **result})
 
 
 async def _admin_log(request: web.Request) -> web.Response:
@@ -386,10 +460,15 @@ def graph_app(svc: GraphService) -> web.Application:
     app.router.add_post("/_sandbox/graph/reset", _admin_reset)
     app.router.add_post("/_sandbox/graph/fail", _admin_fail)
     app.router.add_post("/_sandbox/graph/application", _admin_application)
+    app.router.add_get("/_sandbox/graph/subscriptions", _admin_subscriptions)
+    app.router.add_post("/_sandbox/graph/clock", _admin_clock)
+    app.router.add_post("/_sandbox/graph/deliver", _admin_deliver)
+    app.router.add_post("/_sandbox/graph/lifecycle", _admin_lifecycle)
 
     async def _drain(app: web.Application):
         yield
         if svc.tasks:
             await asyncio.gather(*list(svc.tasks), return_exceptions=True)
+        await svc.subscriptions.close()
     app.cleanup_ctx.append(_drain)
     return app

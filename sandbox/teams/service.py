@@ -46,6 +46,7 @@ class Knobs:
     # a loginRequest answer to Action.Execute: "silent" (SSO: retry the press with a token), "button" (the client
     # cannot sign in silently: show the Sign-In button and stop), "refuse" (consent refused: show it and stop)
     sso: str = "silent"
+    rsc: bool = False  # the app has ChannelMessage.Read.Group: every channel message reaches the bot
 
     def as_json(self) -> dict:
         return dict(vars(self))

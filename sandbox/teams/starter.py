@@ -21,7 +21,8 @@ from sandbox.teams.server import start_teams
 
 DEFAULT_BOT_APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "ml-connector-sandbox-bot"))
 BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All",
-                   "MailboxSettings.Read", "Application.Read.All"]
+                   "MailboxSettings.Read", "Application.Read.All",
+                   "ChannelMessage.Read.All"]
 DYNAMICS_ERP = "00000015-0000-0000-c000-000000000000"
 # Microsoft.ERP delegated permissions (sso-obo.md §3): AX.FullAccess, Odata.FullAccess, CustomService.FullAccess
 ERP_SCOPES = ["6397893c-2260-496b-a41d-2f1f15b16ff3", "a849e696-ce45-464a-81de-e5c5b45519c1",

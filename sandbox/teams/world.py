@@ -108,6 +108,8 @@ class World:
     viewer_cards: dict[tuple[str, str], dict] = field(default_factory=dict)
     # Universal Actions sign-ins the client went through: {user, message_id, how: silent|button|refused, text}
     signins: list[dict] = field(default_factory=list)
+    # called with (team, channel id, root id, message id) when a user types in a channel (Graph notifications)
+    message_listeners: list[Any] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     @property

@@ -503,3 +503,15 @@ def test_command_menu_validates_in_both_schemas_and_matches_the_bots_words(tmp_p
         assert len(command["title"]) <= 32 and len(command["description"]) <= 128  # 1.10's limits
     said = {c["title"]: parse(c["title"], CommandWords()).command for c in menu["commands"]}
     assert said == {"my approvals": Command.MY_LIST, "help": Command.HELP}
+
+
+def test_the_bot_asks_for_resource_specific_consent_to_read_channel_replies(tmp_path: Path) -> None:
+    """Typed approval replies without an @mention (teams.md §4.6): ChannelMessage.Read.Group, as each schema has it."""
+    m = manifest_of(build(tmp_path))
+    assert m["authorization"]["permissions"]["resourceSpecific"] == [
+        {"name": "ChannelMessage.Read.Group", "type": "Application"}]
+    assert "replies under its own approval cards" in m["description"]["full"]  # the store policy: say why it reads
+    warnings: list[str] = []
+    old = manifest_of(build(tmp_path, manifest_version="1.10", out=tmp_path / "old.zip", on_warning=warnings.append))
+    assert old["webApplicationInfo"]["applicationPermissions"] == ["ChannelMessage.Read.Group"]
+    assert "authorization" not in old and not any("authorization" in w for w in warnings)

@@ -26,6 +26,7 @@ def test_demo_once(tmp_path: Path, leak_registry: LeakRegistry) -> None:
     assert proc.returncode == 0, text[-4000:]
     assert "every event reached its card" in text
     assert "'my approvals' listed and decided" in text  # a list request and a decision from the list
+    assert "a typed reply decided" in text and "replied 'reject: wrong cost centre'" in text  # typed reply
     leak_registry.log(out)
     # The demo's own sandbox secrets (it generated them) must not be in its output or its sandbox log either.
     match = re.search(r"store: sqlite:///(\S+)/demo\.db", text)

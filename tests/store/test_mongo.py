@@ -167,7 +167,7 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_events(client) -> 
 
     new = MongoStore(client, "ml_test")
     await new.open()
-    assert (await meta.find_one({"_id": "schema"}))["version"] == SCHEMA_VERSION == 4
+    assert (await meta.find_one({"_id": "schema"}))["version"] == SCHEMA_VERSION == 5
     assert (await new.get_event(event_id)).control_number == 1
     assert "approvals_key" in await client["ml_test"]["approvals"].index_information()
     await new.upsert_approval(_approval())

@@ -263,7 +263,7 @@ def test_shipped_migrations_are_never_edited() -> None:
     shipped = {0: "255690c02955b302389037fc4e507d5f69acf8e3a6edd92309fdfcfb2e4ae564"}
     for index, digest in shipped.items():
         assert hashlib.sha256(json.dumps(schema_module.MIGRATIONS[index]).encode()).hexdigest() == digest, index
-    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 4
+    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 5
 
 
 async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(
@@ -475,3 +475,26 @@ async def test_a_database_others_can_read_is_refused_with_the_command_that_fixes
     assert len(await again.list_events()) == 1
     await again.close()
     await s.close()
+
+
+async def test_migration_from_version_4_keeps_the_cards_and_adds_the_reply_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v4.db"
+    with monkeypatch.context() as old:
+        old.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:4])
+        old.setattr(schema_module, "SCHEMA_VERSION", 4)
+        v4 = SQLiteStore(path)
+        await v4.open()
+        card = PostedCard(event_id="e1", route="po", conversation_id="c1", activity_id="a1",
+                          service_url="https://smba/", kind="thread", posted_at=T0)
+        assert await v4.record_card(card)
+        await v4.close()
+    assert "graph_subscriptions" not in _tables(path)
+    new = SQLiteStore(path)
+    await new.open()
+    try:
+        assert {"graph_subscriptions", "inbound_replies"} <= set(_tables(path))
+        assert await new.find_cards_by_activity("a1") == [card]
+    finally:
+        await new.close()
