@@ -34,6 +34,9 @@ def needed_graph_roles(ctx: CheckContext) -> dict[str, str]:
     if a.enabled and a.personal_copy and any(r.personal for r in _routes(ctx)):
         for role in PERSONAL:
             need[role] = "to send approval cards in 1:1 chats (a route has personal = true)"
+    replies = ctx.settings.replies
+    if a.enabled and replies.enabled and replies.source in ("graph", "both"):
+        need["ChannelMessage.Read.All"] = "to read typed approval replies through Graph ([replies] source)"
     return need
 
 

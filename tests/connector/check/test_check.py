@@ -121,6 +121,8 @@ def only_failures(results: list[CheckResult], *expected: tuple[str, str]) -> Non
 
 
 ENV = "F&O contoso-sandbox"
+BOT_GRAPH_ROLES = ["User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All",
+                   "MailboxSettings.Read", "Application.Read.All", "ChannelMessage.Read.All"]  # the sandbox's grant
 
 
 async def test_all_ok_against_the_sandbox(sandbox: dict[str, Any], tmp_path: Path) -> None:
@@ -207,12 +209,36 @@ async def test_missing_graph_role(sandbox: dict[str, Any], tmp_path: Path) -> No
         try:
             results = await setup.run()
         finally:
-            await call("POST", entra, {"client_id": bot, "resource": resource, "roles": [
-                "User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"]})
+            await call("POST", entra, {"client_id": bot, "resource": resource, "roles": BOT_GRAPH_ROLES})
     only_failures(results, ("Microsoft Graph", "permissions"))
     line = one(results, "Microsoft Graph", "permissions")
     assert "TeamsAppInstallation.ReadWriteSelfForUser.All" in line.detail and "AppCatalog.Read.All" in line.detail
     assert "admin consent" in line.fix
+
+
+async def test_typed_replies_through_graph_need_channel_message_read_all(sandbox: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    graph = sandbox["graph"]
+    resource = graph.get("resource") or "https://graph.microsoft.com"
+    bot = sandbox["teams"]["bot_app_id"]
+    entra = sandbox["entra"]["admin_url"] + "/entra/roles"
+    async with https_site(sandbox) as url, admin(sandbox) as call:
+        setup = await prepared(sandbox, tmp_path, url)
+        replies = setup.settings.replies
+        await call("POST", entra, {"client_id": bot, "resource": resource,
+                                   "roles": [r for r in BOT_GRAPH_ROLES if r != "ChannelMessage.Read.All"]})
+        try:
+            setup.settings = setup.settings.model_copy(update={"replies": replies.model_copy(update={"source": "bot"})})
+            bot_only = await setup.run()
+            setup.settings = setup.settings.model_copy(
+                update={"replies": replies.model_copy(update={"source": "graph"})})
+            results = await setup.run()
+        finally:
+            await call("POST", entra, {"client_id": bot, "resource": resource, "roles": BOT_GRAPH_ROLES})
+    only_failures(bot_only)  # the bot's own feed needs the manifest's RSC grant, not this tenant-wide permission
+    only_failures(results, ("Microsoft Graph", "permissions"))
+    line = one(results, "Microsoft Graph", "permissions")
+    assert "ChannelMessage.Read.All" in line.detail and "typed approval replies" in line.detail, line.detail
 
 
 async def test_plan_field_and_approval_action_missing_from_metadata(sandbox: dict[str, Any], tmp_path: Path) -> None:
