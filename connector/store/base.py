@@ -360,7 +360,8 @@ class Store(Protocol):
     async def history(self, event_id: str) -> list[HistoryEntry]:
         """Oldest first."""
 
-    async def count_by_status(self) -> dict[EventStatus, int]: ...
+    async def count_by_status(self) -> dict[EventStatus, int]:
+        """Every status, zero included. Cheap at any size (SQLite keeps the counts by trigger)."""
 
     # --- instances --------------------------------------------------------------------------------------
     # operations (connector/ops) ------------------------------------------------------------------------------
