@@ -175,6 +175,7 @@ class Rig:
     sandbox: subprocess.Popen[bytes] | None = None
     connector: subprocess.Popen[bytes] | None = None
     command: list[str] = field(default_factory=list)
+    code_dir: Path | None = None  # run the connector from this source tree instead (a same-run baseline)
 
     @property
     def pid(self) -> int:
@@ -212,6 +213,8 @@ class Rig:
         env = {k: v for k, v in env.items() if not k.startswith("ML_")}
         env.update(settings_environment(self.settings))
         env["ML_MASTER_KEY"] = key_text
+        if self.code_dir is not None:  # a baseline: another checkout's code (e.g. `git archive main`), same venv
+            env["PYTHONPATH"] = str(self.code_dir)
         self.command = [str(ROOT / ".venv" / "bin" / "ml-connector"), "serve"]
         if os.environ.get("BENCH_WHATIF") == "msrest-retry":  # diagnostics: see serve_whatif_msrest_retry
             self.command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
