@@ -10,7 +10,8 @@ The backlog is not only what is queued here (the events in flight): `backlog()` 
 holds that are not finished (queued or processing), and each channel is credited its share of them, in proportion
 to what it has queued here. So the first cards of a burst already see the whole burst and fold into digests; and
 once a channel folds, its drainer waits (at most `hold` seconds, after its pacing slot is granted) for a full
-digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one.
+digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one; and it
+keeps folding until `digest_after` seconds have passed since its last digest, so the tail of a burst folds too.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Outbox:
         self._backlog_cache: tuple[float, int] | None = None
         self._clock = clock
         self._arrived: dict[str, asyncio.Event] = {}
+        self._folding_until: dict[str, float] = {}  # channel -> end of its burst mode (see _next_batch)
         self._queues: dict[str, list[OutboxItem]] = {}
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self.posts = 0
@@ -152,7 +154,11 @@ class Outbox:
         thread_key = f"thread:{key}"
         digestible = [i for i in queue if i.digestible]
         backlog = await self.channel_backlog(key)
-        folding = head.digestible and self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after
+        # Burst mode lasts digest_after past the last digest: the tail of a burst folds too, instead of going out
+        # as single cards that would each cost a post in a channel whose rate windows the burst has just filled.
+        in_burst = self._clock() < self._folding_until.get(key, 0.0)
+        folding = head.digestible and (
+            in_burst or self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after)
         if folding and len(digestible) < self.digest_max and backlog > len(queue) and self.hold > 0:
             # More are on their way (enriching now): wait for a full digest rather than post a small one.
             deadline = self._clock() + self.hold
@@ -168,6 +174,7 @@ class Outbox:
                     break
             digestible = [i for i in queue if i.digestible]
         if folding and len(digestible) >= 2:
+            self._folding_until[key] = self._clock() + self.digest_after
             return digestible[: self.digest_max], "digest"
         if len(digestible) >= 2 and self._pacer.backlog_seconds(thread_key, len(queue)) > self.digest_after:
             return digestible[: self.digest_max], "digest"  # the queue alone is long (an approval at its head)

@@ -98,3 +98,21 @@ async def test_without_a_store_count_it_decides_from_the_queue_as_before() -> No
                  clock=t.clock)
     await asyncio.gather(*(box.send(item(n)) for n in range(30)))
     assert all("single" in card for _, card in poster.posts)
+
+
+async def test_the_tail_of_a_burst_folds_too() -> None:
+    poster, t = Poster(), FakeTime()
+    waiting = {"n": 500}
+
+    async def backlog() -> int:
+        return waiting["n"]
+
+    box = Outbox(poster, Pacer(clock=t.clock, sleep=t.sleep), digest, digest_after=30.0, digest_max=10,
+                 backlog=backlog, clock=t.clock, hold=0.0)
+    await asyncio.gather(*(box.send(item(n)) for n in range(10)))
+    waiting["n"] = 3  # the burst is nearly over: 3 left, which alone would go out as single cards
+    await asyncio.gather(*(box.send(item(n)) for n in range(10, 13)))
+    assert [card for _, card in poster.posts] == [{"digest": list(range(10))}, {"digest": [10, 11, 12]}]
+    t.now += 31  # burst mode ends digest_after after the last digest
+    await box.send(item(99))
+    assert poster.posts[-1][1] == {"single": 99}
