@@ -368,8 +368,13 @@ async def main(args: argparse.Namespace) -> None:
             print(f"\n2) burst: {r['events']} events into {channels} channel(s); load average "
                   f"{r['load_start']:.2f} at start, {r['load_end']:.2f} at end")
             print(f"   drain {r['drain_s']:6.1f} s (first ack -> last card), 429s {r['status_429']}")
-            print(f"   vs the all-digest floor ({r['floor_posts']} digests of <= {r['digest_max']}): "
-                  f"{r['floor_s']:.1f} s   ratio {r['floor_ratio']:.2f}x   goal <= 1.25x with 0 429s: {ok}")
+            if r["floor_s"] >= 1.0:
+                print(f"   vs the all-digest floor ({r['floor_posts']} digests of <= {r['digest_max']}): "
+                      f"{r['floor_s']:.1f} s   ratio {r['floor_ratio']:.2f}x   goal <= 1.25x with 0 429s: {ok}")
+            else:
+                print(f"   all-digest floor ({r['floor_posts']} digests of <= {r['digest_max']}): under 1 s, so no "
+                      f"meaningful ratio: spread over {channels} channels the drain is bound by ingest and "
+                      f"enrichment, not by Teams")
             print(f"   vs the minimum for the {r['posts']} posts the connector chose to make: {r['minimum_s']:.1f} s   "
                   f"ratio {r['ratio']:.2f}x (its own digest policy sets this denominator)")
             print(f"   posts: {r['single_cards']} single cards + {r['digests']} digests "
