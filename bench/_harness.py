@@ -42,6 +42,7 @@ from connector.demo import (  # noqa: E402
 from connector.secrets import MasterKey, generate_master_key  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BASELINE_UNKNOWN_PIPELINE_KEYS = ("retention_days",)  # [pipeline] keys newer than main at 5a92ae1
 # Both processes read CLOCK_MONOTONIC, which is system-wide on Linux: this turns the Teams stand-in's monotonic
 # times into wall-clock times (the sender's times are wall clock).
 MONO_TO_WALL = time.time() - time.monotonic()
@@ -215,6 +216,11 @@ class Rig:
         env["ML_MASTER_KEY"] = key_text
         if self.code_dir is not None:  # a baseline: another checkout's code (e.g. `git archive main`), same venv
             env["PYTHONPATH"] = str(self.code_dir)
+            # Settings this tree added are unknown to the baseline, which refuses unknown keys: leave them out.
+            pipeline = json.loads(env.get("ML_PIPELINE", "{}"))
+            for key in BASELINE_UNKNOWN_PIPELINE_KEYS:
+                pipeline.pop(key, None)
+            env["ML_PIPELINE"] = json.dumps(pipeline)
         self.command = [str(ROOT / ".venv" / "bin" / "ml-connector"), "serve"]
         if os.environ.get("BENCH_WHATIF") == "msrest-retry":  # diagnostics: see serve_whatif_msrest_retry
             self.command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
