@@ -42,7 +42,7 @@ from connector.demo import (  # noqa: E402
 from connector.secrets import MasterKey, generate_master_key  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-BASELINE_UNKNOWN_PIPELINE_KEYS = ("retention_days",)  # [pipeline] keys newer than main at 5a92ae1
+BASELINE_UNKNOWN_PIPELINE_KEYS: tuple[str, ...] = ()  # [pipeline] keys this tree added (none now)
 # Both processes read CLOCK_MONOTONIC, which is system-wide on Linux: this turns the Teams stand-in's monotonic
 # times into wall-clock times (the sender's times are wall clock).
 MONO_TO_WALL = time.time() - time.monotonic()

@@ -298,7 +298,7 @@ def create_app(
             )
             store = services.store
 
-            async def unfinished() -> int:  # the outbox folds bursts from the store's backlog (cheap: schema 5)
+            async def unfinished() -> int:  # the outbox folds bursts from the store's backlog (cheap: schema 6)
                 counts = await store.count_by_status()
                 return counts[EventStatus.QUEUED] + counts[EventStatus.PROCESSING]
 
