@@ -42,6 +42,7 @@ from connector.demo import (  # noqa: E402
 from connector.secrets import MasterKey, generate_master_key  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BASELINE_SCHEMA = 5  # main's SQLite schema version; this tree's 5 -> 6 adds only the counts
 BASELINE_UNKNOWN_PIPELINE_KEYS: tuple[str, ...] = ()  # [pipeline] keys this tree added (none now)
 # Both processes read CLOCK_MONOTONIC, which is system-wide on Linux: this turns the Teams stand-in's monotonic
 # times into wall-clock times (the sender's times are wall clock).
@@ -119,6 +120,20 @@ def memory_kb(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(rest.split()[0])
     return out
+
+
+def undo_schema_for_baseline(path: Path) -> None:
+    """Undo this tree's migration 5 -> 6 (event_counts and its triggers) so the baseline connector opens the file."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for trigger in ("events_count_insert", "events_count_update", "events_count_delete"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        conn.execute("DROP TABLE IF EXISTS event_counts")
+        conn.execute(f"PRAGMA user_version = {BASELINE_SCHEMA}")
+    finally:
+        conn.close()
 
 
 class RssSampler:
@@ -210,6 +225,8 @@ class Rig:
         self.settings = self.adjust(settings)
         key_text = generate_master_key()
         self.token = await store_demo_secrets(self.settings, MasterKey.from_text(key_text), self.state)
+        if self.code_dir is not None:  # the database was made by this tree: take it back to the baseline's schema
+            undo_schema_for_baseline(self.workdir / "demo.db")
         env = dict(os.environ)
         env = {k: v for k, v in env.items() if not k.startswith("ML_")}
         env.update(settings_environment(self.settings))
