@@ -42,6 +42,8 @@ from connector.demo import (  # noqa: E402
 from connector.secrets import MasterKey, generate_master_key  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BASELINE_SCHEMA = 5  # main's SQLite schema version; this tree's 5 -> 6 adds only the counts
+BASELINE_UNKNOWN_PIPELINE_KEYS: tuple[str, ...] = ()  # [pipeline] keys this tree added (none now)
 # Both processes read CLOCK_MONOTONIC, which is system-wide on Linux: this turns the Teams stand-in's monotonic
 # times into wall-clock times (the sender's times are wall clock).
 MONO_TO_WALL = time.time() - time.monotonic()
@@ -120,6 +122,20 @@ def memory_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def undo_schema_for_baseline(path: Path) -> None:
+    """Undo this tree's migration 5 -> 6 (event_counts and its triggers) so the baseline connector opens the file."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for trigger in ("events_count_insert", "events_count_update", "events_count_delete"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        conn.execute("DROP TABLE IF EXISTS event_counts")
+        conn.execute(f"PRAGMA user_version = {BASELINE_SCHEMA}")
+    finally:
+        conn.close()
+
+
 class RssSampler:
     """Samples VmRSS every `every` seconds while running; `peak_mb` also takes the kernel's VmHWM."""
 
@@ -175,6 +191,7 @@ class Rig:
     sandbox: subprocess.Popen[bytes] | None = None
     connector: subprocess.Popen[bytes] | None = None
     command: list[str] = field(default_factory=list)
+    code_dir: Path | None = None  # run the connector from this source tree instead (a same-run baseline)
 
     @property
     def pid(self) -> int:
@@ -208,10 +225,19 @@ class Rig:
         self.settings = self.adjust(settings)
         key_text = generate_master_key()
         self.token = await store_demo_secrets(self.settings, MasterKey.from_text(key_text), self.state)
+        if self.code_dir is not None:  # the database was made by this tree: take it back to the baseline's schema
+            undo_schema_for_baseline(self.workdir / "demo.db")
         env = dict(os.environ)
         env = {k: v for k, v in env.items() if not k.startswith("ML_")}
         env.update(settings_environment(self.settings))
         env["ML_MASTER_KEY"] = key_text
+        if self.code_dir is not None:  # a baseline: another checkout's code (e.g. `git archive main`), same venv
+            env["PYTHONPATH"] = str(self.code_dir)
+            # Settings this tree added are unknown to the baseline, which refuses unknown keys: leave them out.
+            pipeline = json.loads(env.get("ML_PIPELINE", "{}"))
+            for key in BASELINE_UNKNOWN_PIPELINE_KEYS:
+                pipeline.pop(key, None)
+            env["ML_PIPELINE"] = json.dumps(pipeline)
         self.command = [str(ROOT / ".venv" / "bin" / "ml-connector"), "serve"]
         if os.environ.get("BENCH_WHATIF") == "msrest-retry":  # diagnostics: see serve_whatif_msrest_retry
             self.command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,8 +45,9 @@ def no_teams(settings: Settings) -> Settings:
                                        "odata": ODataSettings()})
 
 
-async def cpu_run(events: int, concurrency: int, fno_requests: int) -> dict[str, float]:
-    async with Rig(no_teams) as rig:
+async def cpu_run(events: int, concurrency: int, fno_requests: int,
+                  code_dir: Path | None = None) -> dict[str, float]:
+    async with Rig(no_teams, code_dir=code_dir) as rig:
         await rig.connect_sender()
         await rig.set_latency(0)
         if fno_requests:
@@ -54,6 +57,7 @@ async def cpu_run(events: int, concurrency: int, fno_requests: int) -> dict[str,
         await rig.post(f"{scenario}/burst", {"count": 50, "concurrency": concurrency})
         await rig.wait_settled(50, 120, poll=0.2)
         before = await rig.health()
+        load0 = os.getloadavg()[0]
         done_before = before.get("done", 0) + before.get("failed", 0)
         idle0, t_idle = cpu_seconds(rig.pid), time.perf_counter()
         await asyncio.sleep(3.0)
@@ -83,7 +87,8 @@ async def cpu_run(events: int, concurrency: int, fno_requests: int) -> dict[str,
             "odata_concurrency": rig.settings.odata.concurrency,
             "failed": counts.get("failed", 0), "odata_requests": fno.get("requests", 0),
             "fno_429": fno.get("throttled", 0),
-            "peak_rss_mb": mem["vmhwm_mb"],
+            "peak_rss_mb": mem["vmhwm_mb"], "load_start": load0, "load_end": os.getloadavg()[0],
+            "fno_limit": fno_requests or 6000,
         }
 
 
@@ -121,27 +126,59 @@ async def memory_run(backlog: int, concurrency: int, mode: str, slow_ms: int) ->
         }
 
 
+def print_cpu(r: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\n1) enrichment overhead: {r['events']} PO-confirmed events, F&O latency 0 ms, sender burst "
+          f"concurrency {args.concurrency}; F&O limit {r['fno_limit']:,} requests per 300 s per user"
+          f"{' (raised: F&O, not the connector, would bind at its default 6,000)' if r['fno_limit'] > 6000 else ''}")
+    print(f"   load average             {r['load_start']:.2f} at start, {r['load_end']:.2f} at end (shared machine)")
+    print(f"   connector CPU            {r['cpu_ms_per_event']:7.2f} ms/event  "
+          f"({r['cpu_ms_per_event_minus_idle']:.2f} without the idle baseline of {r['idle_cpu_pct']:.1f}% CPU)")
+    print(f"   of which while ingesting {r['cpu_during_ingest_ms_per_event']:7.2f} ms/event  "
+          f"(enrichment runs concurrently with ingest)")
+    print(f"   throughput               {r['events_per_s']:7.0f} events/s end to end  "
+          f"(ingest alone {r['ingest_events_per_s']:.0f}/s; {r['elapsed_s']:.1f} s in all)")
+    print(f"   CPU use                  {r['cpu_util_pct']:7.0f} % of one core (connector), "
+          f"{r['sandbox_cpu_pct']:.0f} % (sandbox: sender + F&O OData); [odata] concurrency "
+          f"{r['odata_concurrency']} per environment")
+    if r["sandbox_cpu_pct"] >= 85:
+        print(f"   NOTE: the sandbox used {r['sandbox_cpu_pct']:.0f} % of a core: it (one process: sender + F&O), "
+              "not the connector, is the bottleneck of this run's throughput; CPU per event is still the connector's")
+    print("   " + cpu_line(r["probe"], r["events"]))
+    per_event = r["odata_requests"] / (r["events"] + 50)  # the 50 warm-up events are in F&O's count
+    print(f"   OData requests           {r['odata_requests']:7d} ({per_event:.1f}/event, {r['fno_429']} answered "
+          f"429); failed {r['failed']}; peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
+async def compare(args: argparse.Namespace) -> None:
+    """Same-run ratio: the baseline tree's connector and this tree's, interleaved, `--rounds` each."""
+    base = Path(args.baseline).resolve()
+    print(f"\n1) connector CPU per event, baseline {base} vs this tree, interleaved, {args.rounds} rounds of "
+          f"{args.events} events")
+    pairs = []
+    for n in range(args.rounds):
+        b = await cpu_run(args.events, args.concurrency, args.fno_requests, code_dir=base)
+        t = await cpu_run(args.events, args.concurrency, args.fno_requests)
+        pairs.append((b, t))
+        ratio = t["cpu_ms_per_event"] / b["cpu_ms_per_event"]
+        print(f"   round {n + 1}: baseline {b['cpu_ms_per_event']:.2f} ms/event (minus idle "
+              f"{b['cpu_ms_per_event_minus_idle']:.2f}, load {b['load_start']:.2f}->{b['load_end']:.2f}), "
+              f"this tree {t['cpu_ms_per_event']:.2f} ms/event (minus idle "
+              f"{t['cpu_ms_per_event_minus_idle']:.2f}, load {t['load_start']:.2f}->{t['load_end']:.2f}): "
+              f"ratio {ratio:.2f}x; failed {b['failed']}/{t['failed']}; sandbox CPU "
+              f"{b['sandbox_cpu_pct']:.0f}/{t['sandbox_cpu_pct']:.0f} %; F&O limit {t['fno_limit']:,}/300 s")
+        print("     baseline  " + cpu_line(b["probe"], b["events"]))
+        print("     this tree " + cpu_line(t["probe"], t["events"]))
+
+
 async def main(args: argparse.Namespace) -> None:
     print(f"command: {command_line()}")
     print("connector: `ml-connector serve` subprocess, SQLite store (WAL, synchronous=FULL), no [bot] app_id "
           "(Teams delivery off), [pipeline]/[odata] defaults; sandbox in its own process")
-    if not args.skip_cpu:
+    if not args.skip_cpu and args.baseline:
+        await compare(args)
+    elif not args.skip_cpu:
         r = await cpu_run(args.events, args.concurrency, args.fno_requests)
-        print(f"\n1) enrichment overhead: {r['events']} PO-confirmed events, F&O latency 0 ms, sender burst "
-              f"concurrency {args.concurrency}")
-        print(f"   connector CPU            {r['cpu_ms_per_event']:7.2f} ms/event  "
-              f"({r['cpu_ms_per_event_minus_idle']:.2f} without the idle baseline of {r['idle_cpu_pct']:.1f}% CPU)")
-        print(f"   of which while ingesting {r['cpu_during_ingest_ms_per_event']:7.2f} ms/event  "
-              f"(enrichment runs concurrently with ingest)")
-        print(f"   throughput               {r['events_per_s']:7.0f} events/s end to end  "
-              f"(ingest alone {r['ingest_events_per_s']:.0f}/s; {r['elapsed_s']:.1f} s in all)")
-        print(f"   CPU use                  {r['cpu_util_pct']:7.0f} % of one core (connector), "
-              f"{r['sandbox_cpu_pct']:.0f} % (sandbox: sender + F&O OData); [odata] concurrency "
-              f"{r['odata_concurrency']} per environment")
-        print("   " + cpu_line(r["probe"], r["events"]))
-        per_event = r["odata_requests"] / (r["events"] + 50)  # the 50 warm-up events are in F&O's count
-        print(f"   OData requests           {r['odata_requests']:7d} ({per_event:.1f}/event, {r['fno_429']} answered "
-              f"429); failed {r['failed']}; peak RSS {r['peak_rss_mb']:.0f} MB")
+        print_cpu(r, args)
     if not args.skip_memory:
         for mode in args.modes.split(","):
             r = await memory_run(args.backlog, args.concurrency, mode, args.slow_ms)
@@ -167,6 +204,10 @@ if __name__ == "__main__":
     ap.add_argument("--fno-requests", type=int, default=1_000_000,
                     help="F&O per-user request limit per 300 s for the CPU run (F&O's default 6000 caps a 3-call "
                          "plan at 6.7 events/s; 0 keeps the default)")
+    ap.add_argument("--baseline", default="",
+                    help="another source tree (e.g. `git archive main | tar -x -C /tmp/base`): run its connector and "
+                         "this tree's alternately and print the same-run CPU ratio")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     asyncio.run(main(ap.parse_args()))

@@ -127,13 +127,84 @@ def fsync_ms(directory: str) -> float:
     return sorted(samples)[len(samples) // 2] * 1000
 
 
+def _bulk_fill(conn, start: int, n: int, now: float) -> None:  # type: ignore[no-untyped-def]
+    """n finished (done) events straight into the table, one transaction (the count triggers fire per row)."""
+    rows = ((f"fill-{i:09d}", "bench", "PurchaseOrderConfirmedBusinessEvent", i, f"fill-{i}", "usmf",
+             '{"PurchaseOrderNumber": "%08d"}' % i, "done", "", "enrich", 0, now, now, now)
+            for i in range(start, start + n))
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO events (id, environment, business_event_id, control_number, event_id, legal_entity, payload, "
+        "status, stage, first_stage, attempts, received_at, updated_at, next_attempt_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("COMMIT")
+
+
+async def growth_point(store: SQLiteStore, events: int) -> dict[str, float]:
+    """CPU per operation (process time: every thread) with `events` already stored."""
+    now = time.time()
+    n = 2000
+    cpu0 = time.process_time()
+    sem = asyncio.Semaphore(64)
+
+    async def one() -> None:
+        async with sem:
+            await store.enqueue(_event(), first_stage="enrich", now=now)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    enqueue_ms = 1000 * (time.process_time() - cpu0) / n
+    cpu0 = time.process_time()
+    done = 0
+    while done < n:
+        claims = await store.claim_batch("bench", now=now, lease_seconds=60, limit=16)
+        await asyncio.gather(*(store.finish(c, step="enrich", now=now) for c in claims))
+        done += len(claims)
+    claim_ms = 1000 * (time.process_time() - cpu0) / n
+    cpu0 = time.process_time()
+    for _ in range(500):
+        await store.count_by_status()
+    count_ms = 1000 * (time.process_time() - cpu0) / 500
+    return {"enqueue_ms": enqueue_ms, "claim_finish_ms": claim_ms, "count_ms": count_ms}
+
+
+async def bench_growth(directory: str, sizes: list[int]) -> None:
+    """Ingest, claim + finish and count_by_status at each stored size (same process, one database)."""
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        store = SQLiteStore(os.path.join(tmp, "growth.db"))
+        await store.open()
+        try:
+            stored = 0
+            results = []
+            for size in sizes:
+                if size > stored:
+                    await store._db.call(_bulk_fill, stored, size - stored, time.time())
+                    stored = size
+                r = await growth_point(store, size)
+                results.append((size, r))
+                print(f"  {size:>9,} events stored: enqueue {r['enqueue_ms']:.3f} ms CPU/event, claim+finish "
+                      f"{r['claim_finish_ms']:.3f} ms CPU/event, count_by_status {r['count_ms']:.3f} ms")
+                stored += 2000
+            (small, a), (large, b) = results[0], results[-1]
+            print(f"  {large:,} vs {small:,} stored: enqueue {b['enqueue_ms'] / a['enqueue_ms']:.2f}x, claim+finish "
+                  f"{b['claim_finish_ms'] / a['claim_finish_ms']:.2f}x, count {b['count_ms'] / a['count_ms']:.2f}x "
+                  f"(flat = 1.0x); load average {os.getloadavg()[0]:.2f}")
+        finally:
+            await store.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default=os.getcwd(), help="where the database files go (default: cwd's disk)")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--http", action="store_true", help="also compare with a bare aiohttp handler")
     parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients (--http)")
+    parser.add_argument("--growth", default="", help="only the growth check at these stored sizes, e.g. "
+                        "1000,500000: CPU per event of enqueue, claim+finish and count_by_status at each")
     args = parser.parse_args()
+    if args.growth:
+        print(f"SQLite store growth, database in {args.dir}; load average {os.getloadavg()[0]:.2f} (shared machine)")
+        await bench_growth(args.dir, [int(x) for x in args.growth.split(",")])
+        return
 
     print(f"SQLite store, WAL, synchronous=FULL, database in {args.dir}")
     print(f"  fsync of a 4 KiB write on that disk: {fsync_ms(args.dir):.2f} ms (median of 50)")

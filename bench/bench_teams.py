@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
 import time
 from collections import Counter
@@ -57,6 +58,7 @@ from _harness import (  # noqa: E402
 from connector.config import ODataSettings, PipelineSettings, Settings  # noqa: E402
 from connector.demo import TEAM  # noqa: E402
 from connector.pacing import Pacer  # noqa: E402
+from connector.teams_config import TeamsSettings  # noqa: E402
 
 CHANNELS = [f"Bench {i:02d}" for i in range(1, 21)]
 WARMUP_CHANNEL = "Warm-up"
@@ -240,6 +242,12 @@ def physical_minimum(posts_per_channel: list[int]) -> float:
     return last
 
 
+def all_digest_floor(events_per_channel: list[int], digest_max: int) -> float:
+    """The fastest drain Teams' limits allow when every event is folded into digests of digest_max (the policy
+    does not set this denominator: it is the floor for any policy that posts one card per event at most)."""
+    return physical_minimum([-(-n // digest_max) for n in events_per_channel])
+
+
 async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any]:
     rig = await start_rig(channels, latency_ms)
     try:
@@ -249,6 +257,7 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
         log_since = max((d["seq"] for d in await rig.get(f"{rig.state['sender']['admin_url']}/log")), default=0)
         sampler = RssSampler(rig.pid).start()
         assert rig.sandbox is not None
+        load0 = os.getloadavg()[0]
         probe = CpuProbe(rig.pid, rig.sandbox.pid).start()
         out = await rig.post(f"{scenario}/burst", {"count": count, "concurrency": 10, "legal_entity": "usmf"})
         burst_ids = {e["EventId"] for e in out["events"]}
@@ -269,6 +278,9 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
         per_thread = stats["posts_per_thread"]
         posts = [per_thread.get(ids[name], 0) for name in CHANNELS[:channels]]
         minimum = physical_minimum(posts)
+        digest_max = TeamsSettings().digest_max
+        per_channel_events = [count // channels + (1 if i < count % channels else 0) for i in range(channels)]
+        floor = all_digest_floor(per_channel_events, digest_max)
         drain = last_card - first_ack
         kinds = Counter(k for (k,) in rig.query("SELECT kind FROM posted_cards WHERE route LIKE 'bench-%'"))
         sizes = [n for (n,) in rig.query("SELECT count(*) FROM posted_cards WHERE route LIKE 'bench-%' AND "
@@ -293,6 +305,9 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
                              "AND legal_entity = 'usmf'", PO_EVENT)
         return {"events": count, "channels": channels, "posts": sum(posts), "posts_per_channel": posts,
                 "drain_s": drain, "minimum_s": minimum, "ratio": drain / minimum if minimum else float("inf"),
+                "floor_s": floor, "floor_posts": sum(-(-n // digest_max) for n in per_channel_events),
+                "floor_ratio": drain / floor if floor else float("inf"), "digest_max": digest_max,
+                "load_start": load0, "load_end": os.getloadavg()[0],
                 "ingest_s": last_ack - first_ack, "first_card_s": first_card - first_ack,
                 "settled_s": settled_at - first_ack,
                 "status_429": stats.get("status_429", 0) - stats_before.get("status_429", 0),
@@ -317,6 +332,13 @@ async def main(args: argparse.Namespace) -> None:
     print(f"command: {command_line()}")
     print(f"connector: `ml-connector serve` subprocess (SQLite, defaults: [pipeline] concurrency 256, [bot] "
           f"digest_after 30 s, digest_max 50); F&O and Teams stand-ins +{args.latency_ms} ms per request")
+    if FNO_REQUESTS:
+        print(f"F&O limit: RAISED to {FNO_REQUESTS:,} requests per 300 s per user (F&O's default is 6,000, which "
+              f"caps the default PO plan's 3 reads per event at 6.7 events/s: the rates below are NOT reachable "
+              f"at F&O's default limit with one app user)")
+    else:
+        print("F&O limit: F&O's default, 6,000 requests per 300 s per user (6.7 PO events/s at 3 reads each)")
+    print(f"machine: {os.cpu_count()} cores shared with other work; load average at start {os.getloadavg()[0]:.2f}")
     if not args.skip_latency:
         r = await latency_run(args.rate, args.seconds, args.latency_ms)
         ok = "met" if r["p99"] < 0.300 else "NOT met"
@@ -327,6 +349,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"   matched {r['matched']}/{r['events']} cards ({r['digests']} digests); connector 202 after "
               f"p50 {1000 * r['ack_p50']:.0f} / p99 {1000 * r['ack_p99']:.0f} ms; 429s {r['status_429']}; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB; driver lateness p99 {1000 * r['fire_late_p99']:.0f} ms")
+        per_channel = args.rate / r["channels"]
+        minutes = 1800 / (per_channel * 3600) * 60
+        print(f"   Teams: {per_channel:g} events/s per channel = {per_channel * 3600:,.0f}/h against Teams' "
+              f"1,800 posts/h per thread: single cards are sustainable for {minutes:.0f} min at this rate, then "
+              f"the hourly cap forces digests")
         print("   " + cpu_line(r["cpu"], r["events"]))
         print("   segments, p50 / p99 (connector times from its store, F&O times from the sender log): " + "; ".join(
             f"{k} {1000 * a:.0f} / {1000 * b:.0f} ms" for k, (a, b) in r["segments"].items()))
@@ -337,11 +364,19 @@ async def main(args: argparse.Namespace) -> None:
             except RuntimeError as exc:
                 print(f"\n2) burst: {args.burst} events into {channels} channel(s): FAILED: {exc}")
                 continue
-            ok = "met" if r["ratio"] <= 1.25 and r["status_429"] == 0 else "NOT met"
-            print(f"\n2) burst: {r['events']} events into {channels} channel(s)")
-            print(f"   drain {r['drain_s']:6.1f} s (first ack -> last card)   physical minimum for "
-                  f"{r['posts']} posts {r['minimum_s']:.1f} s   ratio {r['ratio']:.2f}x   429s {r['status_429']}   "
-                  f"goal <= 1.25x with 0 429s: {ok}")
+            ok = "met" if r["floor_ratio"] <= 1.25 and r["status_429"] == 0 else "NOT met"
+            print(f"\n2) burst: {r['events']} events into {channels} channel(s); load average "
+                  f"{r['load_start']:.2f} at start, {r['load_end']:.2f} at end")
+            print(f"   drain {r['drain_s']:6.1f} s (first ack -> last card), 429s {r['status_429']}")
+            if r["floor_s"] >= 1.0:
+                print(f"   vs the all-digest floor ({r['floor_posts']} digests of <= {r['digest_max']}): "
+                      f"{r['floor_s']:.1f} s   ratio {r['floor_ratio']:.2f}x   goal <= 1.25x with 0 429s: {ok}")
+            else:
+                print(f"   all-digest floor ({r['floor_posts']} digests of <= {r['digest_max']}): under 1 s, so no "
+                      f"meaningful ratio: spread over {channels} channels the drain is bound by ingest and "
+                      f"enrichment, not by Teams")
+            print(f"   vs the minimum for the {r['posts']} posts the connector chose to make: {r['minimum_s']:.1f} s   "
+                  f"ratio {r['ratio']:.2f}x (its own digest policy sets this denominator)")
             print(f"   posts: {r['single_cards']} single cards + {r['digests']} digests "
                   f"({fmt_sizes(r['digest_sizes'])} events); {r['events_per_card']:.1f} events/card; "
                   f"per channel min/max {min(r['posts_per_channel'])}/{max(r['posts_per_channel'])}")

@@ -84,6 +84,7 @@ class Catalog:
 
     def __init__(self, entries: dict[str, CatalogEntry]):
         self._entries = dict(sorted(entries.items()))
+        self._texts: dict[str, str] = {}  # name -> the template as JSON text, made on first use
 
     @classmethod
     def load(cls, override_dir: Path | None = None) -> Catalog:
@@ -128,6 +129,14 @@ class Catalog:
     def get(self, name: str) -> dict[str, Any]:
         """A copy of the template (callers may not change the catalog). Raises KeyError for an unknown name."""
         return copy.deepcopy(self._entry(name).template)
+
+    def template_text(self, name: str) -> str:
+        """The template as JSON text (immutable, so no copy per call: `cards.render` hands it to the engine, which
+        prepares a given text once). Raises KeyError for an unknown name."""
+        text = self._texts.get(name)
+        if text is None:
+            text = self._texts[name] = json.dumps(self._entry(name).template)
+        return text
 
     def sample(self, name: str) -> dict[str, Any]:
         """A copy of the template's sample data."""

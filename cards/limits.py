@@ -26,26 +26,45 @@ def card_size(card: Any) -> int:
 
 
 def fit_lines(build: Callable[[int], dict[str, Any]], available: int, max_bytes: int) -> tuple[dict[str, Any], int]:
-    """The card with the most lines (0..available) that fits, and that number.
+    """The card with the most lines (0..available) that fits, and that number (see `fit_lines_sized`)."""
+    card, shown, _size = fit_lines_sized(build, available, max_bytes)
+    return card, shown
+
+
+def fit_lines_sized(
+    build: Callable[[int], dict[str, Any]], available: int, max_bytes: int
+) -> tuple[dict[str, Any], int, int]:
+    """The card with the most lines (0..available) that fits, that number, and the card's size in bytes.
 
     If even 0 lines is too large, returns the 0-line card: the caller goes on to `truncate_texts`. Sizes grow with
     the number of lines, so a binary search needs about log2(available) expansions; the first try is `available`
-    because most cards fit as they are.
+    because most cards fit as they are. Each candidate is encoded once, and its size handed back, so the caller
+    never measures the card again (encoding is most of a render's cost after expansion).
     """
     card = build(available)
-    if card_size(card) <= max_bytes or available == 0:
-        return card, available
-    best_card, best = None, 0
+    size = card_size(card)
+    if size <= max_bytes or available == 0:
+        return card, available, size
+    best: tuple[dict[str, Any], int, int] | None = None
+    zero: tuple[dict[str, Any], int, int] | None = None
     lo, hi = 0, available - 1
     while lo <= hi:
         mid = (lo + hi) // 2
         candidate = build(mid)
-        if card_size(candidate) <= max_bytes:
-            best_card, best = candidate, mid
+        candidate_size = card_size(candidate)
+        if candidate_size <= max_bytes:
+            best = (candidate, mid, candidate_size)
             lo = mid + 1
         else:
+            if mid == 0:
+                zero = (candidate, 0, candidate_size)  # the search ends here without a fit: no need to rebuild it
             hi = mid - 1
-    return (best_card, best) if best_card is not None else (build(0), 0)
+    if best is not None:
+        return best
+    if zero is not None:
+        return zero
+    card = build(0)
+    return card, 0, card_size(card)
 
 
 def _text_slots(node: Any) -> list[tuple[dict[str, Any], str]]:
@@ -69,14 +88,21 @@ def _text_slots(node: Any) -> list[tuple[dict[str, Any], str]]:
 
 def truncate_texts(card: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
     """A copy of `card` with long texts cut (ending in …) until it fits, or None if cutting is not enough."""
+    found = truncate_texts_sized(card, max_bytes)
+    return found[0] if found is not None else None
+
+
+def truncate_texts_sized(card: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], int] | None:
+    """`truncate_texts`, with the size of the card it returns."""
     for limit in _TRUNCATE_STEPS:
         shorter = copy.deepcopy(card)
         for holder, key in _text_slots(shorter):
             text = holder[key]
             if len(text) > limit:
                 holder[key] = text[: limit - 1].rstrip() + "…"
-        if card_size(shorter) <= max_bytes:
-            return shorter
+        size = card_size(shorter)
+        if size <= max_bytes:
+            return shorter, size
     return None
 
 

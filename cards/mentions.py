@@ -95,6 +95,8 @@ def card_texts(card: dict[str, Any]) -> Iterator[str]:
 
 def attach_mentions(card: dict[str, Any], mentions: list[Mention]) -> dict[str, Any]:
     """Add `msteams.entities` for each mention whose `<at>` text occurs in the card body. Mutates and returns `card`."""
+    if not mentions:  # nothing to look for: skip the walk over every text of the card
+        return card
     texts = list(card_texts(card))
     entities: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()

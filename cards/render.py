@@ -22,13 +22,13 @@ Line arrays (`record.lines`, `digest.items`) are cut to `max_lines`, then furthe
 
 from __future__ import annotations
 
-import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cards.catalog import Catalog
 from cards.locales import DEFAULT_LOCALE, canonical_locale
-from cards.limits import DEFAULT_MAX_BYTES, card_size, fit_lines, minimal_card, truncate_texts
+from cards.limits import DEFAULT_MAX_BYTES, card_size, fit_lines_sized, minimal_card, truncate_texts_sized
 from cards.markdown import escape_markdown
 from cards.mentions import attach_mentions, prepare_mentions
 from cards.template import expand
@@ -126,11 +126,14 @@ def render(
     if isinstance(template, str):
         if catalog is None:
             catalog = Catalog.builtin()
-        name, tpl = template, catalog.get(template)
+        # The catalog's JSON text, not a copy of the dict: the engine prepares a text once and reuses it.
+        name, tpl = template, catalog.template_text(template)
     else:
-        name, tpl = "<inline>", template
+        name, tpl = "<inline>", json.dumps(template)  # prepared once for every build below, not per build
 
-    prepared, mentions = prepare_mentions(copy.deepcopy(data))
+    # No deep copy: only top-level keys are replaced here and in _with_lines, and the engine copies every value it
+    # binds into the card (cards.template._copy), so neither the card nor this function changes the caller's data.
+    prepared, mentions = prepare_mentions(data)
     prepared["locale"] = canonical_locale(prepared.get("locale")) or DEFAULT_LOCALE
     more_lines = prepared.get("moreLines")
     base_more = more_lines if isinstance(more_lines, int) else 0
@@ -147,20 +150,22 @@ def render(
         card = expand(tpl, _with_lines(prepared, n, base_more), name=name, now=now, escape=escape_markdown)
         return attach_mentions(card, mentions)
 
-    card, shown = fit_lines(build, available, max_bytes)
+    # Each candidate card is encoded once to measure it; that size is carried through, never measured again.
+    card, shown, size = fit_lines_sized(build, available, max_bytes)
     shrunk: list[str] = ["lines"] if shown < available else []
-    if card_size(card) > max_bytes:
-        shorter = truncate_texts(card, max_bytes)
+    if size > max_bytes:
+        shorter = truncate_texts_sized(card, max_bytes)
         if shorter is not None:
-            card, shrunk = shorter, [*shrunk, "texts"]
+            (card, size), shrunk = shorter, [*shrunk, "texts"]
         else:
             card, shrunk = minimal_card(prepared, max_bytes), [*shrunk, "minimal"]
+            size = card_size(card)
             shown = 0
     lines_total = sum(len(h[k]) for h, k in arrays)
     lines_shown = sum(min(shown, len(h[k])) for h, k in arrays)
     return RenderedCard(
         card=card,
-        bytes=card_size(card),
+        bytes=size,
         lines_shown=lines_shown,
         lines_dropped=lines_total - lines_shown,
         template_name=name,

@@ -43,7 +43,7 @@ from connector.teams_config import TeamsSettings, bot_settings_values, served_te
 from connector.secrets import (MasterKey, SecretBox, SecretsError, install_redaction,
                                master_key_from_environment)
 from connector.stages import EnvironmentRuntime, make_enrich_stage
-from connector.store import Store, StoreUnavailable
+from connector.store import EventStatus, Store, StoreUnavailable
 from connector.store.factory import open_store
 from connector.tls import client_ssl_context
 from connector.token_wiring import (bot_credential, bot_token_source, environment_credential, fo_token_source,
@@ -296,8 +296,15 @@ def create_app(
                 max_bytes=settings.cards.max_bytes,
                 tenants=served_tenants(settings, teams) or None,
             )
+            store = services.store
+
+            async def unfinished() -> int:  # the outbox folds bursts from the store's backlog (cheap: schema 6)
+                counts = await store.count_by_status()
+                return counts[EventStatus.QUEUED] + counts[EventStatus.PROCESSING]
+
             services.outbox = Outbox(services.poster, Pacer(), make_digest_renderer(deps),
-                                     digest_after=teams.digest_after, digest_max=teams.digest_max)
+                                     digest_after=teams.digest_after, digest_max=teams.digest_max,
+                                     backlog=unfinished)
             deps.outbox = services.outbox
             if services.approvals is not None:
                 deps.approvals = services.approvals.service

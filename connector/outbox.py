@@ -1,16 +1,24 @@
 """The outbox: every card bound for a Teams channel goes through one ordered queue per channel.
 
 Each channel's queue is drained by one task that waits for a pacing slot (connector/pacing.py) before every post.
-When the queue's backlog would take longer than `digest_after` seconds to drain at the fastest pace Teams allows,
+When the channel's backlog would take longer than `digest_after` seconds to drain at the fastest pace Teams allows,
 the digestible items at its head go out as one digest card instead (approval cards never do: they carry
 buttons). A caller awaits its item's delivery; the event stays leased in the store until then, so a crash
 loses nothing (the event is claimed again once its lease expires).
+
+The backlog is not only what is queued here (the events in flight): `backlog()` reports how many events the store
+holds that are not finished (queued or processing), and each channel is credited its share of them, in proportion
+to what it has queued here. So the first cards of a burst already see the whole burst and fold into digests; and
+once a channel folds, its drainer waits (at most `hold` seconds, after its pacing slot is granted) for a full
+digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one; and it
+keeps folding until `digest_after` seconds have passed since its last digest, so the tail of a burst folds too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
@@ -70,12 +78,23 @@ class Outbox:
         *,
         digest_after: float = 30.0,
         digest_max: int = 50,
+        backlog: Callable[[], Awaitable[int]] | None = None,
+        hold: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        backlog_ttl: float = 0.25,
     ) -> None:
         self._poster = poster
         self._pacer = pacer
         self._render_digest = render_digest
         self.digest_after = digest_after
         self.digest_max = digest_max
+        self.hold = hold
+        self._backlog = backlog
+        self._backlog_ttl = backlog_ttl  # one store count serves every channel's decisions this long
+        self._backlog_cache: tuple[float, int] | None = None
+        self._clock = clock
+        self._arrived: dict[str, asyncio.Event] = {}
+        self._folding_until: dict[str, float] = {}  # channel -> end of its burst mode (see _next_batch)
         self._queues: dict[str, list[OutboxItem]] = {}
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self.posts = 0
@@ -89,6 +108,9 @@ class Outbox:
         """Queue the item behind its channel's earlier items and wait until it is posted (or fails)."""
         key = item.channel_key
         self._queues.setdefault(key, []).append(item)
+        arrived = self._arrived.get(key)
+        if arrived is not None:
+            arrived.set()
         if key not in self._drainers or self._drainers[key].done():
             self._drainers[key] = asyncio.create_task(self._drain(key), name=f"outbox-{key}")
         return await asyncio.shield(item.future)
@@ -103,25 +125,71 @@ class Outbox:
                     item.future.set_exception(asyncio.CancelledError())
         self._queues.clear()
 
-    def _next_batch(self, key: str, queue: list[OutboxItem]) -> tuple[list[OutboxItem], str]:
+    async def _store_backlog(self) -> int:
+        """Events the store holds unfinished (cached for backlog_ttl); 0 without a store count or if it fails."""
+        if self._backlog is None:
+            return 0
+        now = self._clock()
+        if self._backlog_cache is not None and now - self._backlog_cache[0] < self._backlog_ttl:
+            return self._backlog_cache[1]
+        try:
+            waiting = await self._backlog()
+        except Exception:  # a store hiccup only costs the estimate: fall back to what is queued here
+            log.warning("could not count the store's backlog; deciding from the events in flight", exc_info=True)
+            waiting = 0
+        self._backlog_cache = (now, waiting)
+        return waiting
+
+    async def channel_backlog(self, key: str) -> int:
+        """This channel's backlog: its queue here, or its share of the store's unfinished events if larger."""
+        queue = self._queues.get(key, [])
+        waiting = await self._store_backlog()
+        queued_everywhere = sum(len(q) for q in self._queues.values())
+        if not queue or not queued_everywhere:
+            return len(queue)
+        return max(len(queue), waiting * len(queue) // queued_everywhere)
+
+    async def _next_batch(self, key: str, queue: list[OutboxItem]) -> tuple[list[OutboxItem], str]:
         head = queue[0]
         thread_key = f"thread:{key}"
         digestible = [i for i in queue if i.digestible]
-        if (
-            len(digestible) >= 2
-            and self._pacer.backlog_seconds(thread_key, len(queue)) > self.digest_after
-        ):
+        backlog = await self.channel_backlog(key)
+        # Burst mode lasts digest_after past the last digest: the tail of a burst folds too, instead of going out
+        # as single cards that would each cost a post in a channel whose rate windows the burst has just filled.
+        in_burst = self._clock() < self._folding_until.get(key, 0.0)
+        folding = head.digestible and (
+            in_burst or self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after)
+        if folding and len(digestible) < self.digest_max and backlog > len(queue) and self.hold > 0:
+            # More are on their way (enriching now): wait for a full digest rather than post a small one.
+            deadline = self._clock() + self.hold
+            arrived = self._arrived.setdefault(key, asyncio.Event())
+            while len([i for i in queue if i.digestible]) < self.digest_max:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), timeout=remaining)
+                except asyncio.TimeoutError:
+                    break
+            digestible = [i for i in queue if i.digestible]
+        if folding and len(digestible) >= 2:
+            self._folding_until[key] = self._clock() + self.digest_after
             return digestible[: self.digest_max], "digest"
+        if len(digestible) >= 2 and self._pacer.backlog_seconds(thread_key, len(queue)) > self.digest_after:
+            return digestible[: self.digest_max], "digest"  # the queue alone is long (an approval at its head)
         return [head], ("reply" if head.reply_to else "thread")
 
     async def _drain(self, key: str) -> None:
         queue = self._queues[key]
         while queue:
-            batch, kind = self._next_batch(key, queue)
-            head = batch[0]
+            # The slot first, then the batch: what arrived while we waited for Teams' pace rides along.
+            tenant = queue[0].tenant_id
             thread_key = f"thread:{key}"
-            keys = [thread_key, f"tenant:{head.tenant_id}"]
+            keys = [thread_key, f"tenant:{tenant}"]
             slot = await self._pacer.acquire(keys)
+            batch, kind = await self._next_batch(key, queue)
+            head = batch[0]
             card = head.card
             digest_id = None
             if kind == "digest":

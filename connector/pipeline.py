@@ -77,6 +77,7 @@ class Pipeline:
     store: Store
     stages: dict[str, Stage]
     concurrency: int = 64
+    claim_batch: int = 16  # most events one claim takes (one transaction) when that many slots are free
     lease_seconds: float = 120.0
     poll_interval: float = 1.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -126,26 +127,35 @@ class Pipeline:
             if self._stopping:
                 slots.release()
                 break
+            # Take every free slot (up to claim_batch) and claim that many events in one store call: one
+            # transaction and one commit for the lot instead of one per event.
+            want = 1
+            while want < self.claim_batch and not slots.locked():
+                await slots.acquire()
+                want += 1
             try:
-                claim = await self.store.claim(self.name, now=self.clock(), lease_seconds=self.lease_seconds)
+                claims = await self.store.claim_batch(
+                    self.name, now=self.clock(), lease_seconds=self.lease_seconds, limit=want)
             except StoreUnavailable:
                 log.warning("store unavailable; claiming again in %.1fs", self.poll_interval)
-                claim = None
+                claims = []
             except Exception:
                 log.exception("unexpected error while claiming")
-                claim = None
-            if claim is None:
+                claims = []
+            for _ in range(want - len(claims)):
                 slots.release()
+            if not claims:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 except asyncio.TimeoutError:
                     pass
                 continue
-            task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-            task.add_done_callback(lambda _t: slots.release())
+            for claim in claims:
+                task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _t: slots.release())
 
     async def _heartbeat(self, event_id: str) -> None:
         """Keep the lease of a long-running stage (a post waiting for Teams' rate limit) from expiring."""
@@ -229,6 +239,11 @@ class Pipeline:
                 return
             if self.observer is not None:
                 self.observer.stage_done(event.stage, time.perf_counter() - started)
+            if outcome.next_stage == "":
+                # The last stage's record and the completion in one write (one commit instead of two).
+                await self.store.finish(claim, step=event.stage, detail=outcome.detail, data=outcome.data,
+                                        now=self.clock())
+                return
             claim = await self.store.record_step(
                 claim,
                 step=event.stage,
@@ -238,9 +253,6 @@ class Pipeline:
                 next_stage=outcome.next_stage,
                 now=self.clock(),
             )
-            if outcome.next_stage == "":
-                await self.store.complete(claim, now=self.clock())
-                return
 
     async def _retry(self, claim: Claim, exc: RetryLater) -> None:
         event = claim.event

@@ -80,7 +80,8 @@ def parse_events(body: bytes | str) -> list[BusinessEvent]:
             or an event's envelope is invalid. `field` names the envelope field, `index` the array position.
     """
     doc = _load(body)
-    _check_bounds(doc)
+    if not _within_bounds_by_text(body):
+        _check_bounds(doc)
     if isinstance(doc, dict):
         return [_event(doc, None)]
     if isinstance(doc, list):
@@ -134,6 +135,18 @@ def _load(body: bytes | str) -> Any:
         raise EventRejected("body", f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers with too many digits
         raise EventRejected("body", f"not valid JSON: {_clip(str(exc))}") from None
+
+
+def _within_bounds_by_text(body: bytes | str) -> bool:
+    """True when the raw body alone proves every bound of `_check_bounds` holds, so the walk can be skipped (it was
+    13% of the front door's CPU for an ordinary event). Counting in the text over-counts (brackets and colons inside
+    strings count too), which only sends a body to the walk: never the other way round. Lone surrogates can only
+    come from a `\\u` escape in UTF-8 bytes (decoding refuses encoded ones), so a body with an escape is walked."""
+    if not isinstance(body, (bytes, bytearray)) or b"\\u" in body:
+        return False
+    return (len(body) < MAX_NODES  # every JSON value takes at least one character
+            and body.count(b"{") + body.count(b"[") <= MAX_DEPTH  # every level opens a bracket
+            and body.count(b":") <= MAX_KEYS)  # every key is followed by a colon
 
 
 def _check_bounds(doc: Any) -> None:

@@ -123,6 +123,9 @@ def _shown_fields(fetch: Any) -> set[str]:
     return set(fetch.select or ()) | {item.split()[0] for item in fetch.orderby or ()}
 
 
+FNO_REQUESTS_PER_SECOND = 6000 / 300  # F&O's user-based service protection limit (dynamics.md §4)
+
+
 def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
     try:
         plans: list[EnrichmentPlan] = plans_from_config(ctx.settings.enrichment)
@@ -156,7 +159,10 @@ def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
         elif soft:
             r.warn(item, "; ".join(soft), fix)
         else:
-            r.ok(item, f"{len(plan.fetches)} fetch(es) match $metadata")
+            n = plan.requests_per_event
+            ceiling = f"at most {FNO_REQUESTS_PER_SECOND / n:.1f} events/s" if n else "no F&O reads"
+            r.ok(item, f"{len(plan.fetches)} fetch(es) match $metadata; {n} OData request(s) per event: one F&O "
+                       f"app user enriches {ceiling} under F&O's 6,000 requests per 5 minutes")
 
 
 def _actions(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:

@@ -135,28 +135,56 @@ def _add_history(conn: sqlite3.Connection, event_id: str, at: float, step: str, 
 
 
 def claim(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: float) -> Claim | None:
+    claims = claim_batch(conn, worker, now, lease_seconds, 1)
+    return claims[0] if claims else None
+
+
+def claim_batch(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: float, limit: int) -> list[Claim]:
+    """Up to `limit` claims in one transaction (one commit, one fsync for all of them), oldest due first."""
     with Tx(conn):
-        # Two indexed probes rather than one OR: the first reads events_due in order and stops at one row.
+        # Two indexed probes rather than one OR: each reads its index in order and stops at `limit` rows.
         candidates = conn.execute(
             "SELECT seq, next_attempt_at FROM ("
             " SELECT seq, next_attempt_at FROM events WHERE status = 'queued' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, seq LIMIT 1)"
+            " ORDER BY next_attempt_at, seq LIMIT ?)"
             " UNION ALL SELECT seq, next_attempt_at FROM ("
             " SELECT seq, next_attempt_at FROM events WHERE status = 'processing' AND lease_expires_at <= ?"
-            " ORDER BY next_attempt_at, seq LIMIT 1)",
-            (now, now),
+            " ORDER BY next_attempt_at, seq LIMIT ?)",
+            (now, limit, now, limit),
         ).fetchall()
         if not candidates:
-            return None
-        seq = min(candidates, key=lambda row: (row["next_attempt_at"], row["seq"]))["seq"]
-        lease_id = c.new_id()
+            return []
+        chosen = sorted(candidates, key=lambda row: (row["next_attempt_at"], row["seq"]))[:limit]
         expires = now + lease_seconds
-        row = conn.execute(
-            "UPDATE events SET status = 'processing', lease_id = ?, lease_expires_at = ?, claimed_by = ?, "
-            f"updated_at = ? WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
-            (lease_id, expires, worker, now, seq),
-        ).fetchall()[0]  # drained: no statement left open at COMMIT
-    return Claim(event=event_record(row), lease_id=lease_id, lease_expires_at=expires)
+        claims = []
+        for cand in chosen:  # a lease id per event: each claim is fenced on its own
+            lease_id = c.new_id()
+            row = conn.execute(
+                "UPDATE events SET status = 'processing', lease_id = ?, lease_expires_at = ?, claimed_by = ?, "
+                f"updated_at = ? WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
+                (lease_id, expires, worker, now, cand["seq"]),
+            ).fetchall()[0]  # drained: no statement left open at COMMIT
+            claims.append(Claim(event=event_record(row), lease_id=lease_id, lease_expires_at=expires))
+    return claims
+
+
+def event_writes(conn: sqlite3.Connection, items: Sequence[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
+    """Group commit for the pipeline's writes (steps, completions, retries, parks, lease extensions): each item is
+    (write, args) with write(conn, *args) a fenced write that does not open its own transaction. All of them share
+    one BEGIN IMMEDIATE ... COMMIT; each runs in its own SAVEPOINT, so a write refused on its own (LeaseLost, a bad
+    value) is undone alone and raised to its caller only. Nobody's answer is delivered before the COMMIT (DbThread),
+    so an acknowledged step is as durable as before; an error of the database itself fails the whole batch."""
+    out: list[Any] = []
+    with Tx(conn):
+        for write_fn, args in items:
+            conn.execute("SAVEPOINT event_write")
+            try:
+                out.append(write_fn(conn, *args))
+            except (StoreError, ValueError, TypeError, sqlite3.IntegrityError) as exc:
+                conn.execute("ROLLBACK TO event_write")
+                out.append(exc)
+            conn.execute("RELEASE event_write")
+    return out
 
 
 def record_step(
@@ -169,50 +197,58 @@ def record_step(
     next_stage: str | None,
     now: float,
 ) -> EventRecord:
+    """Inside the caller's transaction (event_writes): merge data, move the stage, append the history entry."""
     event_id = claim.event.id
-    with Tx(conn):
-        current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
-        if current is None:
-            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
-        merged = json.loads(current["data"])
-        merged.update(data or {})
-        sets, params = "data = ?, updated_at = ?", [json.dumps(merged), now]
-        if next_stage is not None:
-            sets += ", stage = ?, attempts = 0"
-            params.append(next_stage)
-        row = conn.execute(
-            f"UPDATE events SET {sets} WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
-            (*params, event_id, claim.lease_id),
-        ).fetchall()[0]  # drained: no statement left open at COMMIT
-        _add_history(conn, event_id, now, step, outcome, detail)
+    current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
+    if current is None:
+        raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+    merged = json.loads(current["data"])
+    merged.update(data or {})
+    sets, params = "data = ?, updated_at = ?", [json.dumps(merged), now]
+    if next_stage is not None:
+        sets += ", stage = ?, attempts = 0"
+        params.append(next_stage)
+    row = conn.execute(
+        f"UPDATE events SET {sets} WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
+        (*params, event_id, claim.lease_id),
+    ).fetchall()[0]  # drained: no statement left open at COMMIT
+    _add_history(conn, event_id, now, step, outcome, detail)
     return event_record(row)
 
 
+def finish(
+    conn: sqlite3.Connection, claim: Claim, step: str, detail: str, data: dict[str, Any] | None, sets: str,
+    params: tuple[Any, ...], entry: tuple[float, str, str, str],
+) -> None:
+    """The last step's record and the end of the claim (done) in one fenced write."""
+    record_step(conn, claim, step, c.OUTCOME_OK, detail, data, None, entry[0])
+    fenced(conn, claim, sets, params, entry)
+
+
 def extend_lease(conn: sqlite3.Connection, claim: Claim, expires: float, now: float) -> EventRecord:
-    """A heartbeat: one fenced UPDATE of the lease's expiry (no history, attempts untouched)."""
+    """A heartbeat: one fenced UPDATE of the lease's expiry (no history, attempts untouched); in event_writes."""
     event_id = claim.event.id
-    with Tx(conn):
-        rows = conn.execute(
-            f"UPDATE events SET lease_expires_at = ?, updated_at = ? WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
-            (expires, now, event_id, claim.lease_id),
-        ).fetchall()  # drained: no statement left open at COMMIT
-        if not rows:
-            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+    rows = conn.execute(
+        f"UPDATE events SET lease_expires_at = ?, updated_at = ? WHERE {_LEASED} RETURNING {_EVENT_COLUMNS}",
+        (expires, now, event_id, claim.lease_id),
+    ).fetchall()  # drained: no statement left open at COMMIT
+    if not rows:
+        raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
     return event_record(rows[0])
 
 
 def fenced(
     conn: sqlite3.Connection, claim: Claim, sets: str, params: tuple[Any, ...], entry: tuple[float, str, str, str]
 ) -> None:
-    """A write that ends a claim: refused with LeaseLost unless the claim's lease is still the event's lease."""
+    """A write that ends a claim (in event_writes): refused with LeaseLost unless the claim's lease is still the
+    event's lease."""
     event_id = claim.event.id
-    with Tx(conn):
-        cur = conn.execute(
-            f"UPDATE events SET {sets}, updated_at = ? WHERE {_LEASED}", (*params, entry[0], event_id, claim.lease_id)
-        )
-        if cur.rowcount != 1:
-            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
-        _add_history(conn, event_id, *entry)
+    cur = conn.execute(
+        f"UPDATE events SET {sets}, updated_at = ? WHERE {_LEASED}", (*params, entry[0], event_id, claim.lease_id)
+    )
+    if cur.rowcount != 1:
+        raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+    _add_history(conn, event_id, *entry)
 
 
 def replay(conn: sqlite3.Connection, event_id: str, now: float, stage: str | None) -> EventRecord:
@@ -276,10 +312,12 @@ def history(conn: sqlite3.Connection, event_id: str) -> list[HistoryEntry]:
 
 
 def count_by_status(conn: sqlite3.Connection) -> dict[EventStatus, int]:
+    """Five rows kept by triggers (schema 6), not a scan of the events: the same cost at any table size."""
     counts = c.zero_counts()
-    for row in conn.execute("SELECT status, count(*) AS n FROM events GROUP BY status"):
+    for row in conn.execute("SELECT status, n FROM event_counts"):
         counts[EventStatus(row["status"])] = row["n"]
     return counts
+
 
 
 def read(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:

@@ -179,6 +179,23 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX inbound_replies_due ON inbound_replies (status, next_attempt_at, received_at)",
         "CREATE INDEX posted_cards_activity ON posted_cards (activity_id)",
     ],
+    [  # 5 -> 6: counts per status kept by triggers, so count_by_status (/metrics, the status page, the
+        # outbox's backlog) costs the same at 1k and 500k events
+        "CREATE TABLE event_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+        "INSERT INTO event_counts (status, n) VALUES ('queued', 0), ('processing', 0), ('done', 0), ('failed', 0), "
+        "('ignored', 0)",
+        "UPDATE event_counts SET n = (SELECT count(*) FROM events WHERE events.status = event_counts.status)",
+        """CREATE TRIGGER events_count_insert AFTER INSERT ON events BEGIN
+            UPDATE event_counts SET n = n + 1 WHERE status = NEW.status;
+        END""",
+        """CREATE TRIGGER events_count_update AFTER UPDATE OF status ON events WHEN OLD.status <> NEW.status BEGIN
+            UPDATE event_counts SET n = n - 1 WHERE status = OLD.status;
+            UPDATE event_counts SET n = n + 1 WHERE status = NEW.status;
+        END""",
+        """CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
+            UPDATE event_counts SET n = n - 1 WHERE status = OLD.status;
+        END""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -70,6 +70,9 @@ class DbThread:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._accepting = False
+        # Batched jobs submitted during one turn of the event loop go to the thread as one queue item: one wake-up
+        # of the thread (and one GIL hand-off) per turn instead of one per caller.
+        self._pending: list[_Job] = []
 
     @property
     def running(self) -> bool:
@@ -96,6 +99,7 @@ class DbThread:
         if self._thread is None or self._stopped is None:
             return
         self._accepting = False
+        self._flush()  # batched jobs of this loop turn go before the stop
         self._queue.put(_STOP)
         await asyncio.shield(self._stopped)
         self._thread.join()
@@ -109,9 +113,19 @@ class DbThread:
 
     async def call_batched(self, batch_fn: BatchFn, item: Any) -> Any:
         """Run item through batch_fn together with the other items waiting for the same batch_fn."""
+        if not self._accepting:
+            raise self._closed_error()
         loop = asyncio.get_running_loop()
         job = _Job(loop, loop.create_future(), batch_fn=batch_fn, item=item)
-        return await self._submit(job)
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(job)
+        return await job.future
+
+    def _flush(self) -> None:
+        jobs, self._pending = self._pending, []
+        if jobs:
+            self._queue.put(jobs)
 
     async def _submit(self, job: _Job) -> Any:
         if not self._accepting:
@@ -143,7 +157,7 @@ class DbThread:
             first = self._queue.get()
             if first is _STOP:
                 return
-            jobs = [first]
+            jobs = list(first) if isinstance(first, list) else [first]
             stop = False
             while len(jobs) < self._max_batch:  # whatever queued up while the last transaction committed
                 try:
@@ -153,7 +167,10 @@ class DbThread:
                 if nxt is _STOP:
                     stop = True
                     break
-                jobs.append(nxt)
+                if isinstance(nxt, list):  # one event-loop turn's batched jobs
+                    jobs.extend(nxt)
+                else:
+                    jobs.append(nxt)
             self._run(conn, jobs)
             if stop:
                 return
@@ -163,7 +180,12 @@ class DbThread:
         for job in jobs:
             if job.batch_fn is not None:
                 batches.setdefault(job.batch_fn, []).append(job)
-        for batch_fn, group in batches.items():
+        chunks = [
+            (batch_fn, whole[i: i + self._max_batch])
+            for batch_fn, whole in batches.items()
+            for i in range(0, len(whole), self._max_batch)
+        ]
+        for batch_fn, group in chunks:
             try:
                 outcomes = list(batch_fn(conn, [job.item for job in group]))
                 results = [

@@ -309,6 +309,10 @@ class Store(Protocol):
         """Atomically take one event that is QUEUED with next_attempt_at <= now, or PROCESSING with an expired
         lease (its worker died). Oldest next_attempt_at first. Returns None when there is nothing to do."""
 
+    async def claim_batch(self, worker: str, *, now: float, lease_seconds: float, limit: int) -> list[Claim]:
+        """Up to `limit` claims at once, as `claim` takes one (each event its own lease id), oldest due first; the
+        SQLite store takes them in one transaction. Empty when nothing is due. ValueError unless limit >= 1."""
+
     async def record_step(
         self,
         claim: Claim,
@@ -331,6 +335,11 @@ class Store(Protocol):
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
         """DONE, lease released, history entry "done"."""
 
+    async def finish(self, claim: Claim, *, step: str, detail: str = "", data: dict[str, Any] | None = None,
+                     now: float) -> None:
+        """The last stage's record_step (outcome "ok", `data` merged) and `complete`, as one fenced write: history
+        gets `step` then "done". Raises LeaseLost like both (and then neither happened)."""
+
     async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
         """Back to QUEUED not before `at`, attempts + 1, last_error = reason, lease released, history "retry"."""
 
@@ -351,7 +360,8 @@ class Store(Protocol):
     async def history(self, event_id: str) -> list[HistoryEntry]:
         """Oldest first."""
 
-    async def count_by_status(self) -> dict[EventStatus, int]: ...
+    async def count_by_status(self) -> dict[EventStatus, int]:
+        """Every status, zero included. Cheap at any size (SQLite keeps the counts by trigger)."""
 
     # --- instances --------------------------------------------------------------------------------------
     # operations (connector/ops) ------------------------------------------------------------------------------

@@ -263,6 +263,17 @@ class MongoStore:
             return None
         return Claim(event=docs.event_record(doc), lease_id=lease_id, lease_expires_at=expires)
 
+    async def claim_batch(self, worker: str, *, now: float, lease_seconds: float, limit: int) -> list[Claim]:
+        # MongoDB has no multi-document claim that stays fenced per event without a transaction; one
+        # find_one_and_update each keeps every claim atomic (several instances may claim at once).
+        claims: list[Claim] = []
+        for _ in range(c.check_limit(limit)):
+            got = await self.claim(worker, now=now, lease_seconds=lease_seconds)
+            if got is None:
+                break
+            claims.append(got)
+        return claims
+
     async def record_step(
         self,
         claim: Claim,
@@ -294,6 +305,15 @@ class MongoStore:
         sets = {"status": EventStatus.DONE.value, "stage": "", "updated_at": now, **_RELEASE}
         await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_DONE, c.OUTCOME_OK, detail))
 
+    async def finish(self, claim: Claim, *, step: str, detail: str = "", data: dict[str, Any] | None = None,
+                     now: float) -> None:
+        sets: dict[str, Any] = {"status": EventStatus.DONE.value, "stage": "", "updated_at": now, **_RELEASE}
+        if data:
+            c.check_data_keys(data)
+            sets.update({f"data.{key}": value for key, value in data.items()})
+        entries = [docs.entry(now, step, c.OUTCOME_OK, detail), docs.entry(now, c.STEP_DONE, c.OUTCOME_OK, "")]
+        await self._fenced(claim, {"$set": sets}, None, entries)
+
     async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
         sets = {
             "status": EventStatus.QUEUED.value,
@@ -310,13 +330,16 @@ class MongoStore:
         await self._fenced(claim, {"$set": sets}, docs.entry(now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
 
     async def _fenced(
-        self, claim: Claim, update: dict[str, Any], entry: dict[str, Any] | None
+        self, claim: Claim, update: dict[str, Any], entry: dict[str, Any] | None,
+        entries: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A write for a claim: matches only while the claim's lease is the event's lease. Appends `entry` to the
-        history unless it is None (a lease extension)."""
+        """A write for a claim: matches only while the claim's lease is the event's lease. Appends `entry` (or
+        `entries`) to the history unless None (a lease extension)."""
         leased = {"_id": claim.event.id, "lease_id": claim.lease_id, "status": EventStatus.PROCESSING.value}
         if entry is not None:
             update = {**update, "$push": self._push(entry)}
+        elif entries:
+            update = {**update, "$push": {"history": {"$each": entries, "$slice": -self._history_limit}}}
         with self._errors("update"):
             doc = await self._events.find_one_and_update(
                 leased,

@@ -56,6 +56,7 @@ from connector.store.base import (
 MEMORY = ":memory:"
 COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
 _OTHERS = stat.S_IRWXG | stat.S_IRWXO
+_DONE = "status = 'done', stage = '', lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 
@@ -132,6 +133,13 @@ class SQLiteStore:
     async def claim(self, worker: str, *, now: float, lease_seconds: float) -> Claim | None:
         return await self._db.call(ops.claim, worker, now, lease_seconds)
 
+    async def claim_batch(self, worker: str, *, now: float, lease_seconds: float, limit: int) -> list[Claim]:
+        return await self._db.call(ops.claim_batch, worker, now, lease_seconds, c.check_limit(limit))
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        """A pipeline write, group-committed with the others waiting (ops.event_writes)."""
+        return await self._db.call_batched(ops.event_writes, (fn, args))
+
     async def record_step(
         self,
         claim: Claim,
@@ -145,19 +153,24 @@ class SQLiteStore:
     ) -> Claim:
         if data:
             c.check_data_keys(data)
-        record = await self._db.call(ops.record_step, claim, step, outcome, detail, data, next_stage, now)
+        record = await self._write(ops.record_step, claim, step, outcome, detail, data, next_stage, now)
         return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
 
     async def extend_lease(self, claim: Claim, *, lease_seconds: float, now: float) -> Claim:
         if not lease_seconds > 0:  # also refuses NaN: a heartbeat must not hand the event to another worker
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         expires = now + lease_seconds
-        record = await self._db.call(ops.extend_lease, claim, expires, now)
+        record = await self._write(ops.extend_lease, claim, expires, now)
         return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=expires)
 
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
-        sets = "status = 'done', stage = '', lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
-        await self._db.call(ops.fenced, claim, sets, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail))
+        await self._write(ops.fenced, claim, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail))
+
+    async def finish(self, claim: Claim, *, step: str, detail: str = "", data: dict[str, Any] | None = None,
+                     now: float) -> None:
+        if data:
+            c.check_data_keys(data)
+        await self._write(ops.finish, claim, step, detail, data, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, ""))
 
     async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
         sets = (
@@ -165,11 +178,11 @@ class SQLiteStore:
             "lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
         )
         step = claim.event.stage
-        await self._db.call(ops.fenced, claim, sets, (at, reason), (now, step, c.OUTCOME_RETRY, reason))
+        await self._write(ops.fenced, claim, sets, (at, reason), (now, step, c.OUTCOME_RETRY, reason))
 
     async def park(self, claim: Claim, *, reason: str, now: float) -> None:
         sets = "status = 'failed', last_error = ?, lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
-        await self._db.call(ops.fenced, claim, sets, (reason,), (now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
+        await self._write(ops.fenced, claim, sets, (reason,), (now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
 
     async def replay(self, event_id: str, *, now: float, stage: str | None = None) -> EventRecord:
         return await self._db.call(ops.replay, event_id, now, stage)

@@ -219,3 +219,45 @@ async def test_a_long_stage_keeps_its_lease(store) -> None:
     release.set()
     await task
     assert (await store.get_event(eid)).status is EventStatus.DONE
+
+
+async def test_events_are_claimed_in_batches_and_finished_in_one_write(store, monkeypatch) -> None:
+    """Perf goal 3: the claimer takes as many events as it has free slots in one store call, and the last stage's
+    record and the completion are one write (not record_step then complete)."""
+    clock = FakeClock()
+    ids = await add(store, 60, clock)
+    calls: Counter[str] = Counter()
+    for method in ("claim", "claim_batch", "record_step", "complete", "finish"):
+        real = getattr(store, method, None)
+        if real is None:
+            continue
+
+        async def counted(*args, _real=real, _name=method, **kwargs):
+            result = await _real(*args, **kwargs)
+            if result != []:  # an empty claim is a poll, not a transaction that claimed
+                calls[_name] += 1
+            return result
+
+        monkeypatch.setattr(store, method, counted)
+
+    async def a(ev):
+        return StageOutcome("b", {"a": 1})
+
+    async def b(ev):
+        return StageOutcome("", {"b": 2})
+
+    p = Pipeline(store, {"a": a, "b": b}, clock=clock, concurrency=64, claim_batch=16, poll_interval=0.05)
+    await p.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while (await store.count_by_status()).get(EventStatus.DONE, 0) < 60:
+            assert asyncio.get_running_loop().time() < deadline, "the pipeline did not finish"
+            await asyncio.sleep(0.01)
+    finally:
+        await p.stop()
+    assert calls["claim"] == 0 and 4 <= calls["claim_batch"] <= 12  # 60 events, up to 16 per claim
+    assert calls["complete"] == 0 and calls["finish"] == 60 and calls["record_step"] == 60
+    for eid in ids:
+        rec = await store.get_event(eid)
+        assert rec.status is EventStatus.DONE and rec.data == {"a": 1, "b": 2}
+        assert [h.step for h in await store.history(eid)] == ["received", "a", "b", "done"]

@@ -201,3 +201,28 @@ def test_str_input_and_non_text_input() -> None:
     assert one(REAL_2021.decode()).control_number == 5637144576
     with pytest.raises(EventRejected):
         parse_events(123)  # type: ignore[arg-type]
+
+
+def test_an_ordinary_body_is_proven_within_bounds_without_the_walk(monkeypatch) -> None:
+    """The front door's hot path (perf goal 2): the raw text proves the bounds, so the per-value walk is skipped;
+    a body the text cannot clear (an escape, many brackets or keys) is still walked."""
+    import json as _json
+
+    from dynamics import events as events_module
+
+    walked = []
+    real = events_module._check_bounds
+    monkeypatch.setattr(events_module, "_check_bounds", lambda doc: (walked.append(1), real(doc)))
+    body = _json.dumps({"BusinessEventId": "PurchaseOrderConfirmedBusinessEvent", "ControlNumber": 5637144576,
+                        "EventId": "9C091AF1-5BAF-4CA9-B0A4-000000000001", "EventTime": "/Date(1697470966000)/",
+                        "LegalEntity": "usmf", "Note": "N", "ParentContextRecordSubjects": [], "MajorVersion": 0,
+                        "MinorVersion": 0}).encode()
+    events_module.parse_events(body)
+    assert walked == []
+    with pytest.raises(EventRejected, match="surrogate"):
+        events_module.parse_events(body.replace(b'"N"', b'"\\ud800"'))
+    assert walked == [1]
+    deep = b'{"BusinessEventId": "X", "a": ' + b"[" * 20 + b"]" * 20 + b"}"
+    with pytest.raises(EventRejected, match="nested deeper"):
+        events_module.parse_events(deep)
+    assert walked == [1, 1]

@@ -263,7 +263,7 @@ def test_shipped_migrations_are_never_edited() -> None:
     shipped = {0: "255690c02955b302389037fc4e507d5f69acf8e3a6edd92309fdfcfb2e4ae564"}
     for index, digest in shipped.items():
         assert hashlib.sha256(json.dumps(schema_module.MIGRATIONS[index]).encode()).hexdigest() == digest, index
-    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 5
+    assert SCHEMA_VERSION == len(schema_module.MIGRATIONS) == 6
 
 
 async def test_migration_from_version_1_keeps_the_data_and_adds_approvals(

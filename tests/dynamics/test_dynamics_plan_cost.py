@@ -1,0 +1,18 @@
+"""A plan states what one event costs in F&O requests, which is what F&O's per-user limit divides (perf goal 1)."""
+
+from __future__ import annotations
+
+from dynamics import plans_from_config
+
+
+def test_each_default_plan_states_its_requests_per_event() -> None:
+    plans = {plan.name: plan for plan in plans_from_config(None)}
+    assert plans["purchase_order_confirmed"].requests_per_event == 3  # header, lines, vendor
+    assert plans["workflow_work_item"].requests_per_event == 2
+    assert all(plan.requests_per_event == len(plan.fetches) for plan in plans.values())
+
+
+def test_removing_a_fetch_lowers_the_cost() -> None:
+    raw = [{"name": "purchase_order_confirmed", "fetches": [{"name": "vendor", "enabled": False}]}]
+    plan = next(p for p in plans_from_config(raw) if p.name == "purchase_order_confirmed")
+    assert plan.requests_per_event == 2

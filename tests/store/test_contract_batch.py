@@ -1,0 +1,157 @@
+"""Batched claims and the one-write finish (perf goal 3), on every store; and SQLite's group commit of the pipeline's
+writes: many callers share one transaction, yet each keeps its own fencing and its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from connector.store import _sqlite_ops as ops
+from connector.store.base import EnqueueResult, EventStatus, LeaseLost, Store
+from connector.store.sqlite import SQLiteStore
+
+from .conftest import make_event
+
+T0 = 1_000_000.0
+
+
+async def enqueue(store: Store, n: int, *, now: float = T0) -> str:
+    result, event_id = await store.enqueue(make_event(n), first_stage="enrich", now=now)
+    assert result is EnqueueResult.NEW
+    return event_id
+
+
+async def test_claim_batch_takes_up_to_limit_oldest_first(store: Store) -> None:
+    ids = [await enqueue(store, n, now=T0 + n) for n in range(5)]
+    first = await store.claim_batch("w1", now=T0 + 10, lease_seconds=30, limit=3)
+    assert [c.event.id for c in first] == ids[:3]
+    assert len({c.lease_id for c in first}) == 3  # each event fenced by its own lease
+    assert all(c.event.status is EventStatus.PROCESSING and c.lease_expires_at == T0 + 40 for c in first)
+    rest = await store.claim_batch("w2", now=T0 + 10, lease_seconds=30, limit=10)
+    assert [c.event.id for c in rest] == ids[3:]
+    assert await store.claim_batch("w2", now=T0 + 10, lease_seconds=30, limit=10) == []
+    # Expired leases come back, with the queued ones, oldest due first.
+    again = await store.claim_batch("w3", now=T0 + 41, lease_seconds=30, limit=10)
+    assert sorted(c.event.id for c in again) == sorted(ids)
+
+
+async def test_claim_batch_refuses_a_limit_below_one(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.claim_batch("w1", now=T0, lease_seconds=30, limit=0)
+
+
+async def test_claims_of_a_batch_are_fenced_one_by_one(store: Store) -> None:
+    for n in range(2):
+        await enqueue(store, n)
+    a, b = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=2)
+    (b2,) = await store.claim_batch("w2", now=T0 + 31, lease_seconds=30, limit=1)  # a expired first (older)
+    assert b2.event.id == a.event.id
+    with pytest.raises(LeaseLost):
+        await store.complete(a, now=T0 + 32)
+    await store.complete(b, now=T0 + 32)  # b's lease is its own: expired, but nobody took it
+
+
+async def test_finish_records_the_last_step_and_completes_in_one_write(store: Store) -> None:
+    eid = await enqueue(store, 1)
+    (claim,) = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=1)
+    claim = await store.record_step(claim, step="enrich", outcome="ok", data={"a": 1}, next_stage="deliver",
+                                    now=T0 + 1)
+    await store.finish(claim, step="deliver", detail="posted 1", data={"b": 2}, now=T0 + 2)
+    event = await store.get_event(eid)
+    assert event is not None
+    assert (event.status, event.stage, event.data, event.lease_id) == (EventStatus.DONE, "", {"a": 1, "b": 2}, None)
+    assert [(h.step, h.outcome, h.detail) for h in await store.history(eid)][1:] == [
+        ("enrich", "ok", ""), ("deliver", "ok", "posted 1"), ("done", "ok", "")]
+
+
+async def test_finish_under_a_lost_lease_changes_nothing(store: Store) -> None:
+    eid = await enqueue(store, 1)
+    (old,) = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=1)
+    (new,) = await store.claim_batch("w2", now=T0 + 31, lease_seconds=30, limit=1)
+    with pytest.raises(LeaseLost):
+        await store.finish(old, step="enrich", data={"x": 1}, now=T0 + 32)
+    event = await store.get_event(eid)
+    assert event is not None and event.status is EventStatus.PROCESSING and event.data == {}
+    assert event.lease_id == new.lease_id
+    assert [h.step for h in await store.history(eid)] == ["received"]
+
+
+# --- SQLite: group commit -------------------------------------------------------------------------------------
+async def test_sqlite_pipeline_writes_share_one_commit_and_keep_their_own_fencing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "g.db")
+    await store.open()
+    try:
+        for n in range(20):
+            await enqueue(store, n)
+        claims = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=20)
+        assert len(claims) == 20
+        # One claim lost its lease to another worker: its write must fail alone.
+        stolen = claims[7]
+        await store._db.call(ops.write, "UPDATE events SET lease_id = 'other' WHERE id = ?", (stolen.event.id,))
+
+        batches: list[int] = []
+        real = ops.event_writes
+
+        def counting(conn, items):  # type: ignore[no-untyped-def]
+            batches.append(len(items))
+            return real(conn, items)
+
+        monkeypatch.setattr(ops, "event_writes", counting)
+        gate = threading.Event()
+        # Hold the database thread so that every write below is queued before it looks (deterministic batching).
+        held = asyncio.ensure_future(store._db.call(lambda _conn: gate.wait(5)))
+        await asyncio.sleep(0)
+        writes = [
+            asyncio.ensure_future(store.finish(c, step="enrich", data={"n": i}, now=T0 + 1))
+            for i, c in enumerate(claims)
+        ]
+        deadline = asyncio.get_running_loop().time() + 5
+        # Every write queued behind the held thread: the twenty calls of this loop turn travel as one queue item.
+        while store._db._queue.qsize() < 1 or store._db._pending:
+            assert asyncio.get_running_loop().time() < deadline, "writes never reached the queue"
+            await asyncio.sleep(0)
+        gate.set()
+        await held
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert batches == [20]  # one transaction, one commit for the twenty callers
+        assert isinstance(results[7], LeaseLost)
+        assert [r for i, r in enumerate(results) if i != 7] == [None] * 19
+        done = await store.list_events(status=EventStatus.DONE, limit=100)
+        assert len(done) == 19 and stolen.event.id not in {e.id for e in done}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_batched_calls_of_one_loop_turn_wake_the_thread_once(tmp_path: Path) -> None:
+    """The hand-off to the database thread (perf goal 2): calls made in one turn of the event loop travel as one
+    queue item, so the thread is woken (and the GIL handed over) once for all of them, not once per caller."""
+    store = SQLiteStore(tmp_path / "h.db")
+    await store.open()
+    try:
+        puts: list[object] = []
+        real_queue = store._db._queue
+
+        class CountingQueue:  # SimpleQueue's methods are read-only: wrap the queue instead
+            def put(self, item: object) -> None:
+                puts.append(item)
+                real_queue.put(item)
+
+            def get(self) -> object:
+                return real_queue.get()
+
+            def get_nowait(self) -> object:
+                return real_queue.get_nowait()
+
+        store._db._queue = CountingQueue()  # type: ignore[assignment]
+        results = await asyncio.gather(*(store.enqueue(make_event(n), first_stage="enrich", now=T0)
+                                         for n in range(50)))
+        assert [r[0] for r in results] == [EnqueueResult.NEW] * 50
+        assert len(puts) == 1 and isinstance(puts[0], list) and len(puts[0]) == 50
+    finally:
+        store._db._queue = real_queue  # type: ignore[assignment]
+        await store.close()
