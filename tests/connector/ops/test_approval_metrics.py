@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "approvals"))  # approvals_fakes: the approvals world
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "replies"))  # replies_kit: typed replies over it
 
-from approvals_fakes import ADELE, ALEX, ENV, MEGAN, execute, make_world, submit  # noqa: E402
+from approvals_fakes import ADELE, ALEX, ENV, MEGAN, WI, execute, make_world, submit  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from replies_kit import channel_reply, replies_for, settle  # noqa: E402
 
 from bot import CardTooLarge, TeamsNotFound, TeamsUnavailable  # noqa: E402
 from cards import Catalog  # noqa: E402
@@ -71,6 +73,24 @@ async def test_every_press_is_counted_by_what_it_came_to(tmp_path) -> None:
         await w.service.on_execute(execute(MEGAN, "refresh"))  # a refresh is not a press
         await w.service.drain()
         assert _presses(metrics) == {"accepted": 2, "refused": 2, "already": 1, "stopped": 1}
+    finally:
+        await w.service.aclose()
+        await w.store.close()
+
+
+async def test_typed_replies_are_counted_like_button_presses(tmp_path) -> None:
+    w, metrics = await _world_with_metrics(tmp_path)
+    try:
+        await w.work_item_event()
+        replies = replies_for(w)
+        await replies.feed.offer(channel_reply(ADELE, "approve"))  # not the approver
+        await settle(w, replies)
+        await replies.feed.offer(channel_reply(MEGAN, "reject: wrong cost centre"))
+        await settle(w, replies)
+        await replies.feed.offer(channel_reply(MEGAN, "approve"))  # decided a moment ago
+        await settle(w, replies)
+        assert (await w.store.get_approval(ENV, WI)).status == "decided"
+        assert _presses(metrics) == {"accepted": 1, "refused": 1, "already": 1, "stopped": 0}
     finally:
         await w.service.aclose()
         await w.store.close()
