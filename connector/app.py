@@ -252,6 +252,8 @@ def create_app(
                 environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
                 locales={e.name: e.locale for e in settings.environments if e.locale}, gate=gate, as_user=as_user,
+                on_press=services.metrics.approval_press if services.metrics else None,
+                on_card_update=services.metrics.card_update if services.metrics else None,
             )
             services.handlers.approvals = services.approvals.service
             services.handlers.my_approvals = services.approvals.my

@@ -83,16 +83,19 @@ class Approvals:
               wake: Callable[[], None] = lambda: None, mri_of: MriLookup | None = None,
               fo: dict[str, FoEnvironment] | None = None, sleep: Any = None, max_bytes: int = 28_000,
               max_lines: int = 20, locales: dict[str, str] | None = None, gate: SignInGate | None = None,
-              as_user: Callable[[str, str], Any] | None = None) -> "Approvals":
+              as_user: Callable[[str, str], Any] | None = None, on_press: Callable[[str], None] | None = None,
+              on_card_update: Callable[[str], None] | None = None) -> "Approvals":
         """Args:
             environments: name -> (F&O base URL, ODataClient).
             gate: the sign-in gate of presses (act_as "approver"/"approver-or-service"); None: as the service.
             as_user: (environment, object id) -> WorkItemActions with that user's on-behalf-of token, or None.
             wake: `pipeline.wake` (or set `approvals.wake` once the pipeline exists).
             fo: overrides the FoEnvironments built from `environments` (tests).
+            on_press, on_card_update: what each press came to / each card copy update's result (the metrics).
         """
         copies = CardCopies(store, poster, catalog, {n: base for n, (base, _) in environments.items()}, graph=graph,
-                            mri_of=mri_of, max_bytes=max_bytes, max_lines=max_lines, locales=dict(locales or {}))
+                            mri_of=mri_of, max_bytes=max_bytes, max_lines=max_lines, locales=dict(locales or {}),
+                            **({"on_update": on_card_update} if on_card_update is not None else {}))
         resolver = ApproverResolver(store, graph, user_map=settings.user_map, mapping_ttl=settings.mapping_ttl,
                                     negative_ttl=settings.negative_ttl, clock=clock)
         if fo is None:
@@ -102,7 +105,8 @@ class Approvals:
         deps = ApprovalDeps(store, settings, fo, copies, clock, wake=waker, as_user=as_user)
         kwargs = {"sleep": sleep} if sleep is not None else {}
         service = ApprovalService(store, settings, copies=copies, resolver=resolver, poster=poster, graph=graph,
-                                  wake=waker, environments=list(environments), clock=clock, gate=gate, **kwargs)
+                                  wake=waker, environments=list(environments), clock=clock, gate=gate,
+                                  on_press=on_press, **kwargs)
         deps.notify = service.tell
         reconciler = Reconciler(deps, poster)
         lister = Lister(store, settings, reconciler=reconciler, fo=fo, clock=clock)

@@ -64,6 +64,8 @@ class CardCopies:
         graph: optional GraphClient, to name the initiator again when a card is re-rendered.
         mri_of: optional Entra object id -> MRI lookup for `refresh.userIds` (see `base_view`).
         locales: environment name -> card locale; approval cards (every copy, every update) use the environment's.
+        on_update: told the result of each copy's update in `update_all`: "ok", "gone" (403/404: not retried),
+            "retry" (transient), "failed" (any other refusal: not retried); the service's metrics.
     """
 
     store: Store
@@ -75,6 +77,7 @@ class CardCopies:
     max_bytes: int = 28_000
     max_lines: int = 20
     locales: dict[str, str] = field(default_factory=dict)  # environment name -> card locale (when configured)
+    on_update: Callable[[str], None] = lambda result: None
 
     def __post_init__(self) -> None:
         self._names: dict[str, str] = {}  # initiator object id -> display name (process cache)
@@ -215,14 +218,18 @@ class CardCopies:
             try:
                 await self.poster.update(copy.service_url, copy.conversation_id, copy.activity_id, rendered[view])
                 lines.append(f"updated {where}")
+                self.on_update("ok")
             except (TeamsNotFound, TeamsForbidden) as exc:
                 lines.append(f"could not update {where}: {exc}")
+                self.on_update("gone")
             except TeamsError as exc:
                 if not exc.transient:
                     lines.append(f"could not update {where}: {exc}")
+                    self.on_update("failed")
                 else:
                     transient.append(exc)
                     lines.append(f"will retry {where}: {exc}")
+                    self.on_update("retry")
         return lines, transient
 
 

@@ -107,12 +107,15 @@ class ApprovalService:
         wake: called after a decision job was enqueued (`pipeline.wake`).
         environments: the configured F&O environment names (a Submit press does not carry one).
         clock, sleep: injectable time.
+        on_press: told what each press came to: "accepted" (now submitting), "refused" (not the approver),
+            "already" (already decided), "stopped" (no longer pending, or the sign-in gate stopped it); the
+            service's metrics (connector/app.py). Refresh, untracked and unknown-outcome presses are not told.
     """
 
     def __init__(self, store: Store, settings: ApprovalSettings, *, copies: CardCopies, resolver: ApproverResolver,
                  poster: Any, graph: Any, wake: Callable[[], None], environments: list[str],
                  clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 gate: SignInGate | None = None) -> None:
+                 gate: SignInGate | None = None, on_press: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.copies = copies
@@ -124,6 +127,7 @@ class ApprovalService:
         self.clock = clock
         self.sleep = sleep
         self.gate = gate  # as whom the decision is made (act_as); None: as the service
+        self.on_press = on_press or (lambda outcome: None)
         self._tasks: set[asyncio.Task[None]] = set()
         self._installed: dict[str, asyncio.Event] = {}  # object id -> set when its personal install is recorded
 
@@ -350,11 +354,13 @@ class ApprovalService:
         await self._audit(won, "submitted", p, outcome=outcome, at=now,
                           detail=f"decision job {job} ({result.value}) as the {gate.act_as}")
         self.wake()
+        self.on_press("accepted")
         return PressAnswer(card=await self._card(won, own_view), result="decided")
 
     async def _stopped(self, approval: Approval, p: Press, outcome: str, gate: Gate, view: str) -> PressAnswer:
         """The sign-in gate stopped the press: sign in (Execute), or tell only the presser why (audited)."""
         await self._audit(approval, "sign-in", p, outcome=outcome, detail=gate.audit or "", at=self.clock())
+        self.on_press("stopped")
         if isinstance(gate.answer, (LoginRequest, InvokeFailure)):
             return PressAnswer(login=gate.answer, result="stopped")
         text = str(gate.answer or "")
@@ -408,6 +414,7 @@ class ApprovalService:
         else:
             text = f"This work item is no longer pending in Dynamics ({approval.fo_status or approval.status})."
         await self._audit(approval, "press", p, outcome=p.action, detail=f"ignored: {text}", at=now)
+        self.on_press("already" if approval.status in ("submitting", "decided") else "stopped")
         card = await self._card(approval, view, note=text)
         if p.kind == "reply":  # a typed reply has no card to show the note on: answer in words
             return PressAnswer(text=text, result="already")
@@ -428,6 +435,7 @@ class ApprovalService:
                 private = "thread reply (no 1:1 chat with this user)"
         await self._audit(approval, "refused", p, outcome=p.action, detail=f"not the assignee; told by {private}",
                           at=now)
+        self.on_press("refused")
         if p.kind == "execute":
             return PressAnswer(card=await self._card(approval, "status", note=text) or None, text=text,
                                result="refused")

@@ -37,6 +37,13 @@ class StoreSnapshot:
     by_status: dict[str, int]
     oldest_pending_at: float | None
     approvals_by_status: dict[str, int] = field(default_factory=dict)
+    graph_subscriptions_by_status: dict[str, int] = field(default_factory=dict)
+    graph_subscription_expires_at: float | None = None  # the soonest active subscription's expiry; None: none
+
+
+PRESS_OUTCOMES = ("accepted", "refused", "already", "stopped")  # ApprovalService's on_press
+CARD_UPDATE_RESULTS = ("ok", "gone", "retry", "failed")  # CardCopies' on_update
+GRAPH_SUBSCRIPTION_STATUSES = ("new", "active", "removed", "failed")  # connector.store.GraphSubscription
 
 
 class Metrics:
@@ -65,6 +72,14 @@ class Metrics:
                                  ["service"], registry=r)
         self.retry_after_seconds = Counter("ml_connector_outbound_retry_after_seconds", "Seconds of Retry-After "
                                            "asked by Microsoft's services", ["service"], registry=r)
+        self.approval_presses = Counter("ml_connector_approval_presses", "Approval presses (button, list or "
+                                        "typed reply) by what happened", ["outcome"], registry=r)
+        self.card_updates = Counter("ml_connector_teams_card_updates", "Approval card copies updated in place by "
+                                    "result", ["result"], registry=r)
+        for outcome in PRESS_OUTCOMES:  # present at 0 from the start, so rate() and alerts see every series
+            self.approval_presses.labels(outcome)
+        for result in CARD_UPDATE_RESULTS:
+            self.card_updates.labels(result)
         self._snapshot: StoreSnapshot | None = None
         self._snapshot_at = float("-inf")
         self._readers: list[Callable[[], Iterable[Any]]] = []
@@ -86,6 +101,16 @@ class Metrics:
             self.throttled.labels(service).inc()
         if retry_after:
             self.retry_after_seconds.labels(service).inc(retry_after)
+
+    def approval_press(self, outcome: str) -> None:
+        """ApprovalService's `on_press`; an outcome outside PRESS_OUTCOMES would be a bug, not a new series."""
+        if outcome in PRESS_OUTCOMES:
+            self.approval_presses.labels(outcome).inc()
+
+    def card_update(self, result: str) -> None:
+        """CardCopies' `on_update`: one per card copy update tried."""
+        if result in CARD_UPDATE_RESULTS:
+            self.card_updates.labels(result).inc()
 
     # --- read at scrape ----------------------------------------------------------------------------------------
     def add_reader(self, reader: Callable[[], Iterable[Any]]) -> None:
@@ -124,6 +149,17 @@ class _SnapshotCollector(Collector):
             for status, n in sorted(snap.approvals_by_status.items()):
                 approvals.add_metric([status], n)
             yield approvals
+            subs = GaugeMetricFamily("ml_connector_graph_subscriptions", "Graph subscriptions for typed replies "
+                                     "by status", labels=["status"])
+            counts = dict.fromkeys(GRAPH_SUBSCRIPTION_STATUSES, 0) | snap.graph_subscriptions_by_status
+            for status, n in sorted(counts.items()):
+                subs.add_metric([status], n)
+            yield subs
+            if snap.graph_subscription_expires_at is not None:  # absent, not 0, when no subscription is active
+                expiry = GaugeMetricFamily("ml_connector_graph_subscription_expiry_seconds",
+                                           "Seconds until the soonest active Graph subscription expires")
+                expiry.add_metric([], max(0.0, snap.graph_subscription_expires_at - self._m._clock()))
+                yield expiry
         for reader in self._m._readers:
             yield from reader()
 

@@ -74,10 +74,16 @@ async def refresh_snapshot(ctx: OpsContext) -> None:
     ctx._refreshing = True
     try:
         counts = await ctx.store.count_by_status()
+        subs = await ctx.store.list_graph_subscriptions()  # one per channel with typed replies: a short list
+        by_status: dict[str, int] = {}
+        for sub in subs:
+            by_status[sub.status] = by_status.get(sub.status, 0) + 1
         metrics.set_snapshot(StoreSnapshot(
             by_status={k.value: v for k, v in counts.items()},
             oldest_pending_at=await ctx.store.oldest_pending_at(),
-            approvals_by_status=await ctx.store.count_approvals_by_status()))
+            approvals_by_status=await ctx.store.count_approvals_by_status(),
+            graph_subscriptions_by_status=by_status,
+            graph_subscription_expires_at=min((s.expires_at for s in subs if s.status == "active"), default=None)))
     except StoreError as exc:
         log.warning("metrics: could not read the store (%s); serving the last values", exc)
     finally:
