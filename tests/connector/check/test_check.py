@@ -139,7 +139,7 @@ async def test_all_ok_against_the_sandbox(sandbox: dict[str, Any], tmp_path: Pat
             "legal entities"} <= items
     # Each plan states its F&O cost: what F&O's 6,000 requests per 5 minutes allow one app user (perf goal 1).
     assert one(results, ENV, "plan purchase_order_confirmed").detail.endswith(
-        "3 OData request(s) per event: one F&O app user enriches at most 6.7 events/s under F&O's 6,000 requests "
+        "1 OData request(s) per event: one F&O app user enriches at most 20.0 events/s under F&O's 6,000 requests "
         "per 5 minutes")
     parsed = json.loads(render_json(results))
     assert parsed[0] == {"group": "Configuration", "item": "settings", "status": "ok",
