@@ -538,6 +538,20 @@ def _children(run: _Run, fetch: Fetch) -> list[_Child]:
     return children
 
 
+def _singular(entity_set: str) -> str:
+    """F&O's usual entity type name for a set: PurchaseOrderHeadersV2 -> PurchaseOrderHeaderV2."""
+    return re.sub(r"s(V[0-9]+)?$", r"\1", entity_set)
+
+
+def _owner(owners: list[_Child | None], entity: str, type_name: str | None) -> _Child | None:
+    """The one of `owners` (None = the fetch itself) whose entity type F&O named; the fetch itself if unclear."""
+    short = (type_name or "").rsplit(".", 1)[-1]
+    for owner in owners:
+        if short and _singular(owner.fetch.entity if owner else entity) == short:
+            return owner
+    return owners[0]
+
+
 def _note_dropped(result: Enriched, entity: str, left_out: list[str]) -> None:
     if left_out:
         names = result.dropped.setdefault(entity, [])
@@ -574,19 +588,23 @@ async def _run_degrading(run: _Run, fetch: Fetch, company: str | None, condition
                 continue
             if name is None:
                 raise
-            if name in conditions:
-                raise  # this fetch's own key or filter: nothing to leave out
-            optional = name in (select or ()) or name in {_order_field(o) for o in orderby or ()}
-            entity = fetch.entity
-            if not optional:
-                child = next((c for c in children if c.mentions(name)), None)
-                if child is None:
-                    raise
-                if name in child.fetch.conditions:
-                    # The child's own key/filter field: its separate read says which fetch to fix.
-                    dropped.add(fetch.entity, child.navigation)
-                    continue
-                entity = child.fetch.entity
+            # Which entity lacks it: this fetch's or an expanded child's (F&O names the type; the same field name,
+            # e.g. CurrencyCode, is often in both).
+            mine = name in (select or ()) or name in {_order_field(o) for o in orderby or ()} or name in conditions
+            owners: list[_Child | None] = ([None] if mine else []) + [c for c in children if c.mentions(name)]
+            if not owners:
+                raise
+            owner = _owner(owners, fetch.entity, getattr(exc, "type_name", None))
+            if owner is None:
+                if name in conditions:
+                    raise  # this fetch's own key or filter: nothing to leave out
+                entity = fetch.entity
+            elif name in owner.fetch.conditions:
+                # The child's own key/filter field: read it separately, where the error names the fetch to fix.
+                dropped.add(fetch.entity, owner.navigation)
+                continue
+            else:
+                entity = owner.fetch.entity
             if dropped.add(entity, name):
                 log.warning("F&O environment %s: %s has no field %s (%s); enrichment plan %r leaves it out of "
                             "its reads from now on", dropped.environment or "(unnamed)", entity, name,

@@ -217,3 +217,31 @@ async def test_the_sandbox_metadata_declares_the_navigations(env: Env) -> None:
                                headers={"Authorization": f"Bearer {env.token}"}) as resp:
         header = parse_csdl(await resp.read()).entity_type("PurchaseOrderHeadersV2")
     assert header is not None and header.navigation == {"PurchaseOrderLines"}
+
+
+async def test_a_field_only_the_expanded_lines_lack_is_dropped_from_the_lines_not_the_header(env: Env) -> None:
+    """CurrencyCode is selected on the header, the lines and the vendor; F&O's 400 names the type that lacks it."""
+    assert PO_PLAN is not None
+    event = await _po_event(env)
+    env.service.schema.apply({"remove_fields": {"PurchaseOrderLinesV2": ["CurrencyCode"]}},
+                             env.service.state.types, env.service.actions())
+    env.reset()
+    dropped = DroppedFields("contoso-test")
+    result = await enrich(event, env.client, PO_PLAN, dropped=dropped)
+    assert dict(dropped.view().as_dict()) == {"PurchaseOrderLinesV2": ("CurrencyCode",)}
+    assert result.dropped == {"PurchaseOrderLinesV2": ["CurrencyCode"]}
+    assert result.record["order"]["CurrencyCode"] and result.record["vendor"]["CurrencyCode"]
+    assert result.record["lines"] and all("CurrencyCode" not in line for line in result.record["lines"])
+    assert [s for _, s in env.statuses()] == [400, 200]  # still one request per event after the gap
+
+
+async def test_a_missing_filter_field_of_the_expanded_lines_names_the_lines_fetch(env: Env) -> None:
+    from dynamics import EnrichmentPlanError
+
+    assert PO_PLAN is not None
+    event = await _po_event(env)
+    env.service.schema.apply({"remove_fields": {"PurchaseOrderLinesV2": ["PurchaseOrderNumber"]}},
+                             env.service.state.types, env.service.actions())
+    with pytest.raises(EnrichmentPlanError) as info:
+        await enrich(event, env.client, PO_PLAN, dropped=DroppedFields("contoso-test"))
+    assert (info.value.fetch, info.value.field) == ("lines", "filter.PurchaseOrderNumber")
