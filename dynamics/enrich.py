@@ -3,7 +3,8 @@
 An `EnrichmentPlan` names the events it serves (exact ids or globs) and an ordered list of `Fetch`es; each fetch
 reads one entity set by key or filter whose values are templates over the event, `{company}` and earlier fetches
 (see dynamics/templates.py). `enrich()` runs a plan with an `ODataClient`: one client call per fetch not read
-through another's `$expand`, no retry loop and no sleep of its own (the pipeline owns retry policy). It knows nothing about cards, Teams or storage.
+through another's `$expand`, no retry loop and no sleep of its own (the pipeline owns retry policy). It knows
+nothing about cards, Teams or storage.
 
 What a missing record means: a query that finds no row is recorded, never raised. The fetch's value is None
 (`[]` for `many`), and a `required` fetch is listed in `Enriched.missing` so the card can say the record no longer
