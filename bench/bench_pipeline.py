@@ -3,8 +3,8 @@
 The sandbox and `ml-connector serve` run in their own processes (bench/_harness.py). Teams delivery is off (no
 [bot] app_id), so the pipeline stops after enrichment. Events come from the F&O stand-in's sender (scenario
 `burst`: PO re-confirmations of the seeded usmf POs, `--concurrency` POSTs in flight), i.e. the real path:
-F&O POST -> validate -> durable store (SQLite, synchronous=FULL) -> lease -> enrich (3 OData reads for a PO:
-header, lines, vendor) -> done. Product defaults for [pipeline] and [odata].
+F&O POST -> validate -> durable store (SQLite, synchronous=FULL) -> lease -> enrich (1 OData request for a PO:
+the header with `$expand` of lines and vendor) -> done. Product defaults for [pipeline] and [odata].
 
 1. Enrichment overhead: N events (default 2,000) with no added F&O latency. CPU = utime+stime of the connector
    process from just before the burst to when /healthz shows every event done (idle baseline reported apart);

@@ -5,6 +5,9 @@ environment's entity lacks, and F&O then refuses the whole read (400 "Could not 
 enrichment drops such an optional field for that environment and entity set, here, for the life of the process,
 so only the first event that meets the gap pays a failing request. One `DroppedFields` per environment.
 
+A navigation property is a property of the entity type too: a plan's `$expand` navigation that F&O refuses is
+remembered here the same way (under the expanding fetch's entity set), and that fetch is then read on its own.
+
 `DroppedFieldsView` is the read-only face for whoever reports on it (e.g. `ml-connector check`).
 """
 

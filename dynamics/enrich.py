@@ -2,8 +2,9 @@
 
 An `EnrichmentPlan` names the events it serves (exact ids or globs) and an ordered list of `Fetch`es; each fetch
 reads one entity set by key or filter whose values are templates over the event, `{company}` and earlier fetches
-(see dynamics/templates.py). `enrich()` runs a plan with an `ODataClient`: one client call per fetch, no retry loop
-and no sleep of its own (the pipeline owns retry policy). It knows nothing about cards, Teams or storage.
+(see dynamics/templates.py). `enrich()` runs a plan with an `ODataClient`: one client call per fetch not read
+through another's `$expand`, no retry loop and no sleep of its own (the pipeline owns retry policy). It knows
+nothing about cards, Teams or storage.
 
 What a missing record means: a query that finds no row is recorded, never raised. The fetch's value is None
 (`[]` for `many`), and a `required` fetch is listed in `Enriched.missing` so the card can say the record no longer
@@ -16,11 +17,17 @@ a property named ...") is optional. It is dropped from that entity set's reads f
 the `DroppedFields` handed in, logged once at WARNING), the read is retried without it, and `Enriched.dropped` names
 it; the card goes out with the rest. A missing key or filter field, or a missing entity set, cannot be worked
 around: it raises `EnrichmentPlanError` naming the plan, fetch and field to fix (unless the fetch says
-`on_error = "skip"`). Plans have no `$expand`, so there is no navigation property to drop.
+`on_error = "skip"`).
+
+One request per event where F&O allows it: a fetch may `expand` later fetches through navigation properties
+(`$expand`, one level). Where the environment refuses a navigation (400), that navigation is remembered in the same
+`DroppedFields` (a navigation is a property of the entity type) and the later fetch is read on its own. Reads that
+do not depend on each other run in parallel: each wave holds every fetch whose references are already known.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
@@ -34,15 +41,16 @@ from dynamics.dropped import DroppedFields
 from dynamics.errors import (
     EnrichmentPlanError,
     ODataAuthError,
+    ODataBadRequest,
     ODataError,
     ODataUnknownEntitySet,
     ODataUnknownProperty,
 )
 from dynamics.events import BusinessEvent
-from dynamics.odata_query import Enum
+from dynamics.odata_query import Enum, Expansion
 from dynamics.templates import NOTHING, Template
 
-__all__ = ["EnrichmentPlan", "Enriched", "EnumLiteral", "Fetch", "enrich", "load_plan", "plan_for"]
+__all__ = ["EnrichmentPlan", "Enriched", "EnumLiteral", "Expand", "Fetch", "enrich", "load_plan", "plan_for"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,27 @@ class EnumLiteral(BaseModel):
 Value = Annotated[str | bool | int | float | EnumLiteral, Field(union_mode="smart")]
 
 
+class Expand(BaseModel):
+    """Read a later fetch of the plan through a navigation property of this one, in the same request (`$expand`).
+
+    `{fetch = "lines", navigation = "PurchaseOrderLines"}` on the `order` fetch: the order's read carries
+    `$expand=PurchaseOrderLines($select=...;$orderby=...)` built from the `lines` fetch's select/orderby/top, and
+    `record.lines` is what came back. The `lines` fetch stays the fallback: where F&O has no such navigation
+    (400), that is remembered for the environment and `lines` is read on its own, in parallel with other reads.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fetch: str
+    navigation: str
+
+    @field_validator("fetch", "navigation")
+    @classmethod
+    def _plain(cls, name: str) -> str:
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError("must be a plain name (letters, digits, underscore)")
+        return name
+
+
 class Fetch(BaseModel):
     """One read of the plan.
 
@@ -88,6 +117,8 @@ class Fetch(BaseModel):
         on_error: "skip" records a non-transient OData error (unknown entity set or field, bad request) in
             `Enriched.failed` and carries on; for entities whose name is unconfirmed. Auth, throttling and
             unavailability errors are always raised.
+        expand: later fetches to read in this fetch's request through a navigation property (see `Expand`);
+            not on a `many` fetch.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -103,6 +134,7 @@ class Fetch(BaseModel):
     many: bool = False
     required: bool = False
     on_error: Literal["raise", "skip"] = "raise"
+    expand: list[Expand] | None = None
 
     @field_validator("name")
     @classmethod
@@ -158,6 +190,8 @@ class Fetch(BaseModel):
             raise ValueError("'many' needs a 'filter': a key identifies one row")
         if "dataAreaId" in (self.key or {}) or "dataAreaId" in (self.filter or {}):
             raise ValueError("leave dataAreaId out: 'company = true' adds it from the event's legal entity")
+        if self.expand and self.many:
+            raise ValueError("'expand' needs a one-row fetch: each row of a 'many' fetch would carry its own")
         return self
 
     @property
@@ -188,9 +222,15 @@ class EnrichmentPlan(BaseModel):
 
     @property
     def requests_per_event(self) -> int:
-        """OData requests one event costs (one per fetch; a `many` fetch's further pages are extra). This is what
-        F&O's per-user limit of 6,000 requests per 5 minutes divides: 20 / requests_per_event events/s at most."""
-        return len(self.fetches)
+        """OData requests one event costs (one per fetch not read through another's `expand`; a `many` fetch's
+        further pages are extra, and so are separate reads where F&O lacks a navigation). This is what F&O's
+        per-user limit of 6,000 requests per 5 minutes divides: 20 / requests_per_event events/s at most."""
+        return len(self.fetches) - len(self.expanded)
+
+    @property
+    def expanded(self) -> dict[str, tuple[str, str]]:
+        """child fetch name -> (parent fetch name, navigation property) for every declared `expand`."""
+        return {item.fetch: (fetch.name, item.navigation) for fetch in self.fetches for item in fetch.expand or ()}
 
     @field_validator("events")
     @classmethod
@@ -222,6 +262,7 @@ class EnrichmentPlan(BaseModel):
                         f"refers to {', '.join(sorted(unknown))}, which is not event, company or an earlier fetch",
                     )
             known.add(fetch.name)
+        self._check_expands()
         for attribute in ("open_url", "document_key", "title"):
             text = getattr(self, attribute)
             if text is not None:
@@ -233,6 +274,31 @@ class EnrichmentPlan(BaseModel):
                     raise EnrichmentPlanError(self.name, None, attribute,
                                               f"refers to unknown {', '.join(sorted(unknown))}")
         return self
+
+    def _check_expands(self) -> None:
+        position = {fetch.name: i for i, fetch in enumerate(self.fetches)}
+        parents: dict[str, str] = {}
+        for i, fetch in enumerate(self.fetches):
+            navigations: set[str] = set()
+            for item in fetch.expand or ():
+                where = f"expand.{item.fetch}"
+                if item.fetch not in position or position[item.fetch] <= i:
+                    raise EnrichmentPlanError(self.name, fetch.name, where,
+                                              "names no later fetch of this plan (expand reads a later fetch)")
+                if item.fetch in parents:
+                    raise EnrichmentPlanError(self.name, fetch.name, where,
+                                              f"already expanded by fetch {parents[item.fetch]!r}")
+                if item.navigation in navigations:
+                    raise EnrichmentPlanError(self.name, fetch.name, where, f"{item.navigation} expanded twice")
+                child = self.fetches[position[item.fetch]]
+                if child.expand:
+                    raise EnrichmentPlanError(self.name, fetch.name, where,
+                                              "F&O expands one level only: that fetch has its own expand")
+                if child.company != fetch.company:
+                    raise EnrichmentPlanError(self.name, fetch.name, where,
+                                              "both fetches must agree on 'company' (the expand reads one company)")
+                parents[item.fetch] = fetch.name
+                navigations.add(item.navigation)
 
     def matches(self, event_id: str) -> bool:
         return any(_is_glob(p) and fnmatch.fnmatchcase(event_id, p) or p == event_id for p in self.events)
@@ -257,12 +323,14 @@ class Enriched:
 class _Client(Protocol):
     base_url: str
 
+    # `expand` is passed only when there is something to expand, so clients without it keep working
     async def get(self, entity_set: str, *, company: str | None, key: dict[str, Any],
-                  select: list[str] | None = None) -> dict[str, Any] | None: ...
+                  select: list[str] | None = None,
+                  expand: Sequence[Expansion] | None = None) -> dict[str, Any] | None: ...
 
     async def query(self, entity_set: str, *, company: str | None, filter: Any = None,
                     select: list[str] | None = None, orderby: Any = None,
-                    top: int | None = None) -> list[dict[str, Any]]: ...
+                    top: int | None = None, expand: Sequence[Expansion] | None = None) -> list[dict[str, Any]]: ...
 
 
 async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
@@ -290,32 +358,24 @@ async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
         "base_url": (base_url or getattr(client, "base_url", "") or "").rstrip("/") or NOTHING,
     }
     result = Enriched()
-    for fetch in plan.fetches:
-        empty: Any = [] if fetch.many else None
-        conditions = _resolve(plan, fetch, context)
-        if conditions is None or (fetch.company and company is None):
-            result.record[fetch.name] = context[fetch.name] = empty
-            result.skipped.append(fetch.name)
-            continue
-        scope = company if fetch.company else None
-        result.calls += 1
-        try:
-            found = await _run_degrading(client, plan, fetch, scope, conditions, dropped, result)
-        except ODataError as exc:
-            if exc.transient or isinstance(exc, ODataAuthError):
-                raise
-            if fetch.on_error == "raise":
-                _raise_if_unfixable(plan, fetch, exc)
-                raise
-            log.warning("enrichment plan %r fetch %r failed, carrying on: %s", plan.name, fetch.name, exc)
-            result.record[fetch.name] = context[fetch.name] = empty
-            result.failed[fetch.name] = str(exc)
-            continue
-        if found is None or (fetch.many and not found):
-            found = empty
-            if fetch.required:
-                result.missing.append(fetch.name)
-        result.record[fetch.name] = context[fetch.name] = found
+    run = _Run(plan, client, company, context, dropped, result)
+    pending = list(plan.fetches)
+    # Waves: every fetch whose references (and expanding parent) are done runs now, the wave's reads in parallel.
+    while pending:
+        waiting = {f.name for f in pending}
+        ready = [f for f in pending if not (_depends_on(plan, f, dropped) & waiting)]
+        outcomes = await asyncio.gather(*(run.one(f) for f in ready), return_exceptions=True)
+        for outcome in outcomes:  # plan order: the first error in plan order wins, whatever finished first
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for fetch, outcome in zip(ready, outcomes):
+            assert not isinstance(outcome, BaseException)
+            run.settle(fetch, outcome)
+        pending = [f for f in pending if f not in ready]
+    result.record = {fetch.name: result.record[fetch.name] for fetch in plan.fetches}  # plan order, as before
+    for names in (result.missing, result.skipped):
+        names.sort(key=[f.name for f in plan.fetches].index)
+    result.failed = {f.name: result.failed[f.name] for f in plan.fetches if f.name in result.failed}
 
     result.open_url = _text(plan, "open_url", context, url=True)
     result.document_key = _text(plan, "document_key", context)
@@ -358,12 +418,84 @@ def _is_glob(pattern: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(pattern)
 
 
+@dataclass
+class _Outcome:
+    value: Any
+    skipped: bool = False
+    failed: str | None = None
+
+
+@dataclass
+class _Run:
+    """One event's enrichment: what the fetches share while waves of them run concurrently."""
+
+    plan: EnrichmentPlan
+    client: _Client
+    company: str | None
+    context: dict[str, Any]
+    dropped: DroppedFields
+    result: Enriched
+    served: dict[str, Any] = field(default_factory=dict)  # child fetch -> what its parent's $expand brought
+
+    async def one(self, fetch: Fetch) -> _Outcome:
+        plan = self.plan
+        empty: Any = [] if fetch.many else None
+        conditions = _resolve(plan, fetch, self.context)
+        if fetch.name in self.served:
+            # Read through the parent's $expand. Where its own reference resolves to nothing the separate read
+            # would not have run: say so the same way, so both paths give the same Enriched.
+            return _Outcome(empty, skipped=True) if conditions is None else _Outcome(self.served[fetch.name])
+        if conditions is None or (fetch.company and self.company is None):
+            return _Outcome(empty, skipped=True)
+        scope = self.company if fetch.company else None
+        self.result.calls += 1
+        try:
+            return _Outcome(await _run_degrading(self, fetch, scope, conditions))
+        except ODataError as exc:
+            if exc.transient or isinstance(exc, ODataAuthError):
+                raise
+            if fetch.on_error == "raise":
+                _raise_if_unfixable(plan, fetch, exc)
+                raise
+            log.warning("enrichment plan %r fetch %r failed, carrying on: %s", plan.name, fetch.name, exc)
+            return _Outcome(empty, failed=str(exc))
+
+    def settle(self, fetch: Fetch, outcome: _Outcome) -> None:
+        empty: Any = [] if fetch.many else None
+        found = outcome.value
+        if outcome.skipped:
+            self.result.skipped.append(fetch.name)
+        elif outcome.failed is not None:
+            self.result.failed[fetch.name] = outcome.failed
+        elif found is None or (fetch.many and not found):
+            found = empty
+            if fetch.required:
+                self.result.missing.append(fetch.name)
+        self.result.record[fetch.name] = self.context[fetch.name] = found
+
+
+def _depends_on(plan: EnrichmentPlan, fetch: Fetch, dropped: DroppedFields) -> set[str]:
+    """The fetches this one must wait for: those its templates name, and the one that expands it (unless this
+    environment lacks that navigation: then it is an ordinary read, in parallel with whatever it does not need)."""
+    names: set[str] = set()
+    for text in fetch.conditions.values():
+        if isinstance(text, str):
+            names |= Template.parse(text).roots
+    parent = plan.expanded.get(fetch.name)
+    if parent is not None:
+        entity = next(f.entity for f in plan.fetches if f.name == parent[0])
+        if parent[1] not in dropped.fields(entity):
+            names.add(parent[0])
+    return names - RESERVED
+
+
 async def _run(client: _Client, fetch: Fetch, company: str | None, conditions: dict[str, Any],
-               select: list[str] | None, orderby: list[str] | None) -> Any:
+               select: list[str] | None, orderby: list[str] | None, expand: list[Expansion]) -> Any:
+    extra: dict[str, Any] = {"expand": expand} if expand else {}
     if fetch.key is not None:
-        return await client.get(fetch.entity, company=company, key=conditions, select=select)
+        return await client.get(fetch.entity, company=company, key=conditions, select=select, **extra)
     rows = await client.query(fetch.entity, company=company, filter=conditions, select=select,
-                              orderby=orderby, top=fetch.top if fetch.many else 1)
+                              orderby=orderby, top=fetch.top if fetch.many else 1, **extra)
     return rows if fetch.many else (rows[0] if rows else None)
 
 
@@ -371,32 +503,129 @@ def _order_field(item: str) -> str:
     return item.split()[0]
 
 
-async def _run_degrading(client: _Client, plan: EnrichmentPlan, fetch: Fetch, company: str | None,
-                         conditions: dict[str, Any], dropped: DroppedFields, result: Enriched) -> Any:
-    """`_run` without the optional fields this environment lacks; a 400 naming another one drops it and retries.
+@dataclass
+class _Child:
+    """A later fetch read through this fetch's $expand, as this request asks for it."""
 
-    Each retry follows a 400 that named a field still in the request, and drops it: at most one retry per field.
+    fetch: Fetch
+    navigation: str
+    select: list[str]
+    orderby: list[str]
+    left_out: list[str]
+
+    def expansion(self) -> Expansion:
+        return Expansion(self.navigation, tuple(self.select), tuple(self.orderby),
+                         self.fetch.top if self.fetch.many else None)
+
+    def mentions(self, name: str) -> bool:
+        return name in self.select or name in {_order_field(o) for o in self.orderby}
+
+
+def _children(run: _Run, fetch: Fetch) -> list[_Child]:
+    """The expands of `fetch` this environment has the navigation for, without the children's dropped fields."""
+    gone = run.dropped.fields(fetch.entity)
+    children = []
+    for item in fetch.expand or ():
+        if item.navigation in gone:
+            continue
+        child = next(f for f in run.plan.fetches if f.name == item.fetch)
+        lacks = run.dropped.fields(child.entity)
+        select = [f for f in child.select or () if f not in lacks]
+        if select and child.key is not None:  # as ODataClient.get does for a separate keyed read
+            select += [name for name in child.key if name not in select]
+        orderby = [o for o in child.orderby or () if _order_field(o) not in lacks]
+        left_out = sorted((set(child.select or ()) | {_order_field(o) for o in child.orderby or ()}) & lacks)
+        children.append(_Child(child, item.navigation, select, orderby, left_out))
+    return children
+
+
+def _singular(entity_set: str) -> str:
+    """F&O's usual entity type name for a set: PurchaseOrderHeadersV2 -> PurchaseOrderHeaderV2."""
+    return re.sub(r"s(V[0-9]+)?$", r"\1", entity_set)
+
+
+def _owner(owners: list[_Child | None], entity: str, type_name: str | None) -> _Child | None:
+    """The one of `owners` (None = the fetch itself) whose entity type F&O named; the fetch itself if unclear."""
+    short = (type_name or "").rsplit(".", 1)[-1]
+    for owner in owners:
+        if short and _singular(owner.fetch.entity if owner else entity) == short:
+            return owner
+    return owners[0]
+
+
+def _note_dropped(result: Enriched, entity: str, left_out: list[str]) -> None:
+    if left_out:
+        names = result.dropped.setdefault(entity, [])
+        names += [n for n in left_out if n not in names]
+
+
+async def _run_degrading(run: _Run, fetch: Fetch, company: str | None, conditions: dict[str, Any]) -> Any:
+    """`_run` without the optional fields and navigations this environment lacks; a 400 naming another one drops
+    it (remembered in `run.dropped`) and retries.
+
+    Each retry follows a 400 that named a field or navigation still in the request, or (for a 400 that names
+    nothing we sent while the request expands) drops every navigation of the request: the retry count is bounded
+    by what the request holds. What the expands brought goes into `run.served`, taken out of the row.
     """
+    plan, dropped, result = run.plan, run.dropped, run.result
     while True:
         gone = dropped.fields(fetch.entity)
         select = [f for f in fetch.select if f not in gone] if fetch.select else fetch.select
         orderby = [o for o in fetch.orderby if _order_field(o) not in gone] if fetch.orderby else fetch.orderby
         left_out = sorted((set(fetch.select or ()) | {_order_field(o) for o in fetch.orderby or ()}) & gone)
+        children = _children(run, fetch)
         try:
-            found = await _run(client, fetch, company, conditions, select or None, orderby or None)
-        except ODataUnknownProperty as exc:
-            name = exc.property
-            optional = name in (select or ()) or name in {_order_field(o) for o in orderby or ()}
-            if not optional or name in conditions:
+            found = await _run(run.client, fetch, company, conditions, select or None, orderby or None,
+                               [c.expansion() for c in children])
+        except ODataBadRequest as exc:
+            name = exc.property if isinstance(exc, ODataUnknownProperty) else None
+            navigations = [c.navigation for c in children]
+            if name is not None and name in navigations or name is None and navigations:
+                for navigation in [name] if name is not None else navigations:
+                    if dropped.add(fetch.entity, navigation):
+                        log.warning("F&O environment %s: %s refuses $expand=%s (%s); enrichment plan %r reads "
+                                    "that fetch separately from now on", dropped.environment or "(unnamed)",
+                                    fetch.entity, navigation, exc.status, plan.name)
+                continue
+            if name is None:
                 raise
-            if dropped.add(fetch.entity, name):
+            # Which entity lacks it: this fetch's or an expanded child's (F&O names the type; the same field name,
+            # e.g. CurrencyCode, is often in both).
+            mine = name in (select or ()) or name in {_order_field(o) for o in orderby or ()} or name in conditions
+            owners: list[_Child | None] = ([None] if mine else []) + [c for c in children if c.mentions(name)]
+            if not owners:
+                raise
+            owner = _owner(owners, fetch.entity, getattr(exc, "type_name", None))
+            if owner is None:
+                if name in conditions:
+                    raise  # this fetch's own key or filter: nothing to leave out
+                entity = fetch.entity
+            elif name in owner.fetch.conditions:
+                # The child's own key/filter field: read it separately, where the error names the fetch to fix.
+                dropped.add(fetch.entity, owner.navigation)
+                continue
+            else:
+                entity = owner.fetch.entity
+            if dropped.add(entity, name):
                 log.warning("F&O environment %s: %s has no field %s (%s); enrichment plan %r leaves it out of "
-                            "its reads from now on", dropped.environment or "(unnamed)", fetch.entity, name,
-                            exc.type_name or "type not given", plan.name)
+                            "its reads from now on", dropped.environment or "(unnamed)", entity, name,
+                            getattr(exc, "type_name", None) or "type not given", plan.name)
             continue
-        if left_out:
-            names = result.dropped.setdefault(fetch.entity, [])
-            names += [n for n in left_out if n not in names]
+        _note_dropped(result, fetch.entity, left_out)
+        if children and isinstance(found, dict):
+            found = dict(found)
+            for child in children:
+                if child.navigation not in found:
+                    continue  # a server that ignored $expand (OData writes null or [] when nothing is related)
+                value = found.pop(child.navigation)
+                for annotation in [k for k in found if k.startswith(child.navigation + "@")]:
+                    del found[annotation]  # e.g. PurchaseOrderLines@odata.context: not part of the record
+                if child.fetch.many:
+                    value = value if isinstance(value, list) else []
+                elif isinstance(value, list):
+                    value = value[0] if value else None
+                run.served[child.fetch.name] = value
+                _note_dropped(result, child.fetch.entity, child.left_out)
         return found
 
 

@@ -19,7 +19,7 @@ import math
 import random
 import ssl as _ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -38,7 +38,16 @@ from dynamics.errors import (
     ODataUnknownEntitySet,
     ODataUnknownProperty,
 )
-from dynamics.odata_query import ENUM_NAMESPACE, Enum, build_filter, check_identifier, checked, literal
+from dynamics.odata_query import (
+    ENUM_NAMESPACE,
+    Enum,
+    Expansion,
+    build_expand,
+    build_filter,
+    check_identifier,
+    checked,
+    literal,
+)
 
 __all__ = ["ODataClient", "TokenCallable"]
 
@@ -119,6 +128,7 @@ class ODataClient:
         select: Iterable[str] | None = None,
         orderby: str | Iterable[str] | None = None,
         top: int | None = None,
+        expand: Sequence[Expansion] | None = None,
     ) -> list[dict[str, Any]]:
         """All rows of `entity_set` matching `filter`, following `@odata.nextLink`.
 
@@ -130,6 +140,8 @@ class ODataClient:
             select: fields for `$select`.
             orderby: `$orderby` text or a list of its items (`["LineNumber", "ItemNumber desc"]`).
             top: at most this many rows.
+            expand: navigation properties to read in the same request (`$expand`, one level): each row then
+                carries the related row (or list of rows) under the navigation's name.
 
         Raises:
             ODataError and subclasses; ODataError (status None) when more than `max_pages` pages would be needed.
@@ -150,6 +162,9 @@ class ODataClient:
             if top < 1:
                 raise ValueError("top must be at least 1")
             params.append(("$top", str(top)))
+        expand_text = build_expand(expand or ())
+        if expand_text:
+            params.append(("$expand", expand_text))
         url = f"{self.base_url}/data/{entity_set}?" + "&".join(f"{k}={quote(v, safe=_QUERY_SAFE)}" for k, v in params)
 
         rows: list[dict[str, Any]] = []
@@ -180,6 +195,7 @@ class ODataClient:
         company: str | None,
         key: Mapping[str, Any],
         select: Iterable[str] | None = None,
+        expand: Sequence[Expansion] | None = None,
     ) -> dict[str, Any] | None:
         """The one row whose key fields equal `key`, or None.
 
@@ -194,7 +210,7 @@ class ODataClient:
         fields = list(select) if select else None
         if fields is not None:
             fields += [name for name in key if name not in fields]
-        rows = await self.query(entity_set, company=company, filter=key, select=fields)
+        rows = await self.query(entity_set, company=company, filter=key, select=fields, expand=expand)
         exact = [row for row in rows if all(_same(row.get(name), value) for name, value in key.items())]
         if len(exact) > 1:
             raise ODataError(None, "", f"{entity_set}: key {dict(key)!r} matches {len(exact)} rows; "

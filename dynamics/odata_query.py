@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["ENUM_NAMESPACE", "Enum", "build_filter", "check_identifier", "literal"]
+__all__ = ["ENUM_NAMESPACE", "Enum", "Expansion", "build_expand", "build_filter", "check_identifier", "literal"]
 
 ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -103,3 +103,41 @@ def check_identifier(name: Any, what: str) -> None:
 def checked(name: Any, what: str) -> str:
     check_identifier(name, what)
     return name
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """One `$expand` item: a navigation property with its nested options (F&O expands one level only).
+
+    `Expansion("PurchaseOrderLines", select=("LineNumber",), orderby=("LineNumber",))` ->
+    `PurchaseOrderLines($select=LineNumber;$orderby=LineNumber)`.
+    """
+
+    navigation: str
+    select: tuple[str, ...] = ()
+    orderby: tuple[str, ...] = ()
+    top: int | None = None
+
+    def __post_init__(self) -> None:
+        check_identifier(self.navigation, "navigation property")
+        for name in self.select:
+            check_identifier(name, "select field")
+        for item in self.orderby:
+            check_identifier(item.split()[0] if item.split() else item, "orderby field")
+        if self.top is not None and self.top < 1:
+            raise ValueError("top must be at least 1")
+
+
+def build_expand(items: Sequence[Expansion]) -> str | None:
+    """`$expand` text: items joined by `,`, nested options inside parentheses joined by `;` (OData v4 ABNF)."""
+    parts: list[str] = []
+    for item in items:
+        options: list[str] = []
+        if item.select:
+            options.append("$select=" + ",".join(item.select))
+        if item.orderby:
+            options.append("$orderby=" + ",".join(item.orderby))
+        if item.top is not None:
+            options.append(f"$top={item.top}")
+        parts.append(item.navigation + (f"({';'.join(options)})" if options else ""))
+    return ",".join(parts) or None

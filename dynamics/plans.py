@@ -27,10 +27,16 @@ from typing import Any
 from dynamics.enrich import EnrichmentPlan, load_plan
 from dynamics.errors import EnrichmentPlanError
 
-__all__ = ["DEFAULT_PLANS", "POSTED_INVOICE_HEADERS", "POSTED_INVOICE_LINES", "plans_from_config"]
+__all__ = ["DEFAULT_PLANS", "PO_LINES_NAVIGATION", "PO_VENDOR_NAVIGATION", "POSTED_INVOICE_HEADERS",
+           "POSTED_INVOICE_LINES", "plans_from_config"]
 
 POSTED_INVOICE_HEADERS = "PostedVendorInvoiceHeaders"  # ours: no standard public entity found (dynamics.md §4)
 POSTED_INVOICE_LINES = "PostedVendorInvoiceLines"
+# Navigation properties of PurchaseOrderHeaderV2, UNCONFIRMED: "PurchaseOrderLines" (Collection(PurchaseOrderLineV2))
+# appears in third-party $metadata excerpts; "Vendor" (VendorV2) in one third-party fixture only. Microsoft's docs
+# do not list them. Check `ml-connector check` against the environment's $metadata.
+PO_LINES_NAVIGATION = "PurchaseOrderLines"
+PO_VENDOR_NAVIGATION = "Vendor"
 
 _VENDOR_FIELDS = ["VendorAccountNumber", "VendorOrganizationName", "VendorGroupId", "PrimaryEmailAddress",
                   "CurrencyCode", "DefaultPaymentTermsName", "OnHoldStatus", "InvoiceVendorAccountNumber"]
@@ -47,7 +53,12 @@ _DEFAULTS: list[dict[str, Any]] = [
              "key": {"PurchaseOrderNumber": "{event.PurchaseOrderNumber}"},
              "select": ["PurchaseOrderNumber", "PurchaseOrderName", "OrderVendorAccountNumber",
                         "InvoiceVendorAccountNumber", "PurchaseOrderStatus", "DocumentApprovalStatus", "CurrencyCode",
-                        "AccountingDate", "RequestedDeliveryDate", "OrdererPersonnelNumber", "BuyerGroupId"]},
+                        "AccountingDate", "RequestedDeliveryDate", "OrdererPersonnelNumber", "BuyerGroupId"],
+             # One request per event: lines and vendor come with the header. Both navigation names are
+             # UNCONFIRMED (PO_LINES_NAVIGATION, PO_VENDOR_NAVIGATION); where F&O refuses one, it is remembered
+             # and that fetch is read on its own (lines in parallel with the header, vendor once it is known).
+             "expand": [{"fetch": "lines", "navigation": PO_LINES_NAVIGATION},
+                        {"fetch": "vendor", "navigation": PO_VENDOR_NAVIGATION}]},
             {"name": "lines", "entity": "PurchaseOrderLinesV2", "many": True, "orderby": ["LineNumber"],
              "filter": {"PurchaseOrderNumber": "{event.PurchaseOrderNumber}"},
              "select": ["PurchaseOrderNumber", "LineNumber", "ItemNumber", "ProcurementCategoryName",
@@ -173,6 +184,10 @@ def _merge_plan(base: dict[str, Any], override: dict[str, Any], plan: str) -> di
             continue
         if not enabled:
             result.remove(existing)
+            for kept in result:  # nothing may expand a fetch that is gone
+                if kept.get("expand"):
+                    kept["expand"] = [e for e in kept["expand"]
+                                      if not (isinstance(e, dict) and e.get("fetch") == name)]
             continue
         for exclusive, other in (("key", "filter"), ("filter", "key")):
             if exclusive in changes and other not in changes:

@@ -137,6 +137,7 @@ def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
         cards = "cards for " + ", ".join(plan.events)
         hard: list[str] = []
         soft: list[str] = []
+        separate = 0  # expanded fetches this environment makes the connector read on their own
         for fetch in plan.fetches:
             target = soft if fetch.on_error == "skip" else hard
             if fetch.entity not in meta.entity_sets:
@@ -152,8 +153,18 @@ def _plans(ctx: CheckContext, r: Reporter, meta: Metadata) -> None:
                 lost = ", ".join(f"record.{fetch.name}.{f}" for f in missing)
                 soft.append(f"{fetch.entity} has no {', '.join(missing)} (the connector leaves it out: {cards} "
                             f"go out without {lost})")
+            et = meta.entity_type(fetch.entity)
+            for expand in fetch.expand or ():
+                if et is not None and expand.navigation not in et.navigation:
+                    separate += 1
+                    soft.append(f"{fetch.entity} has no navigation property {expand.navigation} (the connector "
+                                f"reads record.{expand.fetch} separately: one more F&O request per event)")
         fix = ("add the missing fields to the entity in F&O, or override this plan's fetch in an [[enrichment]] "
-               f"entry named \"{plan.name}\" with names $metadata lists.")
+               f"entry named \"{plan.name}\" with names $metadata lists (a fetch's expand names navigation "
+               f"properties; expand = [] reads every fetch on its own).")
+        if separate:
+            soft.append(f"{plan.requests_per_event + separate} OData request(s) per event here instead of "
+                        f"{plan.requests_per_event}")
         if hard:
             r.fail(item, "; ".join(hard + soft), fix)
         elif soft:

@@ -13,6 +13,7 @@ def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outc
     """`types` are the entity types as exposed (removed sets and fields already left out); `omit_actions` names
     bound actions this environment lacks."""
     types, omit = list(types), set(omit_actions)
+    by_set = {et.set_name: et for et in types}
     out = ['<?xml version="1.0" encoding="utf-8"?>',
            '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
            "<edmx:DataServices>",
@@ -29,6 +30,13 @@ def metadata_xml(types: Iterable[EntityType], validate: str, complete: str, outc
             edm = f"{NAMESPACE}.{kind}" if kind in ENUMS else EDM[kind]
             nullable = ' Nullable="false"' if field in et.keys else ""
             out.append(f'<Property Name="{field}" Type="{edm}"{nullable}/>')
+        for nav_name, nav in et.navs.items():
+            target = by_set.get(nav.target)
+            if target is None:  # the related set is not exposed here: neither is the navigation
+                continue
+            qualified = f"{NAMESPACE}.{target.type_name}"
+            out.append(f'<NavigationProperty Name="{nav_name}" '
+                       f'Type="{f"Collection({qualified})" if nav.many else qualified}"/>')
         out.append("</EntityType>")
     binding = f'<Parameter Name="_bindingParameter" Type="{NAMESPACE}.WorkflowWorkItem"/>'
     if validate not in omit:

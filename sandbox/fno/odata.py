@@ -21,7 +21,7 @@ from aiohttp import web
 
 from sandbox.fno import workflow
 from sandbox.fno.metadata import metadata_xml
-from sandbox.fno.query import QueryError, parse_key, parse_query, run_query
+from sandbox.fno.query import Query, QueryError, parse_expand, parse_key, parse_query, run_query
 from sandbox.fno.schema import Schema
 from sandbox.fno.state import NAMESPACE, EntityType, FnoState, to_odata_row
 from sandbox.fno.throttle import ServiceProtection, Throttled
@@ -286,6 +286,7 @@ async def read(request: web.Request) -> web.Response:
                       "@odata.etag": svc.state.etag(et.set_name, row), **to_odata_row(et, row)})
     params = {k: v for k, v in request.query.items()}
     q = parse_query(et, params)
+    expands = _expands(svc, et, params["$expand"]) if "$expand" in params else []
     rows = [r for r in svc.state.rows(et.set_name) if _visible(stored_type, r, caller, cross)]
     page, total = run_query(et, rows, q)
     body: dict[str, Any] = {"@odata.context": f"{base}/data/$metadata#{et.set_name}"
@@ -297,11 +298,40 @@ async def read(request: web.Request) -> web.Response:
     if len(page) > size:
         page = page[:size]
         next_link = _next_link(base, request, q.skip + size, None if q.top is None else q.top - size)
-    body["value"] = [{"@odata.etag": svc.state.etag(et.set_name, r), **to_odata_row(et, r, q.select)}
-                     for r in page]
+    body["value"] = [{"@odata.etag": svc.state.etag(et.set_name, r), **to_odata_row(et, r, q.select),
+                      **_expanded(svc, caller, cross, r, expands)} for r in page]
     if next_link:
         body["@odata.nextLink"] = next_link
     return _json(body)
+
+
+def _expands(svc: FnoService, et: EntityType, text: str) -> list[tuple[str, EntityType, Query, bool, tuple]]:
+    """(navigation, target type, nested query, many, join) per `$expand` item; 400 as F&O for an unknown one."""
+    out = []
+    for item in parse_expand(text):
+        nav = et.navs.get(item.navigation)
+        target = svc.exposed(nav.target) if nav is not None else None
+        if nav is None or target is None:
+            raise FnoError(400, "The query specified in the URI is not valid. Could not find a property named "
+                           f"'{item.navigation}' on type '{et.qualified_name}'.")
+        out.append((item.navigation, target, parse_query(target, item.options), nav.many, nav.on))
+    return out
+
+
+def _expanded(svc: FnoService, caller: Caller, cross: bool, row: dict[str, Any],
+              expands: list[tuple[str, EntityType, Query, bool, tuple]]) -> dict[str, Any]:
+    """The related rows of `row`, each shaped as a separate read of the target set would shape it."""
+    out: dict[str, Any] = {}
+    for name, target, q, many, on in expands:
+        stored = svc.state.types[target.set_name]
+        related = [r for r in svc.state.rows(target.set_name)
+                   if all(r.get(theirs) == row.get(ours) for ours, theirs in on)
+                   and _visible(stored, r, caller, cross)]
+        found, _ = run_query(target, related, q)
+        shaped = [{"@odata.etag": svc.state.etag(target.set_name, r), **to_odata_row(target, r, q.select)}
+                  for r in found]
+        out[name] = shaped if many else (shaped[0] if shaped else None)
+    return out
 
 
 def _next_link(base: str, request: web.Request, skip: int, top: int | None) -> str:

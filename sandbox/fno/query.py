@@ -299,7 +299,7 @@ class Query:
     count: bool = False
 
 
-_KNOWN = {"$filter", "$select", "$orderby", "$top", "$skip", "$count", "$format", "$skiptoken"}
+_KNOWN = {"$filter", "$select", "$orderby", "$top", "$skip", "$count", "$format", "$skiptoken", "$expand"}
 
 
 def parse_query(et: EntityType, params: dict[str, str]) -> Query:
@@ -363,3 +363,55 @@ def parse_key(et: EntityType, text: str) -> dict[str, Any]:
         if (et.kinds[name] == "int") != isinstance(value, int) or (et.kinds[name] == "str") != isinstance(value, str):
             raise QueryError(f"Bad key value for '{name}' in '({text})'.")
     return values
+
+
+@dataclass(frozen=True)
+class ExpandItem:
+    navigation: str
+    options: dict[str, str]  # nested system query options, e.g. {"$select": "a,b", "$orderby": "c"}
+
+
+def _split_outside(text: str, sep: str) -> list[str]:
+    """Split on `sep` where it is outside parentheses and quoted strings."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == sep and depth == 0 and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+_NESTED = {"$filter", "$select", "$orderby", "$top", "$skip", "$count"}
+
+
+def parse_expand(text: str) -> list[ExpandItem]:
+    """`Nav1($select=a,b;$orderby=c),Nav2` -> items. One level only (a nested $expand is refused). QueryError."""
+    items: list[ExpandItem] = []
+    for part in _split_outside(text, ","):
+        part = part.strip()
+        name, paren, rest = part.partition("(")
+        name = name.strip()
+        if not name or not name.replace("_", "a").isalnum() or (paren and not rest.endswith(")")):
+            raise QueryError(f"Syntax error in $expand: '{part}'.")
+        options: dict[str, str] = {}
+        for option in _split_outside(rest[:-1], ";") if paren else []:
+            key, eq, value = option.strip().partition("=")
+            if key == "$expand":
+                raise QueryError("The request includes a $expand inside $expand; only one level of expansion is "
+                                 "supported.")
+            if not eq or key not in _NESTED:
+                raise QueryError(f"Syntax error in $expand: unknown option '{option.strip()}' for '{name}'.")
+            options[key] = value
+        items.append(ExpandItem(name, options))
+    return items

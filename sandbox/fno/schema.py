@@ -40,7 +40,8 @@ class Schema:
         if not gone:
             return et
         return dataclasses.replace(et, keys=tuple(k for k in et.keys if k not in gone),
-                                   kinds={k: v for k, v in et.kinds.items() if k not in gone})
+                                   kinds={k: v for k, v in et.kinds.items() if k not in gone},
+                                   navs={k: v for k, v in et.navs.items() if k not in gone})
 
     def views(self, types: Iterable[EntityType]) -> list[EntityType]:
         return [v for v in (self.view(et) for et in types) if v is not None]
@@ -61,7 +62,7 @@ class Schema:
         for set_name, names in fields.items():
             if set_name not in types:
                 raise SchemaError(f"remove_fields: unknown entity set {set_name!r}")
-            missing = [n for n in names if n not in types[set_name].kinds]
+            missing = [n for n in names if n not in types[set_name].kinds and n not in types[set_name].navs]
             if missing:
                 raise SchemaError(f"remove_fields: {set_name} has no field(s) {missing}")
         action_names = _names(body, "remove_actions")

@@ -32,11 +32,21 @@ EDM = {"str": "Edm.String", "int": "Edm.Int32", "dec": "Edm.Decimal", "date": "E
 
 
 @dataclass(frozen=True)
+class Navigation:
+    """A navigation property: the related rows of `target` (a set name) whose `on` fields equal this row's."""
+
+    target: str
+    on: tuple[tuple[str, str], ...]  # (this type's field, the target's field)
+    many: bool
+
+
+@dataclass(frozen=True)
 class EntityType:
     set_name: str  # the entity set (collection) name, e.g. PurchaseOrderHeadersV2
     type_name: str  # the entity type, e.g. PurchaseOrderHeaderV2
     keys: tuple[str, ...]
     kinds: dict[str, str]  # field -> "str" | "int" | ... | an enum type name, in output order (dataAreaId first)
+    navs: dict[str, Navigation] = field(default_factory=dict)  # navigation property name -> what it reaches
 
     @property
     def company_specific(self) -> bool:
@@ -50,7 +60,8 @@ class EntityType:
         return self.kinds.get(name) in ENUMS
 
 
-def _t(set_name: str, type_name: str, keys: str, fields: str) -> EntityType:
+def _t(set_name: str, type_name: str, keys: str, fields: str,
+       navs: dict[str, Navigation] | None = None) -> EntityType:
     kinds: dict[str, str] = {}
     for spec in (keys + " " + fields).split():
         name, _, kind = spec.partition(":")
@@ -58,7 +69,7 @@ def _t(set_name: str, type_name: str, keys: str, fields: str) -> EntityType:
     key_names = tuple(spec.partition(":")[0] for spec in keys.split())
     if "dataAreaId" in kinds:  # F&O writes dataAreaId first
         kinds = {"dataAreaId": "str", **{k: v for k, v in kinds.items() if k != "dataAreaId"}}
-    return EntityType(set_name, type_name, key_names, kinds)
+    return EntityType(set_name, type_name, key_names, kinds, dict(navs or {}))
 
 
 POSTED_INVOICE_SET = "PostedVendorInvoiceHeaders"  # (ours) the real posted-invoice entity is unconfirmed
@@ -67,7 +78,14 @@ ENTITY_TYPES: tuple[EntityType, ...] = (
     _t("PurchaseOrderHeadersV2", "PurchaseOrderHeaderV2", "dataAreaId PurchaseOrderNumber",
        "PurchaseOrderName OrderVendorAccountNumber InvoiceVendorAccountNumber PurchaseOrderStatus:PurchStatus "
        "DocumentApprovalStatus:VersioningDocumentState CurrencyCode AccountingDate:date "
-       "RequestedDeliveryDate:date OrdererPersonnelNumber BuyerGroupId"),
+       "RequestedDeliveryDate:date OrdererPersonnelNumber BuyerGroupId",
+       # The navigation names are the connector's unconfirmed defaults (dynamics/plans.py); `remove_fields` on the
+       # admin schema endpoint removes one to play an environment without it.
+       {"PurchaseOrderLines": Navigation(
+           "PurchaseOrderLinesV2", (("dataAreaId", "dataAreaId"), ("PurchaseOrderNumber", "PurchaseOrderNumber")),
+           True),
+        "Vendor": Navigation(
+           "VendorsV2", (("dataAreaId", "dataAreaId"), ("OrderVendorAccountNumber", "VendorAccountNumber")), False)}),
     _t("PurchaseOrderLinesV2", "PurchaseOrderLineV2", "dataAreaId PurchaseOrderNumber LineNumber:int",
        "ItemNumber ProcurementCategoryName LineDescription OrderedPurchaseQuantity:dec PurchaseUnitSymbol "
        "PurchasePrice:dec LineAmount:dec CurrencyCode RequestedDeliveryDate:date"),

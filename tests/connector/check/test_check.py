@@ -139,7 +139,7 @@ async def test_all_ok_against_the_sandbox(sandbox: dict[str, Any], tmp_path: Pat
             "legal entities"} <= items
     # Each plan states its F&O cost: what F&O's 6,000 requests per 5 minutes allow one app user (perf goal 1).
     assert one(results, ENV, "plan purchase_order_confirmed").detail.endswith(
-        "3 OData request(s) per event: one F&O app user enriches at most 6.7 events/s under F&O's 6,000 requests "
+        "1 OData request(s) per event: one F&O app user enriches at most 20.0 events/s under F&O's 6,000 requests "
         "per 5 minutes")
     parsed = json.loads(render_json(results))
     assert parsed[0] == {"group": "Configuration", "item": "settings", "status": "ok",
@@ -273,6 +273,29 @@ async def test_plan_field_and_approval_action_missing_from_metadata(sandbox: dic
     only_failures(only_selected)
     degraded = one(only_selected, ENV, "plan purchase_order_confirmed")
     assert degraded.status is Status.WARN and "leaves it out" in degraded.detail, degraded
+
+
+async def test_plan_navigation_missing_from_metadata_is_a_warning_with_the_request_count(
+        sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """A declared $expand navigation $metadata lacks: the service reads that fetch on its own (the card still goes
+    out), so it is ! and says what it costs in F&O requests."""
+    schema = sandbox["fno"]["admin_url"] + "/fno/schema"
+    async with https_site(sandbox) as url, admin(sandbox) as call:
+        setup = await prepared(sandbox, tmp_path, url)
+        healthy = await setup.run()
+        await call("POST", schema, {"remove_fields": {"PurchaseOrderHeadersV2": ["Vendor"]}})
+        try:
+            results = await setup.run()
+        finally:
+            await call("POST", schema, {"reset": True})
+    ok = one(healthy, ENV, "plan purchase_order_confirmed")
+    assert ok.status is Status.OK and "1 OData request(s) per event" in ok.detail, ok.detail
+    only_failures(results)
+    line = one(results, ENV, "plan purchase_order_confirmed")
+    assert line.status is Status.WARN, line
+    assert "PurchaseOrderHeadersV2 has no navigation property Vendor" in line.detail, line.detail
+    assert "record.vendor separately" in line.detail and "2 OData request(s) per event here instead of 1" in line.detail
+    assert "expand" in line.fix
 
 
 async def test_unknown_legal_entity(sandbox: dict[str, Any], tmp_path: Path) -> None:
