@@ -59,6 +59,7 @@ from connector.config import ODataSettings, PipelineSettings, Settings  # noqa: 
 from connector.demo import TEAM  # noqa: E402
 from connector.pacing import Pacer  # noqa: E402
 from connector.teams_config import TeamsSettings  # noqa: E402
+from dynamics import plans_from_config  # noqa: E402
 
 CHANNELS = [f"Bench {i:02d}" for i in range(1, 21)]
 WARMUP_CHANNEL = "Warm-up"
@@ -328,16 +329,21 @@ def fmt_sizes(sizes: list[int]) -> str:
     return ", ".join(f"{n}x{size}" for size, n in sorted(c.items(), reverse=True))
 
 
+# what the default purchase-order plan costs in F&O requests per event (1 with $expand; more where F&O lacks it)
+PO_REQUESTS = next(p.requests_per_event for p in plans_from_config([]) if p.name == "purchase_order_confirmed")
+
+
 async def main(args: argparse.Namespace) -> None:
     print(f"command: {command_line()}")
     print(f"connector: `ml-connector serve` subprocess (SQLite, defaults: [pipeline] concurrency 256, [bot] "
           f"digest_after 30 s, digest_max 50); F&O and Teams stand-ins +{args.latency_ms} ms per request")
     if FNO_REQUESTS:
         print(f"F&O limit: RAISED to {FNO_REQUESTS:,} requests per 300 s per user (F&O's default is 6,000, which "
-              f"caps the default PO plan's 3 reads per event at 6.7 events/s: the rates below are NOT reachable "
-              f"at F&O's default limit with one app user)")
+              f"caps the default PO plan's {PO_REQUESTS} request(s) per event at {6000 / 300 / PO_REQUESTS:.1f} "
+              f"events/s: bursts above that are NOT reachable at F&O's default limit with one app user)")
     else:
-        print("F&O limit: F&O's default, 6,000 requests per 300 s per user (6.7 PO events/s at 3 reads each)")
+        print(f"F&O limit: F&O's default, 6,000 requests per 300 s per user ({6000 / 300 / PO_REQUESTS:.1f} PO "
+              f"events/s at {PO_REQUESTS} request(s) each)")
     print(f"machine: {os.cpu_count()} cores shared with other work; load average at start {os.getloadavg()[0]:.2f}")
     if not args.skip_latency:
         r = await latency_run(args.rate, args.seconds, args.latency_ms)
