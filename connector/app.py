@@ -27,7 +27,7 @@ from connector.config import ConfigError, Settings, ignored_environment_variable
 from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
 from connector.endpoint_tokens import read_tokens
 from connector.installs import InstallRecorder
-from connector.instances import InstanceRegistry
+from connector.instances import InstanceRegistry, lease_owner
 from connector.manifest import default_app_id
 from connector.ops import logctx
 from connector.ops.metrics import Metrics
@@ -261,7 +261,7 @@ def create_app(
                 services.replies = Replies.build(
                     store=services.store, settings=settings.replies, service=services.approvals.service,
                     poster=services.poster, graph=services.graph, secrets_box=services.secrets,
-                    public_url=settings.server.public_url, routes=validated.routes, owner=f"pid-{os.getpid()}",
+                    public_url=settings.server.public_url, routes=validated.routes, owner=lease_owner(),
                     clock=clock, bot_app_id=teams.app_id)
                 services.handlers.replies = services.replies.feed
                 if settings.replies.source in ("graph", "both") and services.replies.manager is None:

@@ -66,6 +66,14 @@ def host_key() -> str:
     return ":".join(part for part in (socket.gethostname(), boot, pidns) if part)
 
 
+def lease_owner(kind: str = "service") -> str:
+    """A lease owner name for this process life, unique across hosts, containers and restarts.
+
+    A pid alone is not: every container's main process is pid 1, so two instances on one store would each take
+    the other's lease as their own (Graph subscriptions renewed twice, one reply inbox claim finished by another)."""
+    return f"{kind}:{host_key()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
 def this_process() -> ProcessIdentity:
     pid = os.getpid()
     return ProcessIdentity(host_key(), pid, process_started(pid))

@@ -4,7 +4,6 @@ manager run once from the command line (with the bot's credential, like the serv
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -44,6 +43,7 @@ def list_text(subs: list[GraphSubscription]) -> str:
 @asynccontextmanager
 async def manager_for(settings: Settings, store: Store, box: SecretBox) -> AsyncIterator[SubscriptionManager]:
     """A SubscriptionManager over the configured Graph (the bot's app), for one command."""
+    from connector.instances import lease_owner
     from connector.tls import client_ssl_context
     from connector.token_wiring import bot_credential, graph_token_source, load_ref, token_provider
     from connector.validation import validate_settings
@@ -62,7 +62,7 @@ async def manager_for(settings: Settings, store: Store, box: SecretBox) -> Async
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as session:
             graph = GraphClient(session, settings.cloud.endpoint("graph_url"),
                                 graph_token_source(tokens, settings, ref, credential), ssl=ssl_ctx)
-            owner = f"cli-{os.getpid()}"
+            owner = lease_owner("cli")
             # the inbox only stores resynced replies here; the running service decides them
             inbox = ReplyInbox(store, None, fetch=None, owner=owner, clock=time.time)  # type: ignore[arg-type]
             yield SubscriptionManager(store, box, GraphSubscriptions(graph), settings.replies,

@@ -137,3 +137,15 @@ def test_process_liveness_tells_exited_and_reused_pids_apart() -> None:
     if process_started(me):  # Linux: the same pid started at another time is another process
         assert not process_alive(me, str(int(process_started(me)) - 1))
 
+
+
+def test_lease_owners_differ_even_where_every_main_process_is_pid_1(monkeypatch) -> None:
+    """Two containers on one store both run the service as pid 1: a pid-based owner would let each take the
+    other's leases (Graph subscriptions, the reply inbox) as its own."""
+    from connector import instances
+
+    monkeypatch.setattr(instances.os, "getpid", lambda: 1)
+    first, second = instances.lease_owner(), instances.lease_owner()
+    assert first != second
+    assert first.startswith("service:") and instances.host_key() in first
+    assert instances.lease_owner("cli").startswith("cli:")
