@@ -144,6 +144,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[SERVICES] = services
+    card_locales = {e.name: e.locale for e in settings.environments if e.locale}  # environment -> card locale
     outbound_tls = client_ssl_context(settings.cloud.ca_bundle)  # one context for every outbound client
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -251,7 +252,7 @@ def create_app(
                 catalog=services.catalog,
                 environments={n: (e.base_url, e.odata) for n, e in services.environments.items()},
                 clock=clock, max_bytes=settings.cards.max_bytes, max_lines=settings.cards.max_lines,
-                locales={e.name: e.locale for e in settings.environments if e.locale}, gate=gate, as_user=as_user,
+                locales=card_locales, gate=gate, as_user=as_user,
                 on_press=services.metrics.approval_press if services.metrics else None,
                 on_card_update=services.metrics.card_update if services.metrics else None,
             )
@@ -292,7 +293,7 @@ def create_app(
                 routes=validated.routes,
                 graph=services.graph,
                 environments={e.name: e.base_url for e in settings.environments},
-                locales={e.name: e.locale for e in settings.environments if e.locale},
+                locales=card_locales,
                 clock=clock,
                 max_lines=settings.cards.max_lines,
                 max_bytes=settings.cards.max_bytes,

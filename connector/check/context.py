@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 
-from connector.app import client_ssl_context
+from connector.tls import client_ssl_context
 from connector.config import Settings
 from connector.secrets import MasterKey, SecretBox
 from connector.teams_config import TeamsSettings
