@@ -40,7 +40,7 @@ from bot.models import (
 )
 from bot.posting import TeamsPoster
 from bot.retry import RetryPolicy
-from bot.sdk import BotRuntime, make_messages_handler
+from bot.sdk import BotRuntime, BotTrust, make_messages_handler
 from bot.usertoken import SsoUser, UserTokenRejected, UserTokenValidator
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "BotError",
     "BotHandlers",
     "BotRuntime",
+    "BotTrust",
     "BotSettings",
     "CardExecute",
     "CardSubmit",

@@ -22,16 +22,15 @@ botbuilder, botframework or msrest type. What it does about botbuilder 4.17.1's 
   whole `authenticate_request` on a small dedicated thread pool, each call in its own short-lived event loop,
   bounded by `BotSettings.auth_timeout` (503 when the keys cannot be fetched). The bot's loop never stalls, and a
   hung fetch cannot starve the default executor that msrest uses for Connector calls. `warm_up()` prefetches.
-- TLS: one trust for every connection the bot makes: the system's CAs plus, when given, one extra CA file (a
-  TLS-inspecting proxy's, the sandbox's). botbuilder's OpenID/JWKS fetch calls `requests.get` with no CA argument
-  from a per-URL cache (`JwtTokenExtractor.metadataCache`); we put our own entry in that cache for the
-  configured metadata URL, whose fetch uses the runtime's requests session (an HTTPAdapter carrying our
-  SSLContext, with the auth timeout). Which runtime is asking travels in a contextvar set around each validation,
-  so two runtimes with different trust never share keys; callers outside a runtime get botbuilder's behaviour.
-  No environment variable and no module-wide patch: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are ignored (the system
-  store is OpenSSL's default, i.e. SSL_CERT_FILE / SSL_CERT_DIR when set, as for aiohttp).
+- TLS: one trust for every connection the bot makes, given by the caller as a `BotTrust` (an SSLContext for aiohttp
+  and a factory of requests transports carrying the same trust; connector/tls.py builds both). botbuilder's
+  OpenID/JWKS fetch calls `requests.get` with no CA argument from a per-URL cache
+  (`JwtTokenExtractor.metadataCache`); we put our own entry in that cache for the configured metadata URL, whose
+  fetch uses the runtime's requests session (the caller's transport, with the auth timeout). Which runtime is
+  asking travels in a contextvar set around each validation, so two runtimes with different trust never share
+  keys; callers outside a runtime get botbuilder's behaviour. No environment variable and no module-wide patch.
 - In-turn Connector calls (botbuilder's) go through msrest + requests in the default executor (not on the loop).
-  We set their timeout (botbuilder: 100 s), the same TLS adapter, and switch off msrest's hidden urllib3
+  We set their timeout (botbuilder: 100 s), the caller's TLS transport, and switch off msrest's hidden urllib3
   retries (408/5xx x3, sleeping out a 503's Retry-After in the thread however long it is).
 - `TeamsInfo.get_team_channels` is sync I/O on the loop: we make the same call in a worker thread.
 - Action.Execute: botbuilder serializes `on_adaptive_card_invoke`'s answer twice (500). We answer
@@ -91,7 +90,7 @@ from bot import activities
 from bot.errors import BotAuthError
 from bot.models import BotHandlers, BotSettings
 
-__all__ = ["BotRuntime", "ConnectorFailure", "GetToken", "make_messages_handler"]
+__all__ = ["BotRuntime", "BotTrust", "ConnectorFailure", "GetToken", "make_messages_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -100,56 +99,27 @@ GetToken = Callable[..., Awaitable[str]]  # async get_token(*, force_refresh: bo
 _CHANNEL = "msteams"
 
 
-# --- TLS: system CAs + one extra CA, for aiohttp, msrest and the OpenID fetch -----------------------------------
+# --- TLS: the caller's trust, for aiohttp, msrest and the OpenID fetch -------------------------------------------
 
 
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """System trust plus, when given, the private CA (as connector/app.py does for every outbound client)."""
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)
-    return ctx
+@dataclass(frozen=True, slots=True)
+class BotTrust:
+    """How every connection the bot makes verifies the server, as one trust given by the caller.
 
-
-class _TrustAdapter(HTTPAdapter):
-    """requests transport that verifies with one SSLContext, whatever `verify` requests computed.
-
-    requests turns REQUESTS_CA_BUNDLE (or a `verify=<file>`) into urllib3's `ca_certs`, which would REPLACE the
-    trust for that call (and load the file into our context); `verify=True` alone loads certifi's bundle. Both are
-    ignored here: the context is the trust. (connector/tokens.py has the same adapter: bot/ imports nothing of ours.)
+    `context` serves the aiohttp session of the Connector calls; `https_adapter()` makes the requests transport of
+    botbuilder's own requests (in-turn replies through msrest, the OpenID metadata and signing keys). The caller
+    builds both from one trust (connector/tls.py: the system's CAs plus `[cloud] ca_bundle`), so the bot needs no
+    TLS code of its own and cannot disagree with the rest of the service about which CAs it trusts.
     """
 
-    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
-        self._tls = tls
-        super().__init__(**kwargs)
+    context: ssl.SSLContext
+    https_adapter: Callable[[], HTTPAdapter]
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._tls
-        super().init_poolmanager(*args, **kwargs)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        proxy_kwargs["ssl_context"] = self._tls
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
-
-    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None
-                                             ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, True, cert)
-        pool_kwargs.pop("ca_certs", None)
-        pool_kwargs.pop("ca_cert_dir", None)
-        pool_kwargs["ssl_context"] = self._tls
-        pool_kwargs["cert_reqs"] = "CERT_REQUIRED"
-        return host_params, pool_kwargs
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, False, cert)  # client certificate only; trust is the context's
-        if url.lower().startswith("https"):
-            conn.cert_reqs = "CERT_REQUIRED"
-
-
-def _trusting_session(tls: ssl.SSLContext) -> requests.Session:
-    session = requests.Session()
-    session.mount("https://", _TrustAdapter(tls))
-    return session
+    def session(self) -> requests.Session:
+        """A requests session whose https:// connections use this trust."""
+        session = requests.Session()
+        session.mount("https://", self.https_adapter())
+        return session
 
 
 # Which runtime's session fetches the OpenID metadata: set around each validation (see _OpenIdMetadataByTrust).
@@ -253,7 +223,7 @@ class _CallableCredentialsFactory(ServiceClientCredentialsFactory):
 # --- connector clients: timeout and CA -------------------------------------------------------------------------
 
 
-def _tune(config: Any, timeout: float, tls: ssl.SSLContext) -> None:
+def _tune(config: Any, timeout: float, trust: BotTrust) -> None:
     """Timeout, TLS trust, and no hidden retries: msrest's default urllib3 policy retries 408/5xx three times and
     sleeps out any Retry-After on 503 inside the worker thread, unbounded; our policy (posting.py) is the only one.
     msrest makes its requests sessions itself (one per thread); its per-request configuration callback mounts our
@@ -263,9 +233,9 @@ def _tune(config: Any, timeout: float, tls: ssl.SSLContext) -> None:
 
     def with_our_tls(session: requests.Session, global_config: Any, local_config: Any, **kwargs: Any
                      ) -> dict[str, Any]:
-        adapter = session.adapters.get("https://")
-        if not isinstance(adapter, _TrustAdapter) or adapter._tls is not tls:  # noqa: SLF001
-            session.mount("https://", _TrustAdapter(tls))
+        if session.__dict__.get("_bot_trust") is not trust:  # msrest reuses its per-thread sessions: mount once
+            session.mount("https://", trust.https_adapter())
+            session.__dict__["_bot_trust"] = trust
         return kwargs
 
     config.session_configuration_callback = with_our_tls
@@ -275,14 +245,14 @@ def _tune(config: Any, timeout: float, tls: ssl.SSLContext) -> None:
 
 
 class _TunedConnectorFactory(ConnectorFactory):
-    def __init__(self, inner: ConnectorFactory, timeout: float, tls: ssl.SSLContext) -> None:
+    def __init__(self, inner: ConnectorFactory, timeout: float, trust: BotTrust) -> None:
         self._inner = inner
         self._timeout = timeout
-        self._tls = tls
+        self._trust = trust
 
     async def create(self, service_url: str, audience: str | None = None):  # botbuilder's signature
         client = await self._inner.create(service_url, audience)
-        _tune(client.config, self._timeout, self._tls)
+        _tune(client.config, self._timeout, self._trust)
         return client
 
 
@@ -305,13 +275,13 @@ def _run_in_new_loop(http: tuple[requests.Session, float],
 class _GuardedAuthentication(BotFrameworkAuthentication):
     """botbuilder's authentication, run off the event loop, with every failure turned into BotAuthError."""
 
-    def __init__(self, inner: BotFrameworkAuthentication, settings: BotSettings, tls: ssl.SSLContext,
+    def __init__(self, inner: BotFrameworkAuthentication, settings: BotSettings, trust: BotTrust,
                  executor: concurrent.futures.Executor) -> None:
         self._inner = inner
         self._settings = settings
-        self._tls = tls
+        self._trust = trust
         self._executor = executor
-        self._openid_http = _trusting_session(tls)  # used from the auth threads only
+        self._openid_http = trust.session()  # used from the auth threads only
         _use_our_openid_fetch(settings.to_bot_from_channel_openid_metadata_url)
 
     def _precheck(self, auth_header: str | None) -> str:
@@ -374,7 +344,7 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
             raise BotAuthError(f"{type(exc).__name__}: {exc}") from None
         if result.connector_factory is not None:
             result.connector_factory = _TunedConnectorFactory(
-                result.connector_factory, self._settings.connector_timeout, self._tls)
+                result.connector_factory, self._settings.connector_timeout, self._trust)
         return result
 
     @property
@@ -390,7 +360,7 @@ class _GuardedAuthentication(BotFrameworkAuthentication):
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
         return _TunedConnectorFactory(self._inner.create_connector_factory(claims_identity),
-                                      self._settings.connector_timeout, self._tls)
+                                      self._settings.connector_timeout, self._trust)
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity):
         return await self._inner.create_user_token_client(claims_identity)
@@ -476,10 +446,10 @@ def _to_activity(wire: Mapping[str, Any]) -> Activity:
 class _TeamsBot(ActivityHandler):
     """Translates activities into our models and calls the handlers; answers Action.Execute itself."""
 
-    def __init__(self, handlers: BotHandlers, *, timeout: float, tls: ssl.SSLContext) -> None:
+    def __init__(self, handlers: BotHandlers, *, timeout: float, trust: BotTrust) -> None:
         self._handlers = handlers
         self._timeout = timeout
-        self._tls = tls
+        self._trust = trust
 
     @staticmethod
     def _raw(turn_context: TurnContext) -> dict:
@@ -558,7 +528,7 @@ class _TeamsBot(ActivityHandler):
             connector = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
             teams = TeamsConnectorClient(connector.config.credentials, turn_context.activity.service_url)
             # short: Teams waits for our answer to the install activity while we list the channels
-            _tune(teams.config, min(self._timeout, 5.0), self._tls)
+            _tune(teams.config, min(self._timeout, 5.0), self._trust)
             listing = await asyncio.to_thread(teams.teams.get_teams_channels, team_id)
             # The General channel has no name on the wire; its id is the team's id.
             return {c.id: c.name or ("General" if c.id == team_id else "") for c in listing.conversations or []}
@@ -779,27 +749,26 @@ class BotRuntime:
         settings: plain values from our config.
         get_token: `async get_token(*, force_refresh=False) -> str` for the Connector scope (connector/tokens.py).
         handlers: what inbound activities are translated into (see BotHandlers).
-        ca_file: an extra CA trusted besides the system's (a TLS-inspecting proxy's, the sandbox's) for every
-            connection the bot makes: Connector calls, in-turn replies, the OpenID metadata and signing keys.
+        trust: how every connection the bot makes verifies the server (Connector calls, in-turn replies, the
+            OpenID metadata and signing keys): the service's one trust (see BotTrust).
         trace_configs: aiohttp traces for the outbound Connector session (the service's request ids, metrics
             and failure logs: connector/ops/outbound.py).
     """
 
     def __init__(self, settings: BotSettings, get_token: GetToken, handlers: BotHandlers, *,
-                 ca_file: str | None = None, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
+                 trust: BotTrust, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
         self.settings = settings
         self._trace_configs = list(trace_configs)  # the caller's request ids, metrics and failure logs
         self._get_token = get_token
-        self._ca_file = ca_file
-        self._tls = _ssl_context(ca_file)  # one trust, shared by aiohttp, msrest and the OpenID fetch
+        self._trust = trust  # one trust, shared by aiohttp, msrest and the OpenID fetch
         self._http: aiohttp.ClientSession | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bot-auth")
         factory = _CallableCredentialsFactory(settings.app_id, get_token)
         inner = ConfigurationBotFrameworkAuthentication(_config_object(settings), credentials_factory=factory)
-        self._auth = _GuardedAuthentication(inner, settings, self._tls, self._executor)
+        self._auth = _GuardedAuthentication(inner, settings, trust, self._executor)
         self.adapter = CloudAdapter(self._auth)
         self.adapter.on_turn_error = _on_turn_error
-        self.bot = _TeamsBot(handlers, timeout=settings.connector_timeout, tls=self._tls)
+        self.bot = _TeamsBot(handlers, timeout=settings.connector_timeout, trust=trust)
 
     def messages_handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler for `POST /api/messages`."""
@@ -825,7 +794,7 @@ class BotRuntime:
     def _session(self) -> aiohttp.ClientSession:
         """The one HTTP session of the outbound Connector calls (one connection pool, keep-alive)."""
         if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(ssl=self._tls, limit=100)
+            connector = aiohttp.TCPConnector(ssl=self._trust.context, limit=100)
             self._http = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.connector_timeout),
                 raise_for_status=False, trace_configs=self._trace_configs or None)

@@ -13,13 +13,14 @@ import os
 import ssl
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from bot import BotRuntime, BotSettings, GraphClient, TeamsPoster
+from bot import BotRuntime, BotSettings, BotTrust, GraphClient, TeamsPoster
 from connector.approvals import Approvals
 from connector.act_as_wiring import act_as_wiring
 from cards import Catalog
@@ -45,7 +46,7 @@ from connector.secrets import (MasterKey, SecretBox, SecretsError, install_redac
 from connector.stages import EnvironmentRuntime, make_enrich_stage
 from connector.store import EventStatus, Store, StoreUnavailable
 from connector.store.factory import open_store
-from connector.tls import client_ssl_context
+from connector.tls import TrustAdapter, client_ssl_context
 from connector.token_wiring import (bot_credential, bot_token_source, environment_credential, fo_token_source,
                                     graph_token_source, load_ref, token_provider)
 from connector.tokens import TokenProvider
@@ -224,9 +225,9 @@ def create_app(
         services.installs = InstallRecorder(services.store, clock, on_change=install_changed,
                                             tenants=served_tenants(settings, teams))
         services.handlers = ConnectorBotHandlers(services.installs)
-        ca = str(settings.cloud.ca_bundle) if settings.cloud.ca_bundle else None
+        trust = BotTrust(outbound_tls, partial(TrustAdapter, outbound_tls))  # the service's one trust
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
-                                  services.handlers, ca_file=ca,
+                                  services.handlers, trust=trust,
                                   trace_configs=[bot_trace(services.metrics, services.upstreams)])
         services.messages_handler = services.bot.messages_handler()
         if not await services.bot.warm_up():

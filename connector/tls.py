@@ -2,8 +2,7 @@
 
 `[cloud] ca_bundle` (a TLS-inspecting proxy's CA, or the sandbox's) is ADDED to the system store for every TLS
 connection the service makes: aiohttp clients (F&O OData, Graph, the Bot Connector) take `client_ssl_context()`,
-requests sessions (MSAL) mount `TrustAdapter`. bot/sdk.py builds the same trust for botbuilder's own requests
-(it cannot import this module).
+requests sessions (MSAL, and botbuilder's own requests through `bot.BotTrust`) mount `TrustAdapter`.
 
 The system store is OpenSSL's default, as `ssl.create_default_context()` loads it: SSL_CERT_FILE / SSL_CERT_DIR
 when set, else the platform's bundle. REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are ignored: requests would let them

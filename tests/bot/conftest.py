@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jwt
@@ -20,8 +21,9 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot import BotRuntime, BotSettings, TeamsPoster
+from bot import BotRuntime, BotSettings, BotTrust, TeamsPoster
 from bot.retry import RetryPolicy
+from connector.tls import TrustAdapter, client_ssl_context
 from sandbox.tls import make_ca
 
 APP_ID = "00000000-0000-0000-0000-00000000b07"
@@ -305,6 +307,12 @@ def token() -> FakeToken:
     return FakeToken()
 
 
+def trust_for(ca_file: str) -> BotTrust:
+    """The service's trust (connector/tls.py): the system's CAs plus `ca_file`, for aiohttp and requests alike."""
+    context = client_ssl_context(ca_file)
+    return BotTrust(context, partial(TrustAdapter, context))
+
+
 @pytest.fixture
 async def make_runtime(channel_keys, handlers, token):
     made: list[BotRuntime] = []
@@ -316,7 +324,7 @@ async def make_runtime(channel_keys, handlers, token):
                   "connector_timeout": 10.0}
         values.update(overrides)
         runtime = BotRuntime(BotSettings(**values), get_token or token, handlers,
-                             ca_file=ca_file if ca_file is not None else channel_keys.ca_file,
+                             trust=trust_for(ca_file if ca_file is not None else channel_keys.ca_file),
                              trace_configs=trace_configs)
         made.append(runtime)
         return runtime

@@ -7,6 +7,8 @@ Tokens come from the sandbox's Entra issuer, and the Connector refuses anything 
 
 from __future__ import annotations
 
+from functools import partial
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from bot import (
     BotRuntime,
     BotSettings,
+    BotTrust,
     CardTooLarge,
     GraphClient,
     GraphForbidden,
@@ -21,6 +24,7 @@ from bot import (
     TeamsForbidden,
     TeamsPoster,
 )
+from connector.tls import TrustAdapter, client_ssl_context
 
 teams_sandbox = pytest.importorskip("sandbox.teams")
 entra = pytest.importorskip("sandbox.entra")
@@ -63,7 +67,8 @@ async def world(aiohttp_server, handlers, fake_time, channel_keys_sandbox):
                            to_bot_from_channel_openid_metadata_url=state["teams"]["openid_metadata_url"],
                            to_bot_from_channel_token_issuer=state["teams"]["token_issuer"], auth_timeout=10)
     connector_token = IssuerToken(issuer, "https://api.botframework.com", "botframework.com")
-    runtime = BotRuntime(settings, connector_token, handlers)
+    system = client_ssl_context()  # the system's CAs only: the sandbox's Teams here is plain http
+    runtime = BotRuntime(settings, connector_token, handlers, trust=BotTrust(system, partial(TrustAdapter, system)))
     app = web.Application()
     app.router.add_post("/api/messages", runtime.messages_handler())
     server = await aiohttp_server(app)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from functools import partial
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from approvals_fakes import Clock, text_of
-from bot import BotRuntime, BotSettings, GraphClient, RetryPolicy, TeamsPoster
+from bot import BotRuntime, BotSettings, BotTrust, GraphClient, RetryPolicy, TeamsPoster
 from cards import Catalog, render_card
 from connector.approvals import ApprovalSettings, Approvals
 from connector.carddata import build_card_data
@@ -24,6 +25,7 @@ from connector.installs import InstallRecorder
 from connector.pipeline import Pipeline
 from connector.store import NewEvent, PostedCard, open_store
 from connector.teams_bot import ConnectorBotHandlers
+from connector.tls import TrustAdapter, client_ssl_context
 from dynamics import ODataClient
 
 runner = pytest.importorskip("sandbox.runner")
@@ -69,7 +71,7 @@ async def sandbox(tmp_path, aiohttp_server):
                            to_bot_from_channel_openid_metadata_url=state["teams"]["openid_metadata_url"],
                            to_bot_from_channel_token_issuer=state["teams"]["token_issuer"], auth_timeout=10)
     bot = BotRuntime(settings, token_for(bot_app_id, "https://api.botframework.com", "botframework.com"), handlers,
-                     ca_file=state["ca_cert"])
+                     trust=BotTrust(tls := client_ssl_context(state["ca_cert"]), partial(TrustAdapter, tls)))
     app = web.Application()
     app.router.add_post("/api/messages", bot.messages_handler())
     server = await aiohttp_server(app)
