@@ -69,6 +69,18 @@ class GraphEndpoints:
         app.router.add_post(lifecycle_path, self.lifecycle)
 
     async def notifications(self, request: web.Request) -> web.Response:
+        """Change notifications: a reply under a card goes to the inbox (stored before the 202)."""
+        return await self._receive(request, self._notification, "graph notification not stored")
+
+    async def lifecycle(self, request: web.Request) -> web.Response:
+        """Lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed): handled in the background."""
+        return await self._receive(request, self._lifecycle_event, "graph lifecycle notification not handled")
+
+    async def _receive(self, request: web.Request,
+                       handle: Callable[[dict[str, Any], GraphSubscription], Awaitable[None]],
+                       failure: str) -> web.Response:
+        """One Graph POST: the validation handshake, or a batch whose items are each checked (clientState) and
+        handled; a store failure answers 503 so that Graph delivers again."""
         token = self._handshake(request)
         if token is not None:
             return token
@@ -78,39 +90,26 @@ class GraphEndpoints:
         try:
             for item in items:
                 sub = await self._verified(item)
-                if sub is None:
-                    continue
-                ids = parse_resource(str(item.get("resource") or ""))
-                if ids is None or "reply" not in ids:
-                    self.counts["ignored_top_level"] += 1  # a new post, not a reply under a card
-                    continue
-                new = await self.inbox.accept_notification(ids["reply"], ids)
-                self.counts["accepted" if new else "duplicate"] += 1
-                await self._note(sub.subscription_id or "")
+                if sub is not None:
+                    await handle(item, sub)
         except StoreError as exc:  # not stored: ask Graph to deliver again
-            log.warning("graph notification not stored: %s", exc)
+            log.warning("%s: %s", failure, exc)
             return _problem(503, "the connector's store is unavailable; deliver again later")
         return web.Response(status=202)
 
-    async def lifecycle(self, request: web.Request) -> web.Response:
-        token = self._handshake(request)
-        if token is not None:
-            return token
-        items = await self._items(request)
-        if isinstance(items, web.Response):
-            return items
-        try:
-            for item in items:
-                sub = await self._verified(item)
-                event = str(item.get("lifecycleEvent") or "")
-                if sub is None:
-                    continue
-                self.counts[f"lifecycle_{event or 'unknown'}"] += 1
-                self.spawn(self.on_lifecycle(sub, event))
-        except StoreError as exc:
-            log.warning("graph lifecycle notification not handled: %s", exc)
-            return _problem(503, "the connector's store is unavailable; deliver again later")
-        return web.Response(status=202)
+    async def _notification(self, item: dict[str, Any], sub: GraphSubscription) -> None:
+        ids = parse_resource(str(item.get("resource") or ""))
+        if ids is None or "reply" not in ids:
+            self.counts["ignored_top_level"] += 1  # a new post, not a reply under a card
+            return
+        new = await self.inbox.accept_notification(ids["reply"], ids)
+        self.counts["accepted" if new else "duplicate"] += 1
+        await self._note(sub.subscription_id or "")
+
+    async def _lifecycle_event(self, item: dict[str, Any], sub: GraphSubscription) -> None:
+        event = str(item.get("lifecycleEvent") or "")
+        self.counts[f"lifecycle_{event or 'unknown'}"] += 1
+        self.spawn(self.on_lifecycle(sub, event))
 
     async def _note(self, subscription_id: str) -> None:
         now = self.clock()
