@@ -1,10 +1,11 @@
 """Entra ID sign-in for the status page: the OpenID Connect authorization code flow with PKCE, through MSAL.
 
-`start()` makes MSAL's flow (state, nonce, PKCE verifier), keeps it in memory for 10 minutes under its `state`
-and returns Entra's authorize URL; `finish(query)` redeems the code with the app's secret (MSAL checks state and
-nonce), then admits the user only if the ID token's `roles` holds the configured app role or its `groups` the
-configured group's object id. The flow lives in this process: behind several instances the callback must reach the
-instance that started it (sticky sessions), or use the admin token.
+`start()` makes MSAL's flow (state, nonce, PKCE verifier, `response_mode=form_post`), keeps it in memory for 10
+minutes under its `state` and returns Entra's authorize URL; `finish(answer)` (the form Entra POSTs back) redeems
+the code with the app's secret (MSAL checks state and nonce), then admits the user only if the ID token's `roles`
+holds the configured app role or its `groups` the configured group's object id. The flow lives in this process:
+behind several instances the callback must reach the instance that started it (sticky sessions), or use the admin
+token.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ class EntraSignIn:
 
     async def start(self) -> str:
         app = await self._msal()
-        flow = await asyncio.to_thread(app.initiate_auth_code_flow, [], redirect_uri=self.settings.redirect_uri)
+        # form_post: Entra POSTs the code to the callback, so it never sits in a URL (browser history, proxy and
+        # access logs, Referer); MSAL recommends it (RFC 9700 §4.3.1).
+        flow = await asyncio.to_thread(app.initiate_auth_code_flow, [], redirect_uri=self.settings.redirect_uri,
+                                       response_mode="form_post")
         now = self._clock()
         self._pending = {k: v for k, v in self._pending.items() if v[1] > now}
         if len(self._pending) >= MAX_PENDING:  # a flood of unfinished sign-ins: forget the oldest

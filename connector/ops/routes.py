@@ -172,12 +172,15 @@ async def admin_signin(request: web.Request) -> web.Response:
 
 
 async def admin_callback(request: web.Request) -> web.Response:
-    """Entra ID's redirect back: redeem the code, check the role or group, start a session."""
+    """Entra ID's answer (a form POST, as the sign-in asks; a GET's query is read the same way): redeem the code,
+    check the role or group, start a session."""
     ctx = request.app[OPS]
     if ctx.entra is None:
         raise web.HTTPNotFound()
+    answer = {k: str(v) for k, v in (await request.post()).items()} if request.method == "POST" \
+        else dict(request.query)
     try:
-        who = await ctx.entra.finish(dict(request.query))
+        who = await ctx.entra.finish(answer)
     except SignInRefused as exc:
         log.warning("status page: Entra ID sign-in refused: %s", exc.message)
         return _html(login_page(exc.message, entra=True), status=exc.status)
@@ -231,6 +234,7 @@ def ops_routes(app: web.Application, ctx: OpsContext) -> None:
     app.router.add_post("/admin/logout", admin_logout)
     app.router.add_get("/admin/signin", admin_signin)
     app.router.add_get("/admin/callback", admin_callback)
+    app.router.add_post("/admin/callback", admin_callback)
 
 
 def metrics_app(ctx: OpsContext) -> web.Application:

@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -164,11 +166,22 @@ async def _admin_sso(request: web.Request) -> web.Response:
 
 
 async def _authorize(request: web.Request) -> web.Response:
+    query = dict(request.query)
     try:
-        target = request.app[SIGNIN_KEY].authorize(dict(request.query))
+        redirect_uri, params = request.app[SIGNIN_KEY].grant(query)
     except OAuthError as err:
         return web.json_response(_error_body(request, err), status=err.status)
-    raise web.HTTPFound(target)
+    mode = query.get("response_mode", "query")
+    if mode == "form_post":  # Entra's page: a form that POSTs the answer to the redirect URI as soon as it loads
+        fields = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>'
+                         for k, v in params.items())
+        page = (f'<html><head><title>Working...</title></head><body><form method="POST" name="hiddenform" '
+                f'action="{html.escape(redirect_uri)}">{fields}<noscript><p>Script is disabled. Click Submit to '
+                f'continue.</p><input type="submit" value="Submit"/></noscript></form>'
+                f'<script>document.forms[0].submit();</script></body></html>')
+        return web.Response(text=page, content_type="text/html")
+    separator = "#" if mode == "fragment" else ("&" if "?" in redirect_uri else "?")
+    raise web.HTTPFound(f"{redirect_uri}{separator}{urlencode(params)}")
 
 
 async def _admin_signin(request: web.Request) -> web.Response:

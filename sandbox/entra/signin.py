@@ -3,7 +3,9 @@
 `GET /{tenant}/oauth2/v2.0/authorize` signs in the sandbox's "current user" without a login page (set it with
 `POST /_sandbox/entra/signin {"upn": ..., "groups": [...], "roles": {"<client id>": [...]}}`, or pass
 `login_hint`), and redirects to the registered `redirect_uri` with a one-time code (valid 10 minutes, bound to
-the client, the redirect URI and the PKCE challenge). The token endpoint's `authorization_code` grant checks the
+the client, the redirect URI and the PKCE challenge). `response_mode=form_post` answers, as Entra does, a page whose
+form POSTs the code and state to the redirect URI (the code never appears in a URL); `fragment` puts them after
+`#`; `query` (the default) in the query string. The token endpoint's `authorization_code` grant checks the
 client's secret, the code, the redirect URI and the `code_verifier` (S256), and answers an `id_token` (RS256, the
 issuer's key) with `aud` = client id, the `nonce`, `oid`, `name`, `preferred_username`, `tid`, and the user's
 `groups` and app `roles` for that client, as Entra does when the app asks for them.
@@ -26,6 +28,7 @@ from sandbox.entra.issuer import EntraIssuer, OAuthError
 from sandbox.people import PEOPLE
 
 CODE_SECONDS = 600
+RESPONSE_MODES = ("query", "fragment", "form_post")
 
 
 @dataclass
@@ -68,13 +71,21 @@ class SignIn:
         return user
 
     def authorize(self, query: dict[str, str]) -> str:
-        """The redirect URL (with code and state). Raises OAuthError for a request Entra would refuse."""
+        """The redirect URL (with code and state), as `response_mode=query` answers. Raises OAuthError."""
+        redirect_uri, params = self.grant(query)
+        return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}"
+
+    def grant(self, query: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Where the answer goes and what it carries (code, session_state, state), whatever the response mode.
+        Raises OAuthError for a request Entra would refuse."""
         client_id = query.get("client_id", "").lower()
         if client_id not in self.issuer.apps:
             raise OAuthError(400, "unauthorized_client", 700016, f"Application '{client_id}' not found.")
         redirect_uri = query.get("redirect_uri", "")
         if not redirect_uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             raise OAuthError(400, "invalid_request", 50011, f"The redirect URI '{redirect_uri}' is not valid.")
+        if query.get("response_mode", "query") not in RESPONSE_MODES:
+            raise OAuthError(400, "invalid_request", 900144, "response_mode must be query, fragment or form_post.")
         if query.get("response_type") != "code":
             raise OAuthError(400, "unsupported_response_type", 700054, "response_type must be 'code'.")
         hint = query.get("login_hint", "").lower()
@@ -89,7 +100,7 @@ class SignIn:
         params = {"code": code, "session_state": str(uuid.uuid4())}
         if "state" in query:
             params["state"] = query["state"]
-        return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}"
+        return redirect_uri, params
 
     def redeem(self, tenant_segment: str, form: dict[str, str], client_id: str, secret: str | None
                ) -> dict[str, Any]:

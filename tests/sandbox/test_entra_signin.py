@@ -67,3 +67,15 @@ def test_a_code_is_used_once(signin: SignIn) -> None:
     _redeem(signin, code)
     with pytest.raises(OAuthError, match="invalid or expired"):
         _redeem(signin, code)
+
+
+@pytest.mark.parametrize("mode", ["query", "fragment", "form_post"])
+def test_every_response_mode_carries_the_code_and_state(signin: SignIn, mode: str) -> None:
+    redirect_uri, params = signin.grant({"client_id": APP, "redirect_uri": REDIRECT, "response_type": "code",
+                                         "state": "s1", "response_mode": mode})
+    assert redirect_uri == REDIRECT and params["state"] == "s1" and params["code"]
+
+
+def test_an_unknown_response_mode_is_refused(signin: SignIn) -> None:
+    with pytest.raises(OAuthError, match="response_mode"):
+        signin.grant({"client_id": APP, "redirect_uri": REDIRECT, "response_type": "code", "response_mode": "web"})

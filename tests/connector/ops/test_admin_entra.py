@@ -3,11 +3,13 @@ TLS. Only users with the configured app role (or in the configured group) get a 
 
 from __future__ import annotations
 
+import html
+import re
 import socket
 import ssl
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
@@ -85,11 +87,21 @@ async def _sign_in(client: TestClient, browser: aiohttp.ClientSession, host: str
         authorize = r.headers["Location"]
     assert authorize.startswith(f"{host}/{TENANT_ID}/oauth2/v2.0/authorize?")
     assert "code_challenge=" in authorize and "nonce=" in authorize  # MSAL's PKCE and nonce
+    assert "response_mode=form_post" in authorize  # the code comes back in a POST body, never in a URL
     async with browser.get(authorize, allow_redirects=False) as r:
-        assert r.status == 302, await r.text()
-        back = urlsplit(r.headers["Location"])
-    assert back.path == "/admin/callback"
-    return await client.get(f"{back.path}?{back.query}", allow_redirects=False)
+        assert r.status == 200, await r.text()
+        action, fields = _form(await r.text())
+    assert urlsplit(action).path == "/admin/callback" and set(fields) >= {"code", "state"}
+    return await client.post("/admin/callback", data=fields, allow_redirects=False)
+
+
+def _form(page: str) -> tuple[str, dict[str, str]]:
+    """The action and hidden fields of Entra's form_post page (what the browser submits)."""
+    action = re.search(r'<form method="POST"[^>]* action="([^"]+)"', page)
+    assert action is not None, page
+    fields = {html.unescape(k): html.unescape(v)
+              for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)}
+    return html.unescape(action.group(1)), fields
 
 
 async def test_an_admin_with_the_app_role_signs_in_with_microsoft(service) -> None:
@@ -113,12 +125,21 @@ async def test_a_user_without_the_role_is_refused(service) -> None:
 
 async def test_a_callback_cannot_be_replayed_or_forged(service) -> None:
     client, browser, host = service
-    r = await _sign_in(client, browser, host, upn=PEOPLE[0].upn, roles=[ROLE])
-    assert r.status == 303
+    async with browser.post(f"{host}/_sandbox/entra/signin", json={"upn": PEOPLE[0].upn, "roles": {APP_ID: [ROLE]}}):
+        pass
+    async with client.get("/admin/signin", allow_redirects=False) as r:
+        authorize = r.headers["Location"]
+    async with browser.get(authorize) as r:
+        _, fields = _form(await r.text())
+    async with client.post("/admin/callback", data=fields, allow_redirects=False) as first:
+        assert first.status == 303
     client.session.cookie_jar.clear()
-    async with client.get(str(r.url.relative()), allow_redirects=False) as again:
+    async with client.post("/admin/callback", data=fields, allow_redirects=False) as again:
         assert again.status == 400  # the state was used up
-    async with client.get("/admin/callback?code=made-up&state=made-up", allow_redirects=False) as forged:
+    async with client.get(f"/admin/callback?{urlencode(fields)}", allow_redirects=False) as again_by_get:
+        assert again_by_get.status == 400
+    async with client.post("/admin/callback", data={"code": "made-up", "state": "made-up"},
+                           allow_redirects=False) as forged:
         assert forged.status == 400
 
 
