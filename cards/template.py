@@ -351,8 +351,12 @@ def _copier(value: Any) -> Callable[[], Any]:
     if t is list:
         if not any(type(v) in (dict, list) for v in value):
             return value.copy
-        items = [_copier(v) if type(v) in (dict, list) else (lambda v=v: v) for v in value]
+        items = [_copier(v) for v in value]
         return lambda: [c() for c in items]
+    return _constant(value)
+
+
+def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
@@ -495,17 +499,18 @@ def _compile_binding(interp: Interpolation, markdown: bool) -> _Builder:
             return v
         return typed
 
-    parts = [part if isinstance(part, str) else (part, part.ev, markdown and not _is_raw(part))
-             for part in interp.parts]
+    # (text, None, None, False) for the template's own text, ("", node, node.ev, escaped) for a binding
+    parts: list[tuple[str, Node | None, Callable[[Any, bool], Any] | None, bool]] = [
+        (part, None, None, False) if isinstance(part, str) else ("", part, part.ev, markdown and not _is_raw(part))
+        for part in interp.parts]
 
     def interpolated(run: _Run) -> str:
         st, escape = run.st, run.escape
-        pieces = []
-        for part in parts:
-            if type(part) is str:
-                pieces.append(part)
+        pieces: list[str] = []
+        for text, node, ev, escaped in parts:
+            if ev is None:
+                pieces.append(text)
                 continue
-            node, ev, escaped = part
             try:
                 v = ev(st, True)
             except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError):
