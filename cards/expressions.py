@@ -330,20 +330,24 @@ def _compile_lookup(parts: list[str], path: str) -> Callable[[Any, bool], Any]:
     slot = _RESERVED_SLOTS.get(parts[0].lower())
     head: Callable[[Any], Any] = attrgetter(slot) if slot is not None else (lambda st: UNDEFINED)
     steps = [(part, part.lower(), parse_int(part)) for part in parts[1:]]
+    from_data = slot == "data"  # most paths: a name of the current $data (its slot read without a call)
 
     def lookup(st: Any, sub: bool) -> Any:
-        v = head(st)
+        v = st.data if from_data else head(st)
+        keys = st.keys
         for part, lower, index in steps:
             t = type(v)
             if t is dict:
-                mapped = st.keys.get(id(v))
+                mapped = keys.get(id(v))
                 if mapped is None:
                     mapped = _lower_keys(st, v)
-                v = mapped.get(lower, UNDEFINED) if mapped is not _NOT_MAPPED else access_property(v, part)
+                if mapped is not _NOT_MAPPED:
+                    v = mapped.get(lower, UNDEFINED)
+                    continue
             elif t is list and index is not None:
                 v = v[index] if 0 <= index < len(v) else UNDEFINED
-            else:
-                v = access_property(v, part)
+                continue
+            v = access_property(v, part)
         return ("${" + path + "}") if (v is UNDEFINED and sub) else v
     return lookup
 

@@ -334,14 +334,15 @@ def _fixed_fast(x: float | int, digits: int) -> str | None:
     return text if len(text) <= 28 else None
 
 
+_DIGIT_RUN = re.compile(r"[0-9]*")
+
+
 def d3_fixed(x: float | int, precision: int, symbols: NumberSymbols = EN_US_NUMBERS) -> str:
     """d3-format ``,.{precision}f`` (U+2212 minus) with the locale's separators and grouping (default en-US)."""
     precision = max(0, min(20, precision))
     negative = x < 0 or (x == 0 and math.copysign(1.0, x) < 0)
     text = to_fixed(abs(x), precision)
-    i = 0
-    while i < len(text) and "0" <= text[i] <= "9":
-        i += 1
+    i = _DIGIT_RUN.match(text).end()  # type: ignore[union-attr]  # always matches (maybe empty)
     whole, suffix = text[:i], text[i:]
     if negative and float(text if text[:1].isdigit() else "nan") == 0:
         negative = False
