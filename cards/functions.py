@@ -541,6 +541,8 @@ Impl = Callable[[Any, Any, bool], Any]
 
 def eval_args(node: Any, st: Any, sub: bool, verify: Callable[[Any, Any], None] | None = None) -> list[Any]:
     """FunctionUtils.evaluateChildren: evaluate every child in order, verifying each."""
+    if verify is None:
+        return [child.ev(st, sub) for child in node.args]
     out = []
     for child in node.args:
         v = child.ev(st, sub)
