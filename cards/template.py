@@ -15,6 +15,11 @@ Markdown escaping (``escape=``): Teams renders markdown in a TextBlock's ``text`
 template's own literal text never does), except a binding that is exactly ``${raw(expr)}`` (or a ``raw(...)``
 argument of a top-level ``concat``). Microsoft's engine has no such step; ``cards.render`` always escapes.
 
+Three steps: ``_prepare`` parses the template (once per template text, cached); ``_compile`` turns the prepared
+template into closures that build the card (static parts expanded once and copied, roles and ``$when``/``$data``
+decided up front); ``_expand``, the plain walk over the prepared template, is the reference the compiled form
+follows and still expands the static parts and reports budget overflows inside them.
+
 This module knows nothing about Teams, mentions or card size: ``cards.render`` does that around ``expand``.
 """
 
