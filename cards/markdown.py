@@ -61,7 +61,12 @@ def escape_markdown(text: str) -> str:
     return _escape_list_marker("".join(out))
 
 
+_MARKER_START = frozenset(" -+0123456789")  # what _LIST_MARKER can start with
+
+
 def _escape_list_marker(escaped: str) -> str:
+    if escaped[:1] not in _MARKER_START:  # "" is in no frozenset: an empty text has no marker either
+        return escaped
     m = _LIST_MARKER.match(escaped)
     if m:
         if m.group(2):
