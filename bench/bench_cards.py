@@ -176,8 +176,11 @@ def compare_render(baseline: str, seconds: float, rounds: int) -> None:
     """The render path of another tree (its cards/ on PYTHONPATH) and this one's, interleaved: same-run ratios."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_cards as b; "
             f"print(*b.render_rates({seconds}))")
-    print(f"render path, baseline {baseline} vs this tree, interleaved, {rounds} rounds")
+    print(f"render path, baseline {baseline} vs this tree, interleaved, {rounds} rounds; cards.render CPU time per "
+          f"card (process time); {os.cpu_count()} cores shared with other work, load average at start "
+          f"{os.getloadavg()[0]:.2f}")
     for n in range(rounds):
+        load_start = os.getloadavg()[0]
         env = dict(os.environ, BENCH_CODE=str(Path(baseline).resolve()))
         base = [float(x) for x in subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                                  text=True, check=True).stdout.split()]
@@ -186,7 +189,9 @@ def compare_render(baseline: str, seconds: float, rounds: int) -> None:
                                                  text=True, check=True).stdout.split()]
         print(f"  round {n + 1}: fits 28 KB: {base[0]:,.0f} -> {mine[0]:,.0f} cards/CPU-s ({mine[0] / base[0]:.2f}x); "
               f"1,000 lines cut to 6 KB: {base[1]:,.0f} -> {mine[1]:,.0f} cards/CPU-s ({mine[1] / base[1]:.2f}x); "
-              f"load {os.getloadavg()[0]:.2f}")
+              f"load {load_start:.2f} -> {os.getloadavg()[0]:.2f}")
+        print(f"           per card: fits {1e6 / base[0]:,.0f} -> {1e6 / mine[0]:,.0f} us; "
+              f"cut {1e6 / base[1]:,.0f} -> {1e6 / mine[1]:,.0f} us")
 
 
 def main() -> None:

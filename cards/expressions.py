@@ -14,7 +14,8 @@ What this module must not know: templates, ``$data``/``$when``, JSON paths of a 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Any, Callable
 
 from .functions import (ARR, BOOL, FUNCTIONS, NUM, OBJ, STR, UNDEFINED, EvalError, access_index, access_property,
@@ -177,10 +178,14 @@ def _returns(v: Any) -> int:
 class State:
     """What an expression sees: adaptive-cards-templating's memory ($root, $data, $index, $host, version)."""
 
-    __slots__ = ("root", "data", "index", "host", "version", "now")
+    __slots__ = ("root", "data", "index", "host", "version", "now", "keys", "kept")
 
     def __init__(self, root: Any, host: Any, version: dict[str, Any], now: Callable[[], int]):
         self.root, self.data, self.index, self.host, self.version, self.now = root, root, UNDEFINED, host, version, now
+        # Per expansion: id of a dict -> its members by lower-cased key (see `_lower_keys`). `kept` holds every dict
+        # mapped, so no id is reused by another object while this state lives.
+        self.keys: dict[int, Any] = {}
+        self.kept: list[Any] = []
 
     def now_ms(self) -> int:
         return self.now()
@@ -199,6 +204,30 @@ class State:
         if low == "$_actemplateversion":
             return self.version
         return UNDEFINED
+
+
+# The TemplateObjectMemory keys `reserved` knows, lower-cased, and the State slot each reads.
+_RESERVED_SLOTS = {"$data": "data", "$root": "root", "$index": "index", "$host": "host",
+                   "$_actemplateversion": "version"}
+_NOT_MAPPED: Any = object()
+
+
+def _lower_keys(st: State, d: dict[Any, Any]) -> Any:
+    """`d`'s members by lower-cased key, the first key in order winning (as accessProperty's `find`), for the rest
+    of this expansion.
+
+    Safe to keep for the whole expansion: nothing an expression can reach is mutated while a template expands (data
+    is read, values are copied into the card, functions build new values), and `st.kept` keeps `d` alive so its id
+    cannot name another dict meanwhile. A dict with a key that is not a string is not mapped (`_NOT_MAPPED`): its
+    lookups take `access_property`, which fails or succeeds on it exactly as before.
+    """
+    try:
+        mapped: Any = {k.lower(): v for k, v in reversed(d.items())}
+    except AttributeError:
+        mapped = _NOT_MAPPED
+    st.keys[id(d)] = mapped
+    st.kept.append(d)
+    return mapped
 
 
 def _memory_get(st: State, parts: list[str]) -> Any:
@@ -242,8 +271,10 @@ def _compile(node: Node) -> Callable[[Any, bool], Any]:
                 out[key] = child.ev(st, sub)
             return out
         return build
-    impl = node.spec.impl
-    return lambda st, sub: impl(node, st, sub)
+    spec = node.spec
+    if spec.bind is not None and spec.min <= len(node.args) <= spec.max:  # make_call rejects the others next
+        return spec.bind(node)
+    return partial(node.spec.impl, node)  # impl(node, st, sub), without a Python frame of our own
 
 
 def _compile_access(node: Node) -> Callable[[Any, bool], Any]:
@@ -269,11 +300,7 @@ def _compile_access(node: Node) -> Callable[[Any, bool], Any]:
                 v = st.reserved(first)
                 return ("${" + path + "}") if (v is UNDEFINED and sub) else v
             return lookup1
-
-        def lookup(st: Any, sub: bool) -> Any:
-            v = _memory_get(st, parts)
-            return ("${" + path + "}") if (v is UNDEFINED and sub) else v
-        return lookup
+        return _compile_lookup(parts, path)
 
     def general(st: Any, sub: bool) -> Any:
         path = ""
@@ -295,6 +322,34 @@ def _compile_access(node: Node) -> Callable[[Any, bool], Any]:
             v = get_path(base.ev(st, sub), path)
         return ("${" + path + "}") if (v is UNDEFINED and sub) else v
     return general
+
+
+def _compile_lookup(parts: list[str], path: str) -> Callable[[Any, bool], Any]:
+    """`_memory_get` for a path of names known at parse time: the $-name's slot, each name's lower case and list
+    index found once; a dict member found through `_lower_keys` rather than lower-casing its keys per lookup."""
+    slot = _RESERVED_SLOTS.get(parts[0].lower())
+    head: Callable[[Any], Any] = attrgetter(slot) if slot is not None else (lambda st: UNDEFINED)
+    steps = [(part, part.lower(), parse_int(part)) for part in parts[1:]]
+    from_data = slot == "data"  # most paths: a name of the current $data (its slot read without a call)
+
+    def lookup(st: Any, sub: bool) -> Any:
+        v = st.data if from_data else head(st)
+        keys = st.keys
+        for part, lower, index in steps:
+            t = type(v)
+            if t is dict:
+                mapped = keys.get(id(v))
+                if mapped is None:
+                    mapped = _lower_keys(st, v)
+                if mapped is not _NOT_MAPPED:
+                    v = mapped.get(lower, UNDEFINED)
+                    continue
+            elif t is list and index is not None:
+                v = v[index] if 0 <= index < len(v) else UNDEFINED
+                continue
+            v = access_property(v, part)
+        return ("${" + path + "}") if (v is UNDEFINED and sub) else v
+    return lookup
 
 
 def _compile_element(node: Node) -> Callable[[Any, bool], Any]:

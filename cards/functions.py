@@ -301,6 +301,9 @@ def to_fixed(x: float | int, digits: int) -> str:
     """Number.prototype.toFixed (exact decimal expansion, ties away from zero)."""
     if not math.isfinite(x) or abs(x) >= 1e21:
         return num_str(x)
+    text = _fixed_fast(x, digits)
+    if text is not None:
+        return text
     q = Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     text = f"{q:f}"
     if text.startswith("-") and q == 0:
@@ -308,17 +311,49 @@ def to_fixed(x: float | int, digits: int) -> str:
     return text
 
 
+def _fixed_fast(x: float | int, digits: int) -> str | None:
+    """`to_fixed` without Decimal where that gives the same text, else None.
+
+    Python's float formatting rounds the exact binary value correctly, ties to even; toFixed rounds ties away from
+    zero, so only an exact tie (x * 10**digits ending in exactly .5, found with integers) goes to Decimal. So does a
+    text of more than 28 characters, where Decimal's 28-digit context may raise (as it always did).
+    """
+    if type(x) is int:
+        text = str(x) + ("." + "0" * digits if digits else "")
+    elif type(x) is float:
+        n, den = x.as_integer_ratio()
+        if den != 1:
+            twice = n * 10 ** digits * 2
+            if twice % den == 0 and (twice // den) & 1:
+                return None  # an exact tie
+        text = format(x, f".{digits}f")
+        if text[0] == "-" and not text.strip("-0."):
+            text = text[1:]  # toFixed of a negative number that rounds to zero has no sign
+    else:
+        return None
+    return text if len(text) <= 28 else None
+
+
+_DIGIT_RUN = re.compile(r"[0-9]*")
+
+
 def d3_fixed(x: float | int, precision: int, symbols: NumberSymbols = EN_US_NUMBERS) -> str:
     """d3-format ``,.{precision}f`` (U+2212 minus) with the locale's separators and grouping (default en-US)."""
     precision = max(0, min(20, precision))
     negative = x < 0 or (x == 0 and math.copysign(1.0, x) < 0)
     text = to_fixed(abs(x), precision)
-    i = 0
-    while i < len(text) and "0" <= text[i] <= "9":
-        i += 1
+    i = _DIGIT_RUN.match(text).end()  # type: ignore[union-attr]  # always matches (maybe empty)
     whole, suffix = text[:i], text[i:]
     if negative and float(text if text[:1].isdigit() else "nan") == 0:
         negative = False
+    if whole and symbols.primary == 3 and symbols.secondary == 3:
+        # groups of three, as the loop below makes them: Python's own thousands separator, then the locale's
+        grouped = f"{int(whole):,}"
+        if symbols.group != ",":
+            grouped = grouped.replace(",", symbols.group)
+        if suffix.startswith("."):
+            suffix = symbols.decimal + suffix[1:]
+        return ("\u2212" if negative else "") + grouped + suffix
     groups = []
     size = symbols.primary
     while len(whole) > size:
@@ -506,6 +541,8 @@ Impl = Callable[[Any, Any, bool], Any]
 
 def eval_args(node: Any, st: Any, sub: bool, verify: Callable[[Any, Any], None] | None = None) -> list[Any]:
     """FunctionUtils.evaluateChildren: evaluate every child in order, verifying each."""
+    if verify is None:
+        return [child.ev(st, sub) for child in node.args]
     out = []
     for child in node.args:
         v = child.ev(st, sub)
@@ -695,6 +732,61 @@ def f_coalesce(node: Any, st: Any, sub: bool) -> Any:
         if v is not None and v is not UNDEFINED:
             return v
     return UNDEFINED
+
+
+# Binders (Spec.bind): the same semantics as f_if, f_not, f_and and exists, children's `ev` taken at parse time.
+
+def bind_if(node: Any) -> Callable[[Any, bool], Any]:
+    cond, then, other = (a.ev for a in node.args)
+
+    def f(st: Any, sub: bool) -> Any:
+        try:
+            c = cond(st, False)
+        except EvalError:
+            c = False
+        if c is True or (c is not False and c is not None and c is not UNDEFINED):  # logic_true
+            return then(st, sub)
+        return other(st, sub)
+    return f
+
+
+def bind_not(node: Any) -> Callable[[Any, bool], Any]:
+    (arg,) = (a.ev for a in node.args)
+
+    def f(st: Any, sub: bool) -> Any:
+        try:
+            v = arg(st, False)
+        except EvalError:
+            return True
+        return v is False or v is None or v is UNDEFINED  # not logic_true(v)
+    return f
+
+
+def bind_and(node: Any) -> Callable[[Any, bool], Any]:
+    children = [a.ev for a in node.args]
+
+    def f(st: Any, sub: bool) -> Any:
+        for child in children:
+            try:
+                v = child(st, False)
+            except EvalError:
+                return False
+            if v is False or v is None or v is UNDEFINED:  # not logic_true(v)
+                return False
+        return True
+    return f
+
+
+def bind_exists(node: Any) -> Callable[[Any, bool], Any]:
+    (arg,) = (a.ev for a in node.args)
+
+    def f(st: Any, sub: bool) -> Any:
+        try:
+            v = arg(st, False)
+        except EvalError:  # _comparison: a failed argument makes it false, as does v_not_null
+            return False
+        return v is not None and v is not UNDEFINED
+    return f
 
 
 # ---------------------------------------------------------------- collections and strings
@@ -995,20 +1087,26 @@ class Spec:
 
     ``types`` checks arguments whose type is known at parse time (a literal, a typed function result), as
     adaptive-expressions' validators do: ``("all", T)`` every argument; ``("order", required, optional)``.
+
+    ``bind``, for the hottest functions, turns a call node into its evaluation closure with the children's ``ev``
+    taken once (same results and errors as ``impl``, fewer calls per evaluation); None: ``impl`` is called.
     """
 
-    __slots__ = ("name", "min", "max", "types", "returns", "impl")
+    __slots__ = ("name", "min", "max", "types", "returns", "impl", "bind")
 
-    def __init__(self, name: str, lo: int, hi: int, types: Any, returns: int, impl: Impl):
+    def __init__(self, name: str, lo: int, hi: int, types: Any, returns: int, impl: Impl,
+                 bind: Callable[[Any], Callable[[Any, bool], Any]] | None = None):
         self.name, self.min, self.max, self.types, self.returns, self.impl = name, lo, hi, types, returns, impl
+        self.bind = bind
 
 
 _MANY = 1 << 30
 _ANY = ("all", OBJ)
 
 
-def _spec(name: str, lo: int, hi: int, types: Any, returns: int, impl: Impl) -> Spec:
-    return Spec(name, lo, hi, types, returns, impl)
+def _spec(name: str, lo: int, hi: int, types: Any, returns: int, impl: Impl,
+          bind: Callable[[Any], Callable[[Any, bool], Any]] | None = None) -> Spec:
+    return Spec(name, lo, hi, types, returns, impl, bind)
 
 
 FUNCTIONS: dict[str, Spec] = {}
@@ -1031,13 +1129,14 @@ _register(("<",), _spec("<", 2, 2, _ANY, BOOL, _comparison(_ordered(lambda a, b:
 _register(("<=",), _spec("<=", 2, 2, _ANY, BOOL, _comparison(_ordered(lambda a, b: a <= b), v_not_null)))
 _register((">",), _spec(">", 2, 2, _ANY, BOOL, _comparison(_ordered(lambda a, b: a > b), v_not_null)))
 _register((">=",), _spec(">=", 2, 2, _ANY, BOOL, _comparison(_ordered(lambda a, b: a >= b), v_not_null)))
-_register(("!", "not"), _spec("!", 1, 1, _ANY, BOOL, f_not))
-_register(("&&", "and"), _spec("&&", 1, _MANY, _ANY, BOOL, f_and))
+_register(("!", "not"), _spec("!", 1, 1, _ANY, BOOL, f_not, bind_not))
+_register(("&&", "and"), _spec("&&", 1, _MANY, _ANY, BOOL, f_and, bind_and))
 _register(("||", "or"), _spec("||", 1, _MANY, _ANY, BOOL, f_or))
-_register(("if",), _spec("if", 3, 3, _ANY, OBJ, f_if))
+_register(("if",), _spec("if", 3, 3, _ANY, OBJ, f_if, bind_if))
 _register(("??", "coalesce"), _spec("coalesce", 1, _MANY, _ANY, OBJ, f_coalesce))
 _register(("exists",), _spec("exists", 1, 1, _ANY, BOOL,
-                             _comparison(lambda a: a[0] is not None and a[0] is not UNDEFINED, v_not_null)))
+                             _comparison(lambda a: a[0] is not None and a[0] is not UNDEFINED, v_not_null),
+                             bind_exists))
 _register(("empty",), _spec("empty", 1, 1, _ANY, BOOL, _comparison(lambda a: _is_empty(a[0]), v_container_or_null)))
 _register(("count",), _spec("count", 1, 1, ("order", (STR | ARR,), ()), NUM, f_count))
 _register(("&", "concat"), _spec("concat", 1, _MANY, _ANY, STR | ARR, f_concat))

@@ -22,7 +22,9 @@ _TRUNCATE_STEPS = (2000, 800, 300, 120, 60)
 
 def card_size(card: Any) -> int:
     """Bytes of the card as compact UTF-8 JSON (how it travels inside the activity)."""
-    return len(json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    # No circularity check (a quarter of the encoding's time): a card is a tree, every object of it built fresh by
+    # the expander, minimal_card or truncate_texts' copy, so it cannot hold a cycle.
+    return len(json.dumps(card, ensure_ascii=False, separators=(",", ":"), check_circular=False).encode("utf-8"))
 
 
 def fit_lines(build: Callable[[int], dict[str, Any]], available: int, max_bytes: int) -> tuple[dict[str, Any], int]:

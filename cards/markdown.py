@@ -33,10 +33,14 @@ _ALWAYS = frozenset("[]*`<>")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x0b\x0c\x85]")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _LIST_MARKER = re.compile(r"([ ]{0,3})(?:([-+])|([0-9]{1,9})([.)]))(?=[ \t]|$)")
+# Every character the loop below may change: text without any of them (most of F&O's) skips the loop.
+_MAYBE_SPECIAL = re.compile(r"[\[\]*`<>_\\&\r\n\u2028\u2029\x0b\x0c\x85]")
 
 
 def escape_markdown(text: str) -> str:
     """`text` with every markdown construct Teams renders in a TextBlock or Fact escaped (see the module docstring)."""
+    if _MAYBE_SPECIAL.search(text) is None:
+        return _escape_list_marker(text)
     text = _LINE_BREAKS.sub(" ", text)
     out: list[str] = []
     n = len(text)
@@ -54,7 +58,15 @@ def escape_markdown(text: str) -> str:
             out.append("\\&")
         else:
             out.append(c)
-    escaped = "".join(out)
+    return _escape_list_marker("".join(out))
+
+
+_MARKER_START = frozenset(" -+0123456789")  # what _LIST_MARKER can start with
+
+
+def _escape_list_marker(escaped: str) -> str:
+    if escaped[:1] not in _MARKER_START:  # "" is in no frozenset: an empty text has no marker either
+        return escaped
     m = _LIST_MARKER.match(escaped)
     if m:
         if m.group(2):

@@ -93,16 +93,44 @@ def card_texts(card: dict[str, Any]) -> Iterator[str]:
             stack.extend(node)
 
 
+def _body_texts(card: dict[str, Any]) -> list[str]:
+    """The strings `card_texts` yields, as a list (the order differs); exact types checked first, as the expander
+    produces them, subclasses still found."""
+    texts: list[str] = []
+    stack: list[Any] = [card.get("body", [])]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            if isinstance(node, str):
+                texts.append(node)
+            continue
+        for v in node:
+            t = type(v)
+            if t is str:
+                texts.append(v)
+            elif t is dict or t is list or isinstance(v, (str, dict, list)):
+                stack.append(v)
+    return texts
+
+
 def attach_mentions(card: dict[str, Any], mentions: list[Mention]) -> dict[str, Any]:
     """Add `msteams.entities` for each mention whose `<at>` text occurs in the card body. Mutates and returns `card`."""
     if not mentions:  # nothing to look for: skip the walk over every text of the card
         return card
-    texts = list(card_texts(card))
+    texts = _body_texts(card)
+    # One search over all the texts joined by a line break instead of one per text: a mention text without a line
+    # break cannot match across two of them (a text holding one, possible for a UPN, is searched text by text).
+    joined = "\n".join(texts)
     entities: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for mention in mentions:
         key = (mention.text, mention.id)
-        if key in seen or not any(mention.text in t for t in texts):
+        if key in seen:
+            continue
+        text = mention.text
+        if not (text in joined if "\n" not in text else any(text in t for t in texts)):
             continue
         seen.add(key)
         entities.append(mention.entity())

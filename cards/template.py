@@ -15,6 +15,11 @@ Markdown escaping (``escape=``): Teams renders markdown in a TextBlock's ``text`
 template's own literal text never does), except a binding that is exactly ``${raw(expr)}`` (or a ``raw(...)``
 argument of a top-level ``concat``). Microsoft's engine has no such step; ``cards.render`` always escapes.
 
+Three steps: ``_prepare`` parses the template (once per template text, cached); ``_compile`` turns the prepared
+template into closures that build the card (static parts expanded once and copied, roles and ``$when``/``$data``
+decided up front); ``_expand``, the plain walk over the prepared template, is the reference the compiled form
+follows and still expands the static parts and reports budget overflows inside them.
+
 This module knows nothing about Teams, mentions or card size: ``cards.render`` does that around ``expand``.
 """
 
@@ -291,11 +296,255 @@ def _copy(v: Any) -> Any:
     return v
 
 
+# ---------------------------------------------------------------- compile (a prepared template into closures)
+#
+# `_expand` above walks the prepared template and decides, at every value of every render, what kind of node it
+# is, which markdown role it has and whether it is static. Those answers never change for a template, so
+# `_compile` answers them once: each node becomes a builder `f(run) -> value`, static subtrees are expanded once
+# and only copied per render (fresh objects: callers, attach_mentions included, mutate cards), an object's static
+# members sit in a base dict whose copy keeps the key order, `$when` and `$data` are classified up front and each
+# binding knows whether it is markdown and `raw`. `_expand` stays the reference: it expands the static subtrees at
+# compile time, and reports the exact path when a static subtree overflows the output budget.
+
+_Builder = Callable[[_Run], Any]
+_DROP: Any = object()  # placeholder in an object's base dict for a member filled per render
+
+
+def _compile(node: Any, role: int) -> _Builder | None:
+    """A builder for `node`, or None when `node` is static (no binding, `$data` or `$when` anywhere in it)."""
+    t = type(node)
+    if t is Interpolation:
+        return _compile_binding(node, role == _MARKDOWN)
+    if t is _Obj:
+        return _compile_object(node, role == _FACTS)
+    if t is list:
+        return _compile_list(node, role)
+    return None
+
+
+def _static_builder(node: Any, role: int) -> _Builder:
+    """A static subtree: expanded once here, copied per render, its containers counted against the budget."""
+    run = _Run(State(None, UNDEFINED, _VERSION, lambda: 0))
+    value = _expand(node, run, role)
+    count = MAX_OUTPUT_NODES - run.budget
+    copy = _copier(value)
+
+    def static(run: _Run) -> Any:
+        run.budget -= count
+        if run.budget < 0:
+            run.budget += count
+            _expand(node, run, role)  # raises where the walk runs out, with the same path as ever
+        return copy()
+    return static
+
+
+def _copier(value: Any) -> Callable[[], Any]:
+    """A function returning a fresh copy of a JSON value made at compile time (only its containers are copied)."""
+    t = type(value)
+    if t is dict:
+        nested = [(k, _copier(v)) for k, v in value.items() if type(v) in (dict, list)]
+        if not nested:
+            return value.copy
+        base = value
+
+        def copy_dict() -> dict[str, Any]:
+            out = base.copy()
+            for k, c in nested:
+                out[k] = c()
+            return out
+        return copy_dict
+    if t is list:
+        if not any(type(v) in (dict, list) for v in value):
+            return value.copy
+        items = [_copier(v) for v in value]
+        return lambda: [c() for c in items]
+    return _constant(value)
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _compile_list(node: list[Any], role: int) -> _Builder | None:
+    item_role = _FACTS if role == _FACTS else _PLAIN
+    compiled = [_compile(item, item_role) for item in node]
+    if all(c is None for c in compiled):
+        return None
+    items = [(c if c is not None else _static_builder(item, item_role), _segment(i))
+             for i, (item, c) in enumerate(zip(node, compiled))]
+
+    def build_list(run: _Run) -> Any:
+        run.budget -= 1
+        if run.budget < 0:
+            raise _Fail(f"expansion produced more than {MAX_OUTPUT_NODES} objects and arrays")
+        out: list[Any] = []
+        for build, segment in items:
+            try:
+                v = build(run)
+            except _Fail as f:
+                f.segments.append(segment)
+                raise
+            if v is None:
+                continue
+            if type(v) is list:
+                out.extend(v)
+            else:
+                out.append(None if v is UNDEFINED else v)
+        return out
+    return build_list
+
+
+def _compile_object(node: _Obj, fact: bool) -> _Builder | None:
+    base: dict[str, Any] = {}
+    members: list[tuple[str, Any, int, _Builder | None]] = []
+    static = not node.has_data and not node.has_when
+    for key, value in node.items:
+        role = _role(node, key, fact)
+        build = _compile(value, role)
+        if build is None and type(value) not in (_Obj, list):
+            base[key] = value  # a scalar (or a string without ${...}): as it is, in its place
+            continue
+        base[key] = _DROP
+        members.append((key, value, role, build))
+        static = static and build is None
+    if static:
+        return None  # the caller copies it whole
+    fills = [(key, build if build is not None else _static_builder(value, role), _segment(key))
+             for key, value, role, build in members]
+
+    def one(run: _Run) -> dict[str, Any]:
+        """One output object (the context is already set)."""
+        run.budget -= 1
+        if run.budget < 0:
+            raise _Fail(f"expansion produced more than {MAX_OUTPUT_NODES} objects and arrays")
+        out = base.copy()
+        for key, build, segment in fills:
+            try:
+                v = build(run)
+            except _Fail as f:
+                f.segments.append(segment)
+                raise
+            if v is UNDEFINED:
+                del out[key]
+            else:
+                out[key] = v
+        return out
+
+    if not node.has_data and not node.has_when:
+        return one
+    when = _compile_when(node.when) if node.has_when else None
+    if not node.has_data:
+        assert when is not None
+
+        def when_only(run: _Run) -> Any:
+            return one(run) if when(run.st) else None
+        return when_only
+
+    data = node.data
+
+    def with_data(run: _Run) -> Any:
+        st = run.st
+        dc = _binding(data, st, copy=False) if type(data) is Interpolation else data
+        saved_data, saved_index = st.data, st.index
+        repeat = type(dc) is list
+        contexts = dc if repeat else [dc]
+        results = []
+        try:
+            for i, ctx in enumerate(contexts):
+                if repeat:
+                    st.index = i
+                if ctx is not UNDEFINED:
+                    st.data = ctx
+                if when is not None and not when(st):
+                    continue
+                results.append(one(run))
+        finally:
+            st.data, st.index = saved_data, saved_index
+        if not results:
+            return None
+        return results[0] if len(results) == 1 else results
+    return with_data
+
+
+def _compile_when(when: Any) -> Callable[[State], bool]:
+    """`_when`, decided up front where it can be: a non-binding or an interpolated string never changes."""
+    if type(when) is Interpolation and when.typed:
+        ev = when.node.ev  # type: ignore[union-attr]
+
+        def binding_when(st: State) -> bool:
+            try:
+                return ev(st, False) is True
+            except Exception:  # noqa: BLE001 - Microsoft treats any failure of $when as false
+                return False
+        return binding_when
+    result = _when(when, None)  # type: ignore[arg-type]  # no binding to evaluate: the state is not read
+    return lambda st: result
+
+
+def _compile_binding(interp: Interpolation, markdown: bool) -> _Builder:
+    """`_binding` for one binding, with its markdown role and `raw` known."""
+    if interp.typed:
+        node: Node = interp.node  # type: ignore[assignment]
+        ev = node.ev
+        escaped = markdown and not _is_raw(node)
+
+        def typed(run: _Run) -> Any:
+            try:
+                v = ev(run.st, True)
+            except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError) as exc:
+                raise _Fail(str(exc), str(node)) from None
+            t = type(v)
+            if t is str:
+                escape = run.escape
+                return escape(v) if escaped and escape is not None else v
+            if t is float and not math.isfinite(v):
+                return None  # JSON has no Infinity/NaN; JSON.stringify writes null
+            if t is dict or t is list:
+                return _copy(v)
+            return v
+        return typed
+
+    # (text, None, None, False) for the template's own text, ("", node, node.ev, escaped) for a binding
+    parts: list[tuple[str, Node | None, Callable[[Any, bool], Any] | None, bool]] = [
+        (part, None, None, False) if isinstance(part, str) else ("", part, part.ev, markdown and not _is_raw(part))
+        for part in interp.parts]
+
+    def interpolated(run: _Run) -> str:
+        st, escape = run.st, run.escape
+        pieces: list[str] = []
+        for text, node, ev, escaped in parts:
+            if ev is None:
+                pieces.append(text)
+                continue
+            try:
+                v = ev(st, True)
+            except (EvalError, ArithmeticError, ValueError, TypeError, IndexError, KeyError):
+                pieces.append("${" + str(node) + "}")  # left as written (never escaped: the template's text)
+                continue
+            if type(v) is not str:
+                try:
+                    v = to_string(v)
+                except EvalError as exc:
+                    reason = str(exc) if v is not None and v is not UNDEFINED else (
+                        f"{node} is {'null' if v is None else 'undefined'}: Microsoft's engine fails on that inside "
+                        f"a string (use coalesce)")
+                    raise _Fail(reason, str(node)) from None
+            pieces.append(escape(v) if escaped and escape is not None else v)
+        return "".join(pieces)
+    return interpolated
+
+
+def _compile_root(prepared: Any) -> _Builder:
+    build = _compile(prepared, _PLAIN)
+    return build if build is not None else _static_builder(prepared, _PLAIN)
+
+
 # ---------------------------------------------------------------- public
 
 @lru_cache(maxsize=64)
-def _prepare_text(text: str) -> Any:
-    return _prepare(json.loads(text), 0, [MAX_TEMPLATE_NODES])
+def _prepare_text(text: str) -> _Builder:
+    """A template's JSON text, prepared and compiled once (render passes the same catalog text every time)."""
+    return _compile_root(_prepare(json.loads(text), 0, [MAX_TEMPLATE_NODES]))
 
 
 def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template>",
@@ -325,9 +574,9 @@ def expand(template: Any, data: Any, *, host: Any = None, name: str = "<template
             except json.JSONDecodeError as exc:
                 raise TemplateError(f"template is not JSON: {exc}", template=name) from None
         else:
-            prepared = _prepare(template, 0, [MAX_TEMPLATE_NODES])
+            prepared = _compile_root(_prepare(template, 0, [MAX_TEMPLATE_NODES]))
         st = State(data, UNDEFINED if host is None else host, _VERSION, _clock(now))
-        return _expand(prepared, _Run(st, escape))
+        return prepared(_Run(st, escape))
     except _Fail as f:
         path = "$" + "".join(reversed(f.segments))
         raise TemplateError(f.reason, template=name, path=path, expression=f.expression) from None
