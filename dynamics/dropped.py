@@ -58,6 +58,7 @@ class DroppedFields:
         self.environment = environment
         self._by_set: dict[str, set[str]] = {}
         self._lock = threading.Lock()  # a view may be read from another thread (a CLI report)
+        self.generation = 0  # grows with every field added: readers keep what they derived until it changes
 
     def add(self, entity_set: str, field: str) -> bool:
         """Remember that `entity_set` has no `field`. True if this is news (so the caller logs it once)."""
@@ -66,6 +67,7 @@ class DroppedFields:
             if field in names:
                 return False
             names.add(field)
+            self.generation += 1
             return True
 
     def fields(self, entity_set: str) -> frozenset[str]:
