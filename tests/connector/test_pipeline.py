@@ -261,3 +261,60 @@ async def test_events_are_claimed_in_batches_and_finished_in_one_write(store, mo
         rec = await store.get_event(eid)
         assert rec.status is EventStatus.DONE and rec.data == {"a": 1, "b": 2}
         assert [h.step for h in await store.history(eid)] == ["received", "a", "b", "done"]
+
+
+async def test_one_lease_timer_keeps_every_event_in_flight(store) -> None:
+    """Perf goal 3: the lease heartbeat is one timer for all events in flight (not a task per event); each long
+    stage still keeps its lease, and the timer is gone once nothing is in flight."""
+    clock = FakeClock()
+    ids = await add(store, 3, clock)
+    release = asyncio.Event()
+    running: set[str] = set()
+    beats: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        beats.append(seconds)
+        clock.now += seconds
+        await asyncio.sleep(0)
+        if len(beats) >= 4:
+            await release.wait()
+
+    async def slow(ev):
+        running.add(ev.id)
+        await release.wait()
+        return StageOutcome("", {"ok": True})
+
+    async def quick(ev):
+        return StageOutcome("")
+
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task] = []
+    previous = loop.get_task_factory()
+
+    def recording(loop, coro, **kw):  # type: ignore[no-untyped-def]
+        task = asyncio.Task(coro, loop=loop, **kw)
+        tasks.append(task)  # named by create_task after the factory returns
+        return task
+
+    loop.set_task_factory(recording)
+    p = Pipeline(store, {"a": slow}, clock=clock, lease_seconds=30, sleep=fake_sleep, name="slow", concurrency=8)
+    try:
+        await p.start()
+        deadline = loop.time() + 10
+        while (len(running) < 3 or len(beats) < 4) and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # the extensions are store writes on the store's thread
+        assert running == set(ids) and len(beats) >= 4
+        assert clock.now > 1_000_000.0 + 30  # well past the first leases
+        names = [t.get_name() for t in tasks]
+        assert [n for n in names if n.startswith("lease-")] == []
+        assert len([n for n in names if n.startswith("pipeline-leases-")]) == 1
+        other = Pipeline(store, {"a": quick}, clock=clock, lease_seconds=30, name="other")
+        assert await other.run_once() is False  # every lease was kept
+        release.set()
+        while {(await store.get_event(i)).status for i in ids} != {EventStatus.DONE} and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert {(await store.get_event(i)).status for i in ids} == {EventStatus.DONE}
+        assert p._leases is None  # nothing in flight: no timer left
+    finally:
+        loop.set_task_factory(previous)
+        await p.stop()
