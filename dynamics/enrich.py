@@ -225,7 +225,8 @@ class EnrichmentPlan(BaseModel):
 
     def compiled(self) -> _CompiledPlan:
         """The plan's parsed templates, dependencies and expand map, built once per plan (not per event)."""
-        cached = self._compiled
+        private = self.__pydantic_private__  # a slot: cheaper than pydantic's __getattr__ for `self._compiled`
+        cached = private.get("_compiled") if private else None
         if cached is None or cached[0] != id(self):
             cached = (id(self), _CompiledPlan.build(self))
             self._compiled = cached
@@ -325,7 +326,7 @@ class _Condition:
     error: str | None = None  # why `raw` did not parse (the plan's validator refuses that; raised when resolved)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: waves test membership in lists of these per event
 class _CompiledFetch:
     fetch: Fetch
     index: int  # position in the plan
@@ -335,7 +336,7 @@ class _CompiledFetch:
     children: tuple[tuple[Fetch, str], ...]  # (child fetch, navigation) for each of its expands
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _CompiledPlan:
     """What every event of a plan shares: templates parsed once, dependencies and expands worked out once.
 
