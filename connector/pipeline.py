@@ -123,6 +123,11 @@ class Pipeline:
     # --- the loop -----------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._in_flight.discard(task)
+            slots.release()
+
         while not self._stopping:
             self.last_loop_at = self.clock()
             await slots.acquire()
@@ -135,6 +140,9 @@ class Pipeline:
             while want < self.claim_batch and not slots.locked():
                 await slots.acquire()
                 want += 1
+            # Cleared before the claim, not after: work that arrives while the claim runs sets it again, so the
+            # wait below returns at once instead of at the next poll.
+            self._wake.clear()
             try:
                 claims = await self.store.claim_batch(
                     self.name, now=self.clock(), lease_seconds=self.lease_seconds, limit=want)
@@ -146,21 +154,17 @@ class Pipeline:
                 claims = []
             for _ in range(want - len(claims)):
                 slots.release()
-            if not claims:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            def ended(task: asyncio.Task[None]) -> None:
-                self._in_flight.discard(task)
-                slots.release()
-
             for claim in claims:
                 task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
                 self._in_flight.add(task)
                 task.add_done_callback(ended)
+            if len(claims) < want:
+                # The store had nothing more due: wait for new work (or the poll, for retries falling due) rather
+                # than asking again at once for what is not there.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _heartbeat(self) -> None:
         """Keep the leases of long-running stages (a post waiting for Teams' rate limit) from expiring.

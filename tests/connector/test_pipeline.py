@@ -318,3 +318,70 @@ async def test_one_lease_timer_keeps_every_event_in_flight(store) -> None:
     finally:
         loop.set_task_factory(previous)
         await p.stop()
+
+
+class _ClaimWatch:
+    """The real store, with a hook run inside claim_batch (after its query) and every claim's size recorded."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.sizes, self.during = store, [], None
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self.store, name)
+
+    async def claim_batch(self, worker, *, now, lease_seconds, limit):  # type: ignore[no-untyped-def]
+        claims = await self.store.claim_batch(worker, now=now, lease_seconds=lease_seconds, limit=limit)
+        self.sizes.append(len(claims))
+        if self.during is not None:
+            hook, self.during = self.during, None
+            await hook()
+        return claims
+
+
+async def test_work_arriving_during_a_claim_is_claimed_at_once_not_at_the_next_poll(store) -> None:
+    """The claimer's wake-up is cleared before it claims: an event enqueued (and announced) while a claim is running
+    is taken right after it, not when the poll interval ends (here 60 s)."""
+    clock = FakeClock()
+    watch = _ClaimWatch(store)
+    done = asyncio.Event()
+
+    async def a(ev):
+        done.set()
+        return StageOutcome("")
+
+    p = Pipeline(watch, {"a": a}, clock=clock, poll_interval=60.0, name="w")
+
+    async def arrive() -> None:
+        await add(store, 1, clock)
+        p.wake()  # what the events endpoint does after the enqueue's commit
+
+    watch.during = arrive
+    await p.start()
+    try:
+        await asyncio.wait_for(done.wait(), 10)  # well before the 60 s poll
+    finally:
+        await p.stop()
+
+
+async def test_after_a_short_claim_the_claimer_waits_for_work_instead_of_asking_again(store) -> None:
+    """Perf goal 3: a claim that got fewer events than it asked for means nothing more is due; the claimer then
+    waits for new work (or the poll) instead of making an empty claim (a store round trip) at once."""
+    clock = FakeClock()
+    await add(store, 3, clock)
+    watch = _ClaimWatch(store)
+    finished: list[str] = []
+
+    async def a(ev):
+        finished.append(ev.id)
+        return StageOutcome("")
+
+    p = Pipeline(watch, {"a": a}, clock=clock, poll_interval=60.0, name="w")
+    await p.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(finished) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(finished) == 3
+        assert watch.sizes == [3]  # one claim for the three, no empty claim after it
+    finally:
+        await p.stop()
