@@ -168,6 +168,18 @@ async def compare(args: argparse.Namespace) -> None:
               f"{b['sandbox_cpu_pct']:.0f}/{t['sandbox_cpu_pct']:.0f} %; F&O limit {t['fno_limit']:,}/300 s")
         print("     baseline  " + cpu_line(b["probe"], b["events"]))
         print("     this tree " + cpu_line(t["probe"], t["events"]))
+        print(f"     per event by thread: baseline {split(b)}; this tree {split(t)}")
+    ratios = [t["cpu_ms_per_event"] / b["cpu_ms_per_event"] for b, t in pairs]
+    print(f"   goal 3 (CPU per event halved, ratio <= 0.50): ratios {', '.join(f'{r:.2f}x' for r in ratios)} -> "
+          f"{'met' if all(r <= 0.5 for r in ratios) else 'NOT met'} in {sum(r <= 0.5 for r in ratios)} of "
+          f"{len(ratios)} rounds (same-run ratios; the machine is shared, see the load averages)")
+
+
+def split(r: dict[str, Any]) -> str:
+    """Connector CPU per event on its event-loop thread and on its other threads (SQLite's database thread)."""
+    probe, events = r["probe"], r["events"]
+    loop_ms = 1000 * probe["connector_main"] / events
+    return f"event loop {loop_ms:.2f} ms, other threads {1000 * probe['connector'] / events - loop_ms:.2f} ms"
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -93,6 +93,8 @@ class Pipeline:
         self._claimer: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._latest: dict[str, Claim] = {}  # event id -> its claim as of the last recorded step
+        self._leases: asyncio.Task[None] | None = None  # the lease heartbeat, while events are in flight
+        self._lost: set[str] = set()  # events in flight whose lease the heartbeat found lost
         self.last_loop_at = self.clock()  # the claim loop's last turn, for /readyz
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -121,6 +123,11 @@ class Pipeline:
     # --- the loop -----------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._in_flight.discard(task)
+            slots.release()
+
         while not self._stopping:
             self.last_loop_at = self.clock()
             await slots.acquire()
@@ -133,6 +140,9 @@ class Pipeline:
             while want < self.claim_batch and not slots.locked():
                 await slots.acquire()
                 want += 1
+            # Cleared before the claim, not after: work that arrives while the claim runs sets it again, so the
+            # wait below returns at once instead of at the next poll.
+            self._wake.clear()
             try:
                 claims = await self.store.claim_batch(
                     self.name, now=self.clock(), lease_seconds=self.lease_seconds, limit=want)
@@ -144,33 +154,48 @@ class Pipeline:
                 claims = []
             for _ in range(want - len(claims)):
                 slots.release()
-            if not claims:
-                self._wake.clear()
+            for claim in claims:
+                task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
+                self._in_flight.add(task)
+                task.add_done_callback(ended)
+            if len(claims) < want:
+                # The store had nothing more due: wait for new work (or the poll, for retries falling due) rather
+                # than asking again at once for what is not there.
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 except asyncio.TimeoutError:
                     pass
-                continue
-            for claim in claims:
-                task = asyncio.create_task(self._run_claim(claim), name=f"event-{claim.event.id}")
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                task.add_done_callback(lambda _t: slots.release())
 
-    async def _heartbeat(self, event_id: str) -> None:
-        """Keep the lease of a long-running stage (a post waiting for Teams' rate limit) from expiring."""
-        while True:
+    async def _heartbeat(self) -> None:
+        """Keep the leases of long-running stages (a post waiting for Teams' rate limit) from expiring.
+
+        One timer for every event in flight (not a task per event): every lease_seconds/3 it extends each lease
+        not taken or extended in the last tenth of lease_seconds, so no lease gets older than about 2/3 of its
+        life before it is renewed. The extensions of one turn are group-committed together.
+        """
+        while self._latest:
             await self.sleep(self.lease_seconds / 3)
-            claim = self._latest.get(event_id)
-            if claim is None:
-                return
-            try:
-                self._latest[event_id] = await self.store.extend_lease(
-                    claim, lease_seconds=self.lease_seconds, now=self.clock())
-            except LeaseLost:
-                return
-            except StoreUnavailable:
-                log.warning("store unavailable; could not extend the lease of event %s", event_id)
+            fresh = self.clock() + self.lease_seconds * 0.9
+            due = [claim for event_id, claim in self._latest.items()
+                   if claim.lease_expires_at < fresh and event_id not in self._lost]
+            if due:
+                await asyncio.gather(*(self._extend(claim) for claim in due))
+
+    async def _extend(self, claim: Claim) -> None:
+        event_id = claim.event.id
+        try:
+            extended = await self.store.extend_lease(claim, lease_seconds=self.lease_seconds, now=self.clock())
+        except LeaseLost:
+            self._lost.add(event_id)  # its next write fails alone (fenced); no more extensions for it
+            return
+        except StoreUnavailable:
+            log.warning("store unavailable; could not extend the lease of event %s", event_id)
+            return
+        except Exception:
+            log.exception("unexpected error extending the lease of event %s", event_id)
+            return
+        if event_id in self._latest:  # not if it ended meanwhile: _latest holds events in flight only
+            self._latest[event_id] = extended
 
     def alive(self) -> bool:
         """The claim loop is running (started and not ended by an error)."""
@@ -184,7 +209,8 @@ class Pipeline:
 
     async def _run_claim_bound(self, claim: Claim) -> None:
         self._latest[claim.event.id] = claim
-        heartbeat = asyncio.create_task(self._heartbeat(claim.event.id), name=f"lease-{claim.event.id}")
+        if self._leases is None or self._leases.done():
+            self._leases = asyncio.create_task(self._heartbeat(), name=f"pipeline-leases-{self.name}")
         try:
             await self._process(claim)
         except LeaseLost:
@@ -203,8 +229,11 @@ class Pipeline:
             except Exception:
                 log.exception("could not reschedule event %s; its lease will expire", claim.event.id)
         finally:
-            heartbeat.cancel()
             self._latest.pop(claim.event.id, None)
+            self._lost.discard(claim.event.id)
+            if not self._latest and self._leases is not None:  # nothing in flight: no timer left behind
+                self._leases.cancel()
+                self._leases = None
 
     async def run_once(self) -> bool:
         """Claim one due event and run it as far as it goes (tests). Returns False when nothing was due."""

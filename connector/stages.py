@@ -8,7 +8,6 @@ reason an admin can act on, then `events replay`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,6 @@ from connector.pipeline import Park, RetryLater, Stage, StageOutcome
 from connector.store import EventRecord
 from connector.tokens import TokenError, TokenUnavailable
 from dynamics import (
-    BusinessEvent,
     DroppedFields,
     DroppedFieldsView,
     DynamicsError,
@@ -28,7 +26,6 @@ from dynamics import (
     ODataThrottled,
     ODataUnavailable,
     enrich,
-    parse_events,
     plan_for,
 )
 
@@ -57,9 +54,8 @@ class EnvironmentRuntime:
         return self.dropped.view()
 
 
-def stored_event(record: EventRecord) -> BusinessEvent:
-    """Rebuild the validated event from the payload the endpoint stored."""
-    return parse_events(json.dumps(record.payload))[0]
+_PLAN_CHOICES_KEPT = 1024
+_NO_PLAN_DETAIL = "no enrichment plan for this event type: the card shows the event's own fields"
 
 
 def translate_dynamics_error(exc: Exception) -> Exception:
@@ -84,19 +80,28 @@ def make_enrich_stage(
     environments: dict[str, EnvironmentRuntime], plans: list[EnrichmentPlan], *, next_stage: str
 ) -> Stage:
     """Read the full record back over OData, per the first plan matching the event type."""
+    # event type -> its plan (or None): the plans are fixed for the stage's life, so the choice is made once per type
+    chosen: dict[str, EnrichmentPlan | None] = {}
 
     async def enrich_stage(record: EventRecord) -> StageOutcome:
         env = environments.get(record.environment)
         if env is None:
             raise Park(f"environment '{record.environment}' is no longer configured")
-        plan = plan_for(record.business_event_id, plans)
+        event_type = record.business_event_id
+        if event_type in chosen:
+            plan = chosen[event_type]
+        else:
+            plan = plan_for(event_type, plans)
+            if len(chosen) < _PLAN_CHOICES_KEPT:  # event types are few; this only bounds a sender inventing them
+                chosen[event_type] = plan
         if plan is None:
             return StageOutcome(next_stage, {"enrichment": {"plan": None, "record": {}, "missing": []}},
-                                "no enrichment plan for this event type: the card shows the event's own fields")
-        event = stored_event(record)
+                                _NO_PLAN_DETAIL)
         try:
             async with env.limit:
-                enriched = await enrich(event, env.odata, plan, base_url=env.base_url, dropped=env.dropped)
+                # The stored record carries what enrichment reads of the event (its payload and legal entity, both
+                # as validated at the front door): no re-serialising and re-parsing of the payload per event.
+                enriched = await enrich(record, env.odata, plan, base_url=env.base_url, dropped=env.dropped)
         except Exception as exc:  # translated below; anything unknown propagates as a bug
             translated = translate_dynamics_error(exc)
             if translated is exc:

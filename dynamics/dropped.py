@@ -58,6 +58,8 @@ class DroppedFields:
         self.environment = environment
         self._by_set: dict[str, set[str]] = {}
         self._lock = threading.Lock()  # a view may be read from another thread (a CLI report)
+        self.generation = 0  # grows with every field added: readers keep what they derived until it changes
+        self._frozen: dict[str, frozenset[str]] = {}  # entity set -> fields(), as last handed out (read per event)
 
     def add(self, entity_set: str, field: str) -> bool:
         """Remember that `entity_set` has no `field`. True if this is news (so the caller logs it once)."""
@@ -66,11 +68,16 @@ class DroppedFields:
             if field in names:
                 return False
             names.add(field)
+            self._frozen.pop(entity_set, None)
+            self.generation += 1
             return True
 
     def fields(self, entity_set: str) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._by_set.get(entity_set, ()))
+        frozen = self._frozen.get(entity_set)  # one dict read (atomic): no lock and no copy on the hot path
+        if frozen is None:
+            with self._lock:
+                frozen = self._frozen[entity_set] = frozenset(self._by_set.get(entity_set, ()))
+        return frozen
 
     def as_dict(self) -> Mapping[str, tuple[str, ...]]:
         with self._lock:

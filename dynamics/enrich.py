@@ -30,12 +30,13 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 import logging
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dynamics.dropped import DroppedFields
 from dynamics.errors import (
@@ -46,7 +47,6 @@ from dynamics.errors import (
     ODataUnknownEntitySet,
     ODataUnknownProperty,
 )
-from dynamics.events import BusinessEvent
 from dynamics.odata_query import Enum, Expansion
 from dynamics.templates import NOTHING, Template
 
@@ -219,6 +219,18 @@ class EnrichmentPlan(BaseModel):
     open_url: str | None = None
     document_key: str | None = None
     title: str | None = None
+    # Everything derivable from the plan, built on first use (see `_CompiledPlan`). Kept with the id of the plan it
+    # was built for: a copy (model_copy) carries its original's private attributes, and must build its own.
+    _compiled: tuple[int, _CompiledPlan] | None = PrivateAttr(default=None)
+
+    def compiled(self) -> _CompiledPlan:
+        """The plan's parsed templates, dependencies and expand map, built once per plan (not per event)."""
+        private = self.__pydantic_private__  # a slot: cheaper than pydantic's __getattr__ for `self._compiled`
+        cached = private.get("_compiled") if private else None
+        if cached is None or cached[0] != id(self):
+            cached = (id(self), _CompiledPlan.build(self))
+            self._compiled = cached
+        return cached[1]
 
     @property
     def requests_per_event(self) -> int:
@@ -304,6 +316,79 @@ class EnrichmentPlan(BaseModel):
         return any(_is_glob(p) and fnmatch.fnmatchcase(event_id, p) or p == event_id for p in self.events)
 
 
+@dataclass(frozen=True)
+class _Condition:
+    """One key/filter field of a fetch, ready to resolve: an enum, a constant, or a parsed template."""
+
+    name: str
+    raw: Any
+    template: Template | None  # None: `raw` is not text (an enum or a constant), or it did not parse
+    error: str | None = None  # why `raw` did not parse (the plan's validator refuses that; raised when resolved)
+
+
+@dataclass(frozen=True, eq=False)  # identity: waves test membership in lists of these per event
+class _CompiledFetch:
+    fetch: Fetch
+    index: int  # position in the plan
+    conditions: tuple[_Condition, ...]
+    roots: frozenset[str]  # earlier fetches its templates name (event/company/base_url left out)
+    parent: tuple[str, str, str] | None  # (expanding fetch, its entity set, navigation) when another expands it
+    children: tuple[tuple[Fetch, str], ...]  # (child fetch, navigation) for each of its expands
+
+
+@dataclass(frozen=True, eq=False)
+class _CompiledPlan:
+    """What every event of a plan shares: templates parsed once, dependencies and expands worked out once.
+
+    Per event only the references are resolved; before this, each event re-parsed every template of its plan
+    (11 parses per PO event) and searched the plan's fetches by name.
+    """
+
+    fetches: tuple[_CompiledFetch, ...]
+    by_name: dict[str, _CompiledFetch]
+    texts: dict[str, Template | None]  # open_url, document_key, title
+    errors: dict[str, str]  # attribute -> the parse error (raised when the attribute is rendered)
+    # Per environment (its DroppedFields, held weakly) and fetch: the read's shape as of that DroppedFields'
+    # generation; rebuilt when the environment learns of another missing field or navigation.
+    shapes: weakref.WeakKeyDictionary[DroppedFields, dict[str, tuple[int, _Shape]]] = field(
+        default_factory=weakref.WeakKeyDictionary, compare=False)
+
+    @classmethod
+    def build(cls, plan: EnrichmentPlan) -> _CompiledPlan:
+        entity_of = {fetch.name: fetch.entity for fetch in plan.fetches}
+        expanded = plan.expanded
+        fetches = []
+        for index, fetch in enumerate(plan.fetches):
+            conditions = []
+            roots: set[str] = set()
+            for name, raw in fetch.conditions.items():
+                if not isinstance(raw, str):
+                    conditions.append(_Condition(name, raw, None))
+                    continue
+                try:
+                    template = Template.parse(raw)
+                except ValueError as exc:  # the plan's validator refuses this; kept for plans built without it
+                    conditions.append(_Condition(name, raw, None, str(exc)))
+                    continue
+                roots |= template.roots
+                conditions.append(_Condition(name, raw, template))
+            parent = expanded.get(fetch.name)
+            children = tuple((next(f for f in plan.fetches if f.name == item.fetch), item.navigation)
+                             for item in fetch.expand or ())
+            fetches.append(_CompiledFetch(
+                fetch, index, tuple(conditions), frozenset(roots - RESERVED),
+                (parent[0], entity_of[parent[0]], parent[1]) if parent is not None else None, children))
+        texts: dict[str, Template | None] = {}
+        errors: dict[str, str] = {}
+        for attribute in ("open_url", "document_key", "title"):
+            text = getattr(plan, attribute)
+            try:
+                texts[attribute] = Template.parse(text) if text is not None else None
+            except ValueError as exc:  # the plan's validator refuses these; kept for plans built without it
+                texts[attribute], errors[attribute] = None, str(exc)
+        return cls(tuple(fetches), {f.fetch.name: f for f in fetches}, texts, errors)
+
+
 @dataclass
 class Enriched:
     """What a plan found. `record` has one key per fetch (None / [] when missing or skipped)."""
@@ -333,11 +418,22 @@ class _Client(Protocol):
                     top: int | None = None, expand: Sequence[Expansion] | None = None) -> list[dict[str, Any]]: ...
 
 
-async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
+class _Event(Protocol):
+    """What enrichment reads of an event: a `BusinessEvent`, or the store's record of one (same two fields)."""
+
+    @property
+    def legal_entity(self) -> str | None: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+async def enrich(event: _Event, client: _Client, plan: EnrichmentPlan, *,
                  base_url: str | None = None, dropped: DroppedFields | None = None) -> Enriched:
     """Run `plan` for `event`.
 
     Args:
+        event: a `BusinessEvent`, or anything with its `legal_entity` and `payload` (the store's event record).
         client: an `ODataClient` (anything with its `get`/`query`).
         base_url: root for `{base_url}` in `open_url`; defaults to the client's.
         dropped: the environment's fields known to be missing (read, and added to); None: learn for this call only.
@@ -358,28 +454,55 @@ async def enrich(event: BusinessEvent, client: _Client, plan: EnrichmentPlan, *,
         "base_url": (base_url or getattr(client, "base_url", "") or "").rstrip("/") or NOTHING,
     }
     result = Enriched()
-    run = _Run(plan, client, company, context, dropped, result)
-    pending = list(plan.fetches)
+    compiled = plan.compiled()
+    run = _Run(plan, client, company, context, dropped, result, compiled)
+    pending = list(compiled.fetches)
     # Waves: every fetch whose references (and expanding parent) are done runs now, the wave's reads in parallel.
+    # A fetch that needs no request (served by its parent's $expand, or skipped) settles without a task, and a
+    # wave with one request awaits it directly: tasks only where reads really run side by side.
     while pending:
-        waiting = {f.name for f in pending}
-        ready = [f for f in pending if not (_depends_on(plan, f, dropped) & waiting)]
-        outcomes = await asyncio.gather(*(run.one(f) for f in ready), return_exceptions=True)
+        waiting = {f.fetch.name for f in pending}
+        ready = [f for f in pending if not (_depends_on(f, dropped) & waiting)]
+        outcomes: list[Any] = []
+        reads: list[tuple[int, Awaitable[_Outcome]]] = []
+        for position, item in enumerate(ready):
+            try:
+                prepared = run.prepare(item)
+            except Exception as exc:  # noqa: BLE001 - raised below, in plan order
+                outcomes.append(exc)
+                continue
+            if isinstance(prepared, _Read):
+                reads.append((position, run.read(item.fetch, prepared)))
+                outcomes.append(None)  # filled in once read
+            else:
+                outcomes.append(prepared)
+        if len(reads) == 1:
+            position, read = reads[0]
+            try:
+                outcomes[position] = await read
+            except Exception as exc:  # noqa: BLE001 - raised below, in plan order
+                outcomes[position] = exc
+        elif reads:
+            done = await asyncio.gather(*(read for _, read in reads), return_exceptions=True)
+            for (position, _), result_or_error in zip(reads, done):
+                outcomes[position] = result_or_error
         for outcome in outcomes:  # plan order: the first error in plan order wins, whatever finished first
             if isinstance(outcome, BaseException):
                 raise outcome
-        for fetch, outcome in zip(ready, outcomes):
-            assert not isinstance(outcome, BaseException)
-            run.settle(fetch, outcome)
+        for item, outcome in zip(ready, outcomes):
+            run.settle(item.fetch, outcome)
         pending = [f for f in pending if f not in ready]
-    result.record = {fetch.name: result.record[fetch.name] for fetch in plan.fetches}  # plan order, as before
+    result.record = {f.fetch.name: result.record[f.fetch.name] for f in compiled.fetches}  # plan order, as before
     for names in (result.missing, result.skipped):
-        names.sort(key=[f.name for f in plan.fetches].index)
-    result.failed = {f.name: result.failed[f.name] for f in plan.fetches if f.name in result.failed}
+        if len(names) > 1:
+            names.sort(key=lambda name: compiled.by_name[name].index)
+    if result.failed:
+        result.failed = {f.fetch.name: result.failed[f.fetch.name] for f in compiled.fetches
+                         if f.fetch.name in result.failed}
 
-    result.open_url = _text(plan, "open_url", context, url=True)
-    result.document_key = _text(plan, "document_key", context)
-    result.title = _text(plan, "title", context)
+    result.open_url = _text(plan, compiled, "open_url", context, url=True)
+    result.document_key = _text(plan, compiled, "document_key", context)
+    result.title = _text(plan, compiled, "title", context)
     return result
 
 
@@ -426,6 +549,14 @@ class _Outcome:
 
 
 @dataclass
+class _Read:
+    """A fetch that needs its own request: the company it reads and its resolved key/filter."""
+
+    company: str | None
+    conditions: dict[str, Any]
+
+
+@dataclass
 class _Run:
     """One event's enrichment: what the fetches share while waves of them run concurrently."""
 
@@ -435,19 +566,27 @@ class _Run:
     context: dict[str, Any]
     dropped: DroppedFields
     result: Enriched
+    compiled: _CompiledPlan
     served: dict[str, Any] = field(default_factory=dict)  # child fetch -> what its parent's $expand brought
 
-    async def one(self, fetch: Fetch) -> _Outcome:
-        plan = self.plan
+    def prepare(self, item: _CompiledFetch) -> _Outcome | _Read:
+        """What a fetch comes to without a request (served by its parent's $expand, or skipped), else the read
+        to make."""
+        fetch = item.fetch
         empty: Any = [] if fetch.many else None
-        conditions = _resolve(plan, fetch, self.context)
+        conditions = _resolve(self.plan, item, self.context)
         if fetch.name in self.served:
             # Read through the parent's $expand. Where its own reference resolves to nothing the separate read
             # would not have run: say so the same way, so both paths give the same Enriched.
             return _Outcome(empty, skipped=True) if conditions is None else _Outcome(self.served[fetch.name])
         if conditions is None or (fetch.company and self.company is None):
             return _Outcome(empty, skipped=True)
-        scope = self.company if fetch.company else None
+        return _Read(self.company if fetch.company else None, conditions)
+
+    async def read(self, fetch: Fetch, read: _Read) -> _Outcome:
+        plan = self.plan
+        empty: Any = [] if fetch.many else None
+        scope, conditions = read.company, read.conditions
         self.result.calls += 1
         try:
             return _Outcome(await _run_degrading(self, fetch, scope, conditions))
@@ -474,19 +613,13 @@ class _Run:
         self.result.record[fetch.name] = self.context[fetch.name] = found
 
 
-def _depends_on(plan: EnrichmentPlan, fetch: Fetch, dropped: DroppedFields) -> set[str]:
+def _depends_on(item: _CompiledFetch, dropped: DroppedFields) -> frozenset[str]:
     """The fetches this one must wait for: those its templates name, and the one that expands it (unless this
     environment lacks that navigation: then it is an ordinary read, in parallel with whatever it does not need)."""
-    names: set[str] = set()
-    for text in fetch.conditions.values():
-        if isinstance(text, str):
-            names |= Template.parse(text).roots
-    parent = plan.expanded.get(fetch.name)
-    if parent is not None:
-        entity = next(f.entity for f in plan.fetches if f.name == parent[0])
-        if parent[1] not in dropped.fields(entity):
-            names.add(parent[0])
-    return names - RESERVED
+    parent = item.parent
+    if parent is not None and parent[2] not in dropped.fields(parent[1]):
+        return item.roots | {parent[0]}
+    return item.roots
 
 
 async def _run(client: _Client, fetch: Fetch, company: str | None, conditions: dict[str, Any],
@@ -521,21 +654,52 @@ class _Child:
         return name in self.select or name in {_order_field(o) for o in self.orderby}
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """One fetch's request in one environment: what it selects, orders by, leaves out and expands."""
+
+    select: list[str] | None
+    orderby: list[str] | None
+    left_out: list[str]
+    children: list[_Child]
+    expansions: list[Expansion]
+
+
+def _shape(run: _Run, fetch: Fetch) -> _Shape:
+    """The fetch's request without what this environment lacks; worked out once per fetch and environment (and
+    again whenever the environment's dropped fields change), not per event."""
+    dropped = run.dropped
+    generation = dropped.generation
+    known = run.compiled.shapes.get(dropped)
+    if known is None:
+        known = run.compiled.shapes.setdefault(dropped, {})
+    cached = known.get(fetch.name)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
+    gone = dropped.fields(fetch.entity)
+    select = [f for f in fetch.select if f not in gone] if fetch.select else fetch.select
+    orderby = [o for o in fetch.orderby if _order_field(o) not in gone] if fetch.orderby else fetch.orderby
+    left_out = sorted((set(fetch.select or ()) | {_order_field(o) for o in fetch.orderby or ()}) & gone)
+    children = _children(run, fetch)
+    shape = _Shape(select, orderby, left_out, children, [c.expansion() for c in children])
+    known[fetch.name] = (generation, shape)
+    return shape
+
+
 def _children(run: _Run, fetch: Fetch) -> list[_Child]:
     """The expands of `fetch` this environment has the navigation for, without the children's dropped fields."""
     gone = run.dropped.fields(fetch.entity)
     children = []
-    for item in fetch.expand or ():
-        if item.navigation in gone:
+    for child, navigation in run.compiled.by_name[fetch.name].children:
+        if navigation in gone:
             continue
-        child = next(f for f in run.plan.fetches if f.name == item.fetch)
         lacks = run.dropped.fields(child.entity)
         select = [f for f in child.select or () if f not in lacks]
         if select and child.key is not None:  # as ODataClient.get does for a separate keyed read
             select += [name for name in child.key if name not in select]
         orderby = [o for o in child.orderby or () if _order_field(o) not in lacks]
         left_out = sorted((set(child.select or ()) | {_order_field(o) for o in child.orderby or ()}) & lacks)
-        children.append(_Child(child, item.navigation, select, orderby, left_out))
+        children.append(_Child(child, navigation, select, orderby, left_out))
     return children
 
 
@@ -569,14 +733,12 @@ async def _run_degrading(run: _Run, fetch: Fetch, company: str | None, condition
     """
     plan, dropped, result = run.plan, run.dropped, run.result
     while True:
-        gone = dropped.fields(fetch.entity)
-        select = [f for f in fetch.select if f not in gone] if fetch.select else fetch.select
-        orderby = [o for o in fetch.orderby if _order_field(o) not in gone] if fetch.orderby else fetch.orderby
-        left_out = sorted((set(fetch.select or ()) | {_order_field(o) for o in fetch.orderby or ()}) & gone)
-        children = _children(run, fetch)
+        shape = _shape(run, fetch)
+        select, orderby, left_out, children = shape.select, shape.orderby, shape.left_out, shape.children
         try:
-            found = await _run(run.client, fetch, company, conditions, select or None, orderby or None,
-                               [c.expansion() for c in children])
+            # copies: the shape is shared by every event of this fetch, and a client may keep what it is given
+            found = await _run(run.client, fetch, company, conditions, list(select) if select else None,
+                               list(orderby) if orderby else None, list(shape.expansions))
         except ODataBadRequest as exc:
             name = exc.property if isinstance(exc, ODataUnknownProperty) else None
             navigations = [c.navigation for c in children]
@@ -649,18 +811,19 @@ def _raise_if_unfixable(plan: EnrichmentPlan, fetch: Fetch, exc: ODataError) -> 
             f"this environment's {fetch.entity} has no {where} field {exc.property}; {fix}") from exc
 
 
-def _resolve(plan: EnrichmentPlan, fetch: Fetch, context: dict[str, Any]) -> dict[str, Any] | None:
+def _resolve(plan: EnrichmentPlan, item: _CompiledFetch, context: dict[str, Any]) -> dict[str, Any] | None:
     """Key/filter values for this event, or None if any reference resolves to nothing."""
+    fetch = item.fetch
     values: dict[str, Any] = {}
-    for name, raw in fetch.conditions.items():
-        if isinstance(raw, EnumLiteral):
-            values[name] = Enum(raw.enum, raw.value)
-            continue
-        if not isinstance(raw, str):
-            values[name] = raw
+    for condition in item.conditions:
+        name, raw, template = condition.name, condition.raw, condition.template
+        if condition.error is not None:
+            raise EnrichmentPlanError(plan.name, fetch.name, name, condition.error)
+        if template is None:
+            values[name] = Enum(raw.enum, raw.value) if isinstance(raw, EnumLiteral) else raw
             continue
         try:
-            value = Template.parse(raw).render_value(context)
+            value = template.render_value(context)
         except ValueError as exc:
             raise EnrichmentPlanError(plan.name, fetch.name, name, str(exc)) from None
         if value is NOTHING:
@@ -671,13 +834,18 @@ def _resolve(plan: EnrichmentPlan, fetch: Fetch, context: dict[str, Any]) -> dic
     return values
 
 
-def _text(plan: EnrichmentPlan, attribute: str, context: dict[str, Any], *, url: bool = False) -> str | None:
-    text = getattr(plan, attribute)
-    if text is None:
+_URL_AS_IS = frozenset({"base_url"})
+
+
+def _text(plan: EnrichmentPlan, compiled: _CompiledPlan, attribute: str, context: dict[str, Any], *,
+          url: bool = False) -> str | None:
+    if attribute in compiled.errors:
+        raise EnrichmentPlanError(plan.name, None, attribute, compiled.errors[attribute])
+    template = compiled.texts[attribute]
+    if template is None:
         return None
     try:
-        template = Template.parse(text)
-        value = template.render(context, url_quote_except=frozenset({"base_url"}) if url else frozenset())
+        value = template.render(context, url_quote_except=_URL_AS_IS if url else frozenset())
     except ValueError as exc:
         raise EnrichmentPlanError(plan.name, None, attribute, str(exc)) from None
     return None if value is NOTHING else value

@@ -61,6 +61,7 @@ _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 _MAX_RETRY_AFTER = 86_400.0
 _ERROR_TEXT_LIMIT = 500
+_SHAPES_KEPT = 256
 
 
 class ODataClient:
@@ -113,6 +114,8 @@ class ODataClient:
         self._sleep = sleep
         self._clock = clock
         self.requests = 0  # HTTP exchanges made, for metrics and tests
+        # query URL around its $filter, per (entity set, select, orderby, top, expand): see _query_shape
+        self._shapes: dict[Any, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"ODataClient({self.base_url!r})"
@@ -147,25 +150,9 @@ class ODataClient:
             ODataError and subclasses; ODataError (status None) when more than `max_pages` pages would be needed.
         """
         check_identifier(entity_set, "entity set")
-        params: list[tuple[str, str]] = [("cross-company", "true")]
-        text = build_filter(filter, company=company)
-        if text:
-            params.append(("$filter", text))
-        if select:
-            fields = list(select)
-            for name in fields:
-                check_identifier(name, "select field")
-            params.append(("$select", ",".join(fields)))
-        if orderby:
-            params.append(("$orderby", orderby if isinstance(orderby, str) else ",".join(orderby)))
-        if top is not None:
-            if top < 1:
-                raise ValueError("top must be at least 1")
-            params.append(("$top", str(top)))
-        expand_text = build_expand(expand or ())
-        if expand_text:
-            params.append(("$expand", expand_text))
-        url = f"{self.base_url}/data/{entity_set}?" + "&".join(f"{k}={quote(v, safe=_QUERY_SAFE)}" for k, v in params)
+        text = build_filter(filter, company=company)  # checked before the rest of the query, as it always was
+        prefix, suffix = self._query_shape(entity_set, select, orderby, top, expand)
+        url = prefix + (f"&$filter={quote(text, safe=_QUERY_SAFE)}" if text else "") + suffix
 
         rows: list[dict[str, Any]] = []
         pages = 0
@@ -187,6 +174,47 @@ class ODataClient:
             link = body.get("@odata.nextLink")
             next_url = self._same_origin(link, entity_set) if link else None
         return rows
+
+    def _query_shape(self, entity_set: str, select: Iterable[str] | None, orderby: str | Iterable[str] | None,
+                     top: int | None, expand: Sequence[Expansion] | None) -> tuple[str, str]:
+        """The URL of a query around its `$filter`: (up to `cross-company=true`, `$select` to `$expand`).
+
+        Everything but the filter is the same for every event of a plan's fetch, so it is checked and encoded once
+        per shape (a small cache on the client) instead of per request.
+        """
+        select_key = tuple(select) if select else ()
+        orderby_key: str | tuple[str, ...] = ""
+        if orderby:
+            orderby_key = orderby if isinstance(orderby, str) else tuple(orderby)
+        expand_key = tuple(expand) if expand else ()
+        key: tuple[Any, ...] | None = (entity_set, select_key, orderby_key, top, expand_key)
+        try:
+            shape = self._shapes.get(key)
+        except TypeError:  # an unhashable part (an Expansion given lists): built every time, not kept
+            shape, key = None, None
+        if shape is not None:
+            return shape
+        params: list[tuple[str, str]] = []
+        if select_key:
+            for name in select_key:
+                check_identifier(name, "select field")
+            params.append(("$select", ",".join(select_key)))
+        if orderby_key:
+            params.append(("$orderby", orderby_key if isinstance(orderby_key, str) else ",".join(orderby_key)))
+        if top is not None:
+            if top < 1:
+                raise ValueError("top must be at least 1")
+            params.append(("$top", str(top)))
+        expand_text = build_expand(expand_key)
+        if expand_text:
+            params.append(("$expand", expand_text))
+        shape = (f"{self.base_url}/data/{entity_set}?cross-company=true",
+                 "".join(f"&{k}={quote(v, safe=_QUERY_SAFE)}" for k, v in params))
+        if key is not None:
+            if len(self._shapes) >= _SHAPES_KEPT:  # plans have a handful of fetches; this only bounds odd callers
+                self._shapes.clear()
+            self._shapes[key] = shape
+        return shape
 
     async def get(
         self,

@@ -16,6 +16,7 @@ from urllib.parse import quote
 __all__ = ["NOTHING", "Template"]
 
 _SEGMENT = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*|\d+")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote(text, safe="") leaves as it is (RFC 3986 unreserved)
 
 
 class _Nothing:
@@ -31,6 +32,10 @@ NOTHING: Any = _Nothing()
 @dataclass(frozen=True)
 class _Ref:
     alternatives: tuple[tuple[str, ...], ...]  # each a path; the first that resolves wins
+
+    @property
+    def roots(self) -> frozenset[str]:
+        return frozenset(path[0] for path in self.alternatives)
 
     def resolve(self, context: Mapping[str, Any]) -> Any:
         for path in self.alternatives:
@@ -112,8 +117,8 @@ class Template:
             if value is NOTHING:
                 return NOTHING
             text = _scalar_text(value)
-            if url_quote_except and not {path[0] for path in part.alternatives} & url_quote_except:
-                text = quote(text, safe="")
+            if url_quote_except and not _UNRESERVED.fullmatch(text) and not part.roots & url_quote_except:
+                text = quote(text, safe="")  # (text of unreserved characters only is its own encoding)
             out.append(text)
         return "".join(out)
 

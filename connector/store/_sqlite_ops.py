@@ -142,29 +142,35 @@ def claim(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: floa
 def claim_batch(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: float, limit: int) -> list[Claim]:
     """Up to `limit` claims in one transaction (one commit, one fsync for all of them), oldest due first."""
     with Tx(conn):
-        # Two indexed probes rather than one OR: each reads its index in order and stops at `limit` rows.
-        candidates = conn.execute(
-            "SELECT seq, next_attempt_at FROM ("
-            " SELECT seq, next_attempt_at FROM events WHERE status = 'queued' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, seq LIMIT ?)"
-            " UNION ALL SELECT seq, next_attempt_at FROM ("
-            " SELECT seq, next_attempt_at FROM events WHERE status = 'processing' AND lease_expires_at <= ?"
-            " ORDER BY next_attempt_at, seq LIMIT ?)",
-            (now, limit, now, limit),
-        ).fetchall()
-        if not candidates:
-            return []
-        chosen = sorted(candidates, key=lambda row: (row["next_attempt_at"], row["seq"]))[:limit]
-        expires = now + lease_seconds
-        claims = []
-        for cand in chosen:  # a lease id per event: each claim is fenced on its own
-            lease_id = c.new_id()
-            row = conn.execute(
-                "UPDATE events SET status = 'processing', lease_id = ?, lease_expires_at = ?, claimed_by = ?, "
-                f"updated_at = ? WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
-                (lease_id, expires, worker, now, cand["seq"]),
-            ).fetchall()[0]  # drained: no statement left open at COMMIT
-            claims.append(Claim(event=event_record(row), lease_id=lease_id, lease_expires_at=expires))
+        return claim_rows(conn, worker, now, lease_seconds, limit)
+
+
+def claim_rows(conn: sqlite3.Connection, worker: str, now: float, lease_seconds: float, limit: int) -> list[Claim]:
+    """`claim_batch` inside the caller's transaction: on its own (claim_batch) or among the pipeline's
+    group-committed writes (event_writes), so a claim and the completions waiting with it share one commit."""
+    # Two indexed probes rather than one OR: each reads its index in order and stops at `limit` rows.
+    candidates = conn.execute(
+        "SELECT seq, next_attempt_at FROM ("
+        " SELECT seq, next_attempt_at FROM events WHERE status = 'queued' AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at, seq LIMIT ?)"
+        " UNION ALL SELECT seq, next_attempt_at FROM ("
+        " SELECT seq, next_attempt_at FROM events WHERE status = 'processing' AND lease_expires_at <= ?"
+        " ORDER BY next_attempt_at, seq LIMIT ?)",
+        (now, limit, now, limit),
+    ).fetchall()
+    if not candidates:
+        return []
+    chosen = sorted(candidates, key=lambda row: (row["next_attempt_at"], row["seq"]))[:limit]
+    expires = now + lease_seconds
+    claims = []
+    for cand in chosen:  # a lease id per event: each claim is fenced on its own
+        lease_id = c.new_id()
+        row = conn.execute(
+            "UPDATE events SET status = 'processing', lease_id = ?, lease_expires_at = ?, claimed_by = ?, "
+            f"updated_at = ? WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
+            (lease_id, expires, worker, now, cand["seq"]),
+        ).fetchall()[0]  # drained: no statement left open at COMMIT
+        claims.append(Claim(event=event_record(row), lease_id=lease_id, lease_expires_at=expires))
     return claims
 
 
@@ -220,9 +226,27 @@ def finish(
     conn: sqlite3.Connection, claim: Claim, step: str, detail: str, data: dict[str, Any] | None, sets: str,
     params: tuple[Any, ...], entry: tuple[float, str, str, str],
 ) -> None:
-    """The last step's record and the end of the claim (done) in one fenced write."""
-    record_step(conn, claim, step, c.OUTCOME_OK, detail, data, None, entry[0])
-    fenced(conn, claim, sets, params, entry)
+    """The last step's record and the end of the claim (done) in one fenced write: one UPDATE of the event (its
+    data merged, its end set) and both history entries, the step's then the end's. The row is not read back (nobody
+    needs it), and the data is read only when there is data to merge."""
+    event_id, now = claim.event.id, entry[0]
+    if data:
+        current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
+        if current is None:
+            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+        merged = json.loads(current["data"])
+        merged.update(data)
+        cur = conn.execute(f"UPDATE events SET {sets}, data = ?, updated_at = ? WHERE {_LEASED}",
+                           (*params, json.dumps(merged), now, event_id, claim.lease_id))
+    else:
+        cur = conn.execute(f"UPDATE events SET {sets}, updated_at = ? WHERE {_LEASED}",
+                           (*params, now, event_id, claim.lease_id))
+    if cur.rowcount != 1:
+        raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
+    conn.executemany(
+        "INSERT INTO event_history (event_id, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+        ((event_id, now, step, c.OUTCOME_OK, detail), (event_id, *entry)),
+    )
 
 
 def extend_lease(conn: sqlite3.Connection, claim: Claim, expires: float, now: float) -> EventRecord:

@@ -134,7 +134,9 @@ class SQLiteStore:
         return await self._db.call(ops.claim, worker, now, lease_seconds)
 
     async def claim_batch(self, worker: str, *, now: float, lease_seconds: float, limit: int) -> list[Claim]:
-        return await self._db.call(ops.claim_batch, worker, now, lease_seconds, c.check_limit(limit))
+        # Among the pipeline's group-committed writes: a claim made as events finish (a slot freed) shares the
+        # completions' transaction and fsync instead of committing on its own.
+        return await self._write(ops.claim_rows, worker, now, lease_seconds, c.check_limit(limit))
 
     async def _write(self, fn: Any, *args: Any) -> Any:
         """A pipeline write, group-committed with the others waiting (ops.event_writes)."""

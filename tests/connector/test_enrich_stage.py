@@ -103,3 +103,30 @@ async def test_a_missing_key_field_or_entity_set_parks_with_where_to_fix(world: 
     # the vendor is read on its own, which is what names the missing entity set).
     expected = {"PurchaseOrderHeadersV2": ("Vendor",)} if "remove_entity_sets" in removal else {}
     assert dict(env.dropped_fields.as_dict()) == expected
+
+
+async def test_the_stage_enriches_from_the_stored_record_without_reparsing_it(
+        world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Perf goal 3: the stored record carries what enrichment reads of the event (payload and legal entity, as
+    validated at the front door), so the stage neither re-serialises nor re-parses the payload per event, and the
+    plan for an event type is chosen once."""
+    import sys
+
+    import connector.stages as stages
+
+    service, env, stage = world
+    reference = await stage(_record(1))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the stored payload was parsed again")
+
+    monkeypatch.setattr(sys.modules["dynamics.events"], "_event", refuse)  # what parse_events builds events with
+    chosen: list[str] = []
+    real_plan_for = stages.plan_for
+    monkeypatch.setattr(stages, "plan_for", lambda event_id, plans: chosen.append(event_id)
+                        or real_plan_for(event_id, plans))
+    for n in (2, 3):
+        outcome = await stage(_record(n))
+        assert outcome.next_stage == "deliver" and outcome.detail == reference.detail
+        assert json.dumps(outcome.data) == json.dumps(reference.data)
+    assert chosen == []  # chosen for this event type by the first event already

@@ -261,3 +261,127 @@ async def test_events_are_claimed_in_batches_and_finished_in_one_write(store, mo
         rec = await store.get_event(eid)
         assert rec.status is EventStatus.DONE and rec.data == {"a": 1, "b": 2}
         assert [h.step for h in await store.history(eid)] == ["received", "a", "b", "done"]
+
+
+async def test_one_lease_timer_keeps_every_event_in_flight(store) -> None:
+    """Perf goal 3: the lease heartbeat is one timer for all events in flight (not a task per event); each long
+    stage still keeps its lease, and the timer is gone once nothing is in flight."""
+    clock = FakeClock()
+    ids = await add(store, 3, clock)
+    release = asyncio.Event()
+    running: set[str] = set()
+    beats: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        beats.append(seconds)
+        clock.now += seconds
+        await asyncio.sleep(0)
+        if len(beats) >= 4:
+            await release.wait()
+
+    async def slow(ev):
+        running.add(ev.id)
+        await release.wait()
+        return StageOutcome("", {"ok": True})
+
+    async def quick(ev):
+        return StageOutcome("")
+
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task] = []
+    previous = loop.get_task_factory()
+
+    def recording(loop, coro, **kw):  # type: ignore[no-untyped-def]
+        task = asyncio.Task(coro, loop=loop, **kw)
+        tasks.append(task)  # named by create_task after the factory returns
+        return task
+
+    loop.set_task_factory(recording)
+    p = Pipeline(store, {"a": slow}, clock=clock, lease_seconds=30, sleep=fake_sleep, name="slow", concurrency=8)
+    try:
+        await p.start()
+        deadline = loop.time() + 10
+        while (len(running) < 3 or len(beats) < 4) and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # the extensions are store writes on the store's thread
+        assert running == set(ids) and len(beats) >= 4
+        assert clock.now > 1_000_000.0 + 30  # well past the first leases
+        names = [t.get_name() for t in tasks]
+        assert [n for n in names if n.startswith("lease-")] == []
+        assert len([n for n in names if n.startswith("pipeline-leases-")]) == 1
+        other = Pipeline(store, {"a": quick}, clock=clock, lease_seconds=30, name="other")
+        assert await other.run_once() is False  # every lease was kept
+        release.set()
+        while {(await store.get_event(i)).status for i in ids} != {EventStatus.DONE} and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert {(await store.get_event(i)).status for i in ids} == {EventStatus.DONE}
+        assert p._leases is None  # nothing in flight: no timer left
+    finally:
+        loop.set_task_factory(previous)
+        await p.stop()
+
+
+class _ClaimWatch:
+    """The real store, with a hook run inside claim_batch (after its query) and every claim's size recorded."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.sizes, self.during = store, [], None
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self.store, name)
+
+    async def claim_batch(self, worker, *, now, lease_seconds, limit):  # type: ignore[no-untyped-def]
+        claims = await self.store.claim_batch(worker, now=now, lease_seconds=lease_seconds, limit=limit)
+        self.sizes.append(len(claims))
+        if self.during is not None:
+            hook, self.during = self.during, None
+            await hook()
+        return claims
+
+
+async def test_work_arriving_during_a_claim_is_claimed_at_once_not_at_the_next_poll(store) -> None:
+    """The claimer's wake-up is cleared before it claims: an event enqueued (and announced) while a claim is running
+    is taken right after it, not when the poll interval ends (here 60 s)."""
+    clock = FakeClock()
+    watch = _ClaimWatch(store)
+    done = asyncio.Event()
+
+    async def a(ev):
+        done.set()
+        return StageOutcome("")
+
+    p = Pipeline(watch, {"a": a}, clock=clock, poll_interval=60.0, name="w")
+
+    async def arrive() -> None:
+        await add(store, 1, clock)
+        p.wake()  # what the events endpoint does after the enqueue's commit
+
+    watch.during = arrive
+    await p.start()
+    try:
+        await asyncio.wait_for(done.wait(), 10)  # well before the 60 s poll
+    finally:
+        await p.stop()
+
+
+async def test_after_a_short_claim_the_claimer_waits_for_work_instead_of_asking_again(store) -> None:
+    """Perf goal 3: a claim that got fewer events than it asked for means nothing more is due; the claimer then
+    waits for new work (or the poll) instead of making an empty claim (a store round trip) at once."""
+    clock = FakeClock()
+    await add(store, 3, clock)
+    watch = _ClaimWatch(store)
+    finished: list[str] = []
+
+    async def a(ev):
+        finished.append(ev.id)
+        return StageOutcome("")
+
+    p = Pipeline(watch, {"a": a}, clock=clock, poll_interval=60.0, name="w")
+    await p.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(finished) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(finished) == 3
+        assert watch.sizes == [3]  # one claim for the three, no empty claim after it
+    finally:
+        await p.stop()

@@ -245,3 +245,59 @@ async def test_a_missing_filter_field_of_the_expanded_lines_names_the_lines_fetc
     with pytest.raises(EnrichmentPlanError) as info:
         await enrich(event, env.client, PO_PLAN, dropped=DroppedFields("contoso-test"))
     assert (info.value.fetch, info.value.field) == ("lines", "filter.PurchaseOrderNumber")
+
+
+async def test_a_plan_is_prepared_once_not_per_event(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Perf goal 3: a plan's templates are parsed, its dependencies and expands worked out, and each fetch's request
+    shaped once (per plan, and per environment's dropped fields), not for every event (main parsed 11 templates per
+    PO event); the result is the same record."""
+    from dynamics.templates import Template
+
+    plan = plans_from_config([])[0]  # a fresh plan object: nothing prepared yet
+    assert plan.name == "purchase_order_confirmed"
+    event = await _po_event(env)
+    dropped = DroppedFields("contoso-test")
+    first = await enrich(event, env.client, plan, dropped=dropped)
+
+    parses: list[str] = []
+    real_parse = Template.parse.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Template, "parse", classmethod(lambda cls, text: parses.append(text) or real_parse(cls, text)))
+    expansions: list[str] = []
+    real_expansion_init = Expansion.__post_init__
+    monkeypatch.setattr(Expansion, "__post_init__", lambda self: expansions.append(self.navigation)
+                        or real_expansion_init(self))
+    for _ in range(3):
+        again = await enrich(event, env.client, plan, dropped=dropped)
+        assert json.dumps(again.record) == json.dumps(first.record) and again.title == first.title
+        assert (again.open_url, again.document_key) == (first.open_url, first.document_key)
+    assert parses == [] and expansions == []
+
+    dropped.add("PurchaseOrderLinesV2", "ItemNumber")  # the environment learnt something: the shape follows it
+    env.reset()
+    await enrich(event, env.client, plan, dropped=dropped)
+    assert "ItemNumber" not in env.paths()[0] and "LineNumber" in env.paths()[0]
+
+
+async def test_an_expanded_po_event_starts_no_task(env: Env) -> None:
+    """Perf goal 3: a wave with one read awaits it directly and a fetch served by its parent's $expand settles
+    without a task: the one-request PO plan runs inside its caller's task (main started three per event)."""
+    import asyncio
+
+    assert PO_PLAN is not None
+    event = await _po_event(env)
+    await enrich(event, env.client, PO_PLAN)  # warm: the connection is open
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    previous = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        started.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop.set_task_factory(counting)
+    try:
+        result = await enrich(event, env.client, PO_PLAN)
+    finally:
+        loop.set_task_factory(previous)
+    assert result.calls == 1 and result.record["lines"] and result.record["vendor"]
+    assert [name for name in started if "enrich" in name or "_Run" in name] == []

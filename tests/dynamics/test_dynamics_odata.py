@@ -376,3 +376,49 @@ async def test_dropped_connection_is_retried_then_unavailable(aiohttp_server: An
     with pytest.raises(ODataUnavailable):  # a POST that reached the server is not re-sent
         await client.invoke_action("WorkflowWorkItems", {"Id": "1"}, "complete", {})
     assert len(calls) == before + 1 and len(sleeps.waits) == 2
+
+
+async def test_a_query_shape_is_built_once_per_client_and_the_url_is_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Perf goal 3: everything of a query but its $filter (select, orderby, top, expand) is the same for every event
+    of a plan's fetch, so it is checked and encoded once per client; the URL sent stays byte for byte the same."""
+    import dynamics.odata as odata_module
+    from dynamics.odata_query import Expansion
+
+    urls: list[str] = []
+
+    class Capturing(ODataClient):
+        async def _request(self, method: str, url: str, **kw: Any) -> dict[str, Any]:  # type: ignore[override]
+            urls.append(url)
+            return {"value": []}
+
+    built: list[int] = []
+    real_build = odata_module.build_expand
+    monkeypatch.setattr(odata_module, "build_expand", lambda items: built.append(1) or real_build(items))
+
+    async def token(*, force_refresh: bool = False) -> str:
+        return "t"
+
+    async with aiohttp.ClientSession() as session:
+        client = Capturing(session, "https://fno.example", token)
+        for number in ("PO 1&2", "PO'3"):
+            await client.query("PurchaseOrderHeadersV2", company="USMF", filter={"PurchaseOrderNumber": number},
+                               select=["PurchaseOrderNumber", "CurrencyCode"], orderby=["PurchaseOrderNumber desc"],
+                               top=1, expand=[Expansion("PurchaseOrderLines", ("LineNumber",), ("LineNumber",))])
+        await client.query("VendorsV2", company=None)
+    assert urls == [
+        "https://fno.example/data/PurchaseOrderHeadersV2?cross-company=true"
+        "&$filter=dataAreaId%20eq%20'usmf'%20and%20PurchaseOrderNumber%20eq%20'PO%201%262'"
+        "&$select=PurchaseOrderNumber,CurrencyCode&$orderby=PurchaseOrderNumber%20desc&$top=1"
+        "&$expand=PurchaseOrderLines($select=LineNumber;$orderby=LineNumber)",
+        "https://fno.example/data/PurchaseOrderHeadersV2?cross-company=true"
+        "&$filter=dataAreaId%20eq%20'usmf'%20and%20PurchaseOrderNumber%20eq%20'PO''3'"
+        "&$select=PurchaseOrderNumber,CurrencyCode&$orderby=PurchaseOrderNumber%20desc&$top=1"
+        "&$expand=PurchaseOrderLines($select=LineNumber;$orderby=LineNumber)",
+        "https://fno.example/data/VendorsV2?cross-company=true",
+    ]
+    assert len(built) == 2  # once per shape (the PO query's, the vendors'), not once per query
+    with pytest.raises(ValueError, match="select field"):  # a bad shape is still refused, every time
+        await client.query("VendorsV2", company=None, select=["Bad name"])
+    with pytest.raises(ValueError, match="select field"):
+        await client.query("VendorsV2", company=None, select=["Bad name"])

@@ -155,3 +155,59 @@ async def test_sqlite_batched_calls_of_one_loop_turn_wake_the_thread_once(tmp_pa
     finally:
         store._db._queue = real_queue  # type: ignore[assignment]
         await store.close()
+
+
+def _statements(store: SQLiteStore, seen: list[str]) -> asyncio.Future[None]:
+    """Record every SQL statement the store's connection runs from now on (on its own thread)."""
+    return asyncio.ensure_future(store._db.call(lambda conn: conn.set_trace_callback(seen.append)))
+
+
+async def test_sqlite_finish_updates_the_event_once_and_keeps_the_same_contents(tmp_path: Path) -> None:
+    """Perf goal 3: the last step and the completion are one UPDATE of the event (not a record-step UPDATE ...
+    RETURNING read back and thrown away, then a second UPDATE), and the store ends up exactly as before: data
+    merged, done, both history entries in order."""
+    store = SQLiteStore(tmp_path / "f.db")
+    await store.open()
+    try:
+        await enqueue(store, 1)
+        (claim,) = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=1)
+        claim = await store.record_step(claim, step="enrich", outcome="ok", data={"a": 1}, next_stage="deliver",
+                                        now=T0 + 1)
+        seen: list[str] = []
+        await _statements(store, seen)
+        await store.finish(claim, step="deliver", detail="posted 1", data={"b": 2}, now=T0 + 2)
+        await store._db.call(lambda conn: conn.set_trace_callback(None))
+        # (SQLite's trace repeats a statement for each trigger program it runs: distinct statements are counted)
+        updates = {s for s in seen if s.upper().startswith("UPDATE EVENTS ")}
+        assert len(updates) == 1 and "RETURNING" not in updates.pop().upper()
+
+        done = await store.get_event(claim.event.id)
+        assert done is not None and done.status is EventStatus.DONE and done.stage == ""
+        assert done.data == {"a": 1, "b": 2} and done.updated_at == T0 + 2 and done.lease_id is None
+        steps = [(h.step, h.outcome, h.detail, h.at) for h in await store.history(claim.event.id)][-2:]
+        assert steps == [("deliver", "ok", "posted 1", T0 + 2), ("done", "ok", "", T0 + 2)]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_claim_shares_the_commit_of_the_writes_waiting_with_it(tmp_path: Path) -> None:
+    """Perf goal 3: a claim made as events finish (a slot freed) goes into the same transaction as those
+    completions, one commit for both, and each still gets its own answer."""
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    try:
+        for n in range(3):
+            await enqueue(store, n)
+        (first,) = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=1)
+        seen: list[str] = []
+        await _statements(store, seen)
+        finished, claimed = await asyncio.gather(
+            store.finish(first, step="enrich", data={"n": 1}, now=T0 + 1),
+            store.claim_batch("w1", now=T0 + 1, lease_seconds=30, limit=5))
+        await store._db.call(lambda conn: conn.set_trace_callback(None))
+        assert finished is None and len(claimed) == 2
+        assert [s for s in seen if s.upper().startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert (await store.get_event(first.event.id)).status is EventStatus.DONE  # type: ignore[union-attr]
+        assert {(await store.get_event(c.event.id)).status for c in claimed} == {EventStatus.PROCESSING}  # type: ignore[union-attr]
+    finally:
+        await store.close()
