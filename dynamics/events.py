@@ -37,6 +37,9 @@ _ISO = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The /Date(ms)/ values _EPOCH + timedelta(milliseconds=ms) can represent (years 1 to 9999), in whole milliseconds.
+_MIN_MS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
 _NIL_GUID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -115,6 +118,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every body, as json.loads keeps one for its defaults: json.loads with options builds a decoder
+# and its scanner per call. The scanner keeps nothing from one document to the next.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def _load(body: bytes | str) -> Any:
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
@@ -128,7 +136,7 @@ def _load(body: bytes | str) -> Any:
     if not text.strip():
         raise EventRejected("body", "empty body")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except _Duplicate as exc:
         raise EventRejected("body", f"duplicate key {_clip(str(exc))!r}") from None
     except RecursionError:
@@ -267,17 +275,17 @@ def _guid(value: Any, name: str, reject: Any, *, required: bool) -> str | None:
 def _event_time(obj: dict[str, Any], reject: Any) -> datetime:
     """EventTimeIso8601 when present (sub-second precision), else EventTime; both are checked when both sent."""
     raw_ms = obj.get("EventTime")
-    from_ms: datetime | None = None
+    from_ms: int | None = None
     if raw_ms is not None:
         if not isinstance(raw_ms, str):
             raise reject("EventTime", f"must be a /Date(ms)/ string, got {_json_type(raw_ms)}")
         match = _MS_DATE.fullmatch(raw_ms)
         if not match:
             raise reject("EventTime", f"not a /Date(ms)/ value: {_clip(raw_ms)!r}")
-        try:
-            from_ms = _EPOCH + timedelta(milliseconds=int(match.group(1)))
-        except OverflowError:
-            raise reject("EventTime", "outside the representable date range") from None
+        from_ms = int(match.group(1))
+        # The range check alone (the datetime is only built when it is the one returned: F&O sends both times).
+        if not _MIN_MS <= from_ms <= _MAX_MS:
+            raise reject("EventTime", "outside the representable date range")
 
     raw_iso = obj.get("EventTimeIso8601")
     if raw_iso is not None:
@@ -286,14 +294,14 @@ def _event_time(obj: dict[str, Any], reject: Any) -> datetime:
         return _iso(raw_iso, reject)
     if from_ms is None:
         raise reject("EventTime", "missing")
-    return from_ms
+    return _EPOCH + timedelta(milliseconds=from_ms)
 
 
 def _iso(text: str, reject: Any) -> datetime:
     match = _ISO.fullmatch(text)
     if not match:
         raise reject("EventTimeIso8601", f"not an ISO-8601 date-time: {_clip(text)!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     micro = int((match.group(7) or "0").ljust(6, "0")[:6])  # F&O sends 7 digits; keep microseconds
     if match.group(9):
         offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))

@@ -226,3 +226,47 @@ def test_an_ordinary_body_is_proven_within_bounds_without_the_walk(monkeypatch) 
     with pytest.raises(EventRejected, match="nested deeper"):
         events_module.parse_events(deep)
     assert walked == [1, 1]
+
+
+def test_event_time_range_is_exact_and_checked_without_building_the_replaced_date(monkeypatch) -> None:
+    """EventTime is range-checked as before (years 1..9999), but its datetime is built only when it is the time
+    returned: F&O sends EventTimeIso8601 too, which wins."""
+    from datetime import timedelta
+
+    from dynamics import events as events_module
+
+    def body(ms: int, iso: bool) -> bytes:
+        event = {**CURRENT, "EventTime": f"/Date({ms})/"}
+        if not iso:
+            event.pop("EventTimeIso8601", None)
+        return json.dumps(event).encode()
+
+    lowest, highest = -62135596800000, 253402300799999  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999Z
+    for iso in (False, True):
+        for ms in (lowest, highest):
+            parse_events(body(ms, iso))
+        for ms in (lowest - 1, highest + 1):
+            with pytest.raises(EventRejected, match="range"):
+                parse_events(body(ms, iso))
+    assert one(body(lowest, False)).event_time == datetime(1, 1, 1, tzinfo=timezone.utc)
+    assert one(body(highest, False)).event_time == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+
+    def no_timedelta(*args: Any, **kwargs: Any) -> timedelta:
+        raise AssertionError("built a date that EventTimeIso8601 replaces")
+
+    monkeypatch.setattr(events_module, "timedelta", no_timedelta)
+    assert one(body(1697470966000, True)).event_time.year == 2023
+
+
+def test_one_decoder_serves_every_body(monkeypatch) -> None:
+    """json.loads with options builds a decoder (and its scanner) per call; parse_events reuses one."""
+    import json as _json
+
+    built = []
+    real = _json.JSONDecoder.__init__
+    monkeypatch.setattr(_json.JSONDecoder, "__init__", lambda self, **kw: (built.append(1), real(self, **kw))[1])
+    for _ in range(3):
+        parse_events(json.dumps(CURRENT).encode())
+    assert built == []
+    with pytest.raises(EventRejected, match="duplicate key"):
+        parse_events(b'{"BusinessEventId": "X", "BusinessEventId": "Y"}')
