@@ -198,6 +198,63 @@ def _check_text(text: str, index: int | None) -> None:
 
 
 def _event(obj: Any, index: int | None) -> BusinessEvent:
+    if type(obj) is dict:
+        ordinary = _ordinary_event(obj)
+        if ordinary is not None:
+            return ordinary
+    return _checked_event(obj, index)
+
+
+def _ordinary_event(obj: dict[str, Any]) -> BusinessEvent | None:
+    """The event `_checked_event` would return for an envelope as F&O sends it (integers as JSON integers, both
+    times), in fewer steps: it is most of the front door's parsing CPU. None for anything else, including
+    anything invalid, which `_checked_event` then judges and names the problem of."""
+    get = obj.get
+    bid, cn, eid, raw_iso, raw_ms = (get("BusinessEventId"), get("ControlNumber"), get("EventId"),
+                                     get("EventTimeIso8601"), get("EventTime"))
+    initiator, major, minor = get("InitiatingUserAADObjectId"), get("MajorVersion"), get("MinorVersion")
+    if not (type(bid) is str and type(cn) is int and type(eid) is str and type(raw_iso) is str
+            and (raw_ms is None or type(raw_ms) is str) and (initiator is None or type(initiator) is str)
+            and (major is None or type(major) is int) and (minor is None or type(minor) is int)):
+        return None
+    if not (bid and len(bid) <= MAX_ID_LENGTH and not bid.isspace() and bid.isprintable()
+            and INT64_MIN <= cn <= INT64_MAX
+            and (major is None or INT64_MIN <= major <= INT64_MAX)
+            and (minor is None or INT64_MIN <= minor <= INT64_MAX)):
+        return None
+    inner = eid[1:-1] if eid.startswith("{") and eid.endswith("}") else eid
+    if not _GUID.fullmatch(inner):
+        return None
+    if raw_ms is not None:
+        match = _MS_DATE.fullmatch(raw_ms)
+        if not match or not _MIN_MS <= int(match.group(1)) <= _MAX_MS:
+            return None
+    if initiator:
+        initiator = initiator[1:-1] if initiator.startswith("{") and initiator.endswith("}") else initiator
+        if not _GUID.fullmatch(initiator):
+            return None
+        initiator = None if initiator == _NIL_GUID else initiator.lower()
+    else:
+        initiator = None
+    try:
+        event_time = _iso(raw_iso, EventRejected)
+        legal_entity = _legal_entity(obj, EventRejected)
+    except EventRejected:
+        return None
+    return BusinessEvent(
+        business_event_id=bid,
+        control_number=cn,
+        event_id=inner.upper(),
+        legal_entity=legal_entity,
+        event_time=event_time,
+        initiating_user_object_id=initiator,
+        major_version=major or 0,
+        minor_version=minor or 0,
+        payload=obj,
+    )
+
+
+def _checked_event(obj: Any, index: int | None) -> BusinessEvent:
     if not isinstance(obj, dict):
         raise EventRejected("body", f"expected an event object, got {_json_type(obj)}", index)
 

@@ -270,3 +270,48 @@ def test_one_decoder_serves_every_body(monkeypatch) -> None:
     assert built == []
     with pytest.raises(EventRejected, match="duplicate key"):
         parse_events(b'{"BusinessEventId": "X", "BusinessEventId": "Y"}')
+
+
+_VARIANTS: dict[str, list[Any]] = {
+    "BusinessEventId": [None, "", "   ", " x ", "x" * 200, "x" * 201, "a\tb", "é", 5, True, ["x"]],
+    "ControlNumber": [None, 0, -(2**63), 2**63 - 1, 2**63, -(2**63) - 1, True, 5.0, 5.5, 1e300, "5"],
+    "EventId": [None, "", "{}", "{9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C}", "9c091af1-5baf-4ca9-b0a4-94d6e59a0d1c",
+                "{9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C", "9C091AF1", 7],
+    "EventTime": [None, "", "/Date(0)/", "/Date(-62135596800000)/", "/Date(-62135596800001)/",
+                  "/Date(253402300800000)/", "/Date(1697470966000+0200)/", "2023-10-16", 1697470966000],
+    "EventTimeIso8601": [None, "", "2023-10-16T15:42:46Z", "2023-10-16 15:42:46", "2023-10-16T15:42:46+02:00",
+                         "2023-10-16T15:42:46-23:59", "2023-10-16T15:42:46+24:00", "2023-02-30T00:00:00Z",
+                         "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 5],
+    "InitiatingUserAADObjectId": [None, "", "{00000000-0000-0000-0000-000000000000}", "{C600136F}",
+                                  "C600136F-6814-41D9-8642-40CA0EC4EDD4", 3],
+    "BusinessEventLegalEntity": [None, "", "  ", " usmf ", ["usmf"], 1],
+    "LegalEntity": [None, "", " demf", 2],
+    "MajorVersion": [None, 0, 3, 2**63, 1.0, 1.5, True, "1"],
+    "MinorVersion": [None, 7, -(2**63) - 1, 2.0, False],
+}
+
+
+def test_the_ordinary_envelope_path_agrees_with_the_checked_one_field_by_field() -> None:
+    """`_ordinary_event` (the front door's fast path) accepts the envelope F&O sends and otherwise defers: for every
+    single and paired change of the envelope, it returns None or exactly what the field-by-field checks return."""
+    from dynamics import events as events_module
+
+    assert events_module._ordinary_event(dict(CURRENT)) is not None
+    assert events_module._ordinary_event(dict(CURRENT)) == events_module._checked_event(dict(CURRENT), None)
+    singles = [{name: value} for name, values in _VARIANTS.items() for value in values]
+    names = list(_VARIANTS)
+    pairs = [{a: va, b: vb} for i, a in enumerate(names) for b in names[i + 1:]
+             for va in _VARIANTS[a][::3] for vb in _VARIANTS[b][::3]]
+    taken = 0
+    for changes in singles + pairs:
+        obj = {k: v for k, v in {**CURRENT, **changes}.items() if v is not None}
+        fast = events_module._ordinary_event(dict(obj))
+        try:
+            checked: Any = events_module._checked_event(dict(obj), None)
+        except EventRejected as exc:
+            checked = exc
+        if fast is not None:
+            taken += 1
+            assert fast == checked and isinstance(checked, BusinessEvent), changes
+            assert (fast.payload, fast.event_time.tzinfo) == (checked.payload, checked.event_time.tzinfo)
+    assert taken > len(singles) // 3  # the fast path is not vacuous
