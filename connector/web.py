@@ -264,8 +264,7 @@ async def _receive_events(request: web.Request, metrics: Metrics | None) -> web.
         outcome, event_record_id = await store.enqueue(_new_event(env, event), first_stage=FIRST_STAGE, now=now())
         any_new = any_new or outcome is EnqueueResult.NEW
         if metrics is not None:
-            (metrics.events_received if outcome is EnqueueResult.NEW else metrics.events_duplicate).labels(
-                env.name).inc()
+            metrics.event_stored(env.name, outcome is EnqueueResult.NEW)
         results.append(
             {"id": event_record_id, "controlNumber": event.control_number, "result": outcome.value}
         )
