@@ -358,6 +358,17 @@ def _iso(text: str, reject: Any) -> datetime:
     match = _ISO.fullmatch(text)
     if not match:
         raise reject("EventTimeIso8601", f"not an ISO-8601 date-time: {_clip(text)!r}")
+    # The pattern decides what is accepted; datetime.fromisoformat (C, 20x faster than the steps below) reads what
+    # it can of that, to the same value (tested over a grid of the pattern's forms). Anything it refuses or cannot
+    # convert to UTC is judged below, which also names the problem.
+    try:
+        parsed = datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return _iso_fields(text, match, reject)
+
+
+def _iso_fields(text: str, match: re.Match[str], reject: Any) -> datetime:
     year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     micro = int((match.group(7) or "0").ljust(6, "0")[:6])  # F&O sends 7 digits; keep microseconds
     if match.group(9):
