@@ -130,6 +130,8 @@ class EventEndpoints:
 
     def replace(self, environments: list[EventEnvironment]) -> None:
         self._environments = [e for e in environments if e.token or e.previous_token]
+        # Encoded once here, not for every request.
+        self._encoded = [(e, e.token.encode(), e.previous_token.encode()) for e in self._environments]
         self._loaded_at = self._clock()
 
     def match_fresh(self, token: str) -> EventEnvironment | None:
@@ -152,12 +154,12 @@ class EventEndpoints:
         found = None
         given = token.encode()
         now = self._clock()
-        for env in self._environments:
+        for env, current, previous in self._encoded:
             # No early exit: the time taken does not depend on which token matched.
-            if hmac.compare_digest(given, env.token.encode()) and env.token:
+            if hmac.compare_digest(given, current) and current:
                 found = env
-            previous_ok = bool(env.previous_token) and now < env.previous_valid_until
-            if hmac.compare_digest(given, env.previous_token.encode()) and previous_ok:
+            previous_ok = bool(previous) and now < env.previous_valid_until
+            if hmac.compare_digest(given, previous) and previous_ok:
                 found = env
         return found
 
@@ -243,7 +245,8 @@ _PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8", 
 
 
 async def _receive_events(request: web.Request, metrics: Metrics | None) -> web.Response:
-    endpoints, token = request.app[ENDPOINTS], request.match_info["token"]
+    app = request.app
+    endpoints, token = app[ENDPOINTS], request.match_info["token"]
     env = endpoints.match_fresh(token) or await endpoints.match(token)
     if env is None:
         raise ApiError(404, "not_found")
@@ -253,11 +256,11 @@ async def _receive_events(request: web.Request, metrics: Metrics | None) -> web.
         raise ApiError(
             415, "unsupported_media_type", f"expected Content-Type application/json, got '{request.content_type}'"
         )
-    body = await read_bounded(request, request.app[MAX_BODY])
+    body = await read_bounded(request, app[MAX_BODY])
     events = parse_events(body)  # EventRejected → 400; nothing is stored unless every event is valid
 
-    store = request.app[STORE]
-    now = request.app[CLOCK]
+    store = app[STORE]
+    now = app[CLOCK]
     results = []
     any_new = False
     for event in events:
@@ -265,12 +268,23 @@ async def _receive_events(request: web.Request, metrics: Metrics | None) -> web.
         any_new = any_new or outcome is EnqueueResult.NEW
         if metrics is not None:
             metrics.event_stored(env.name, outcome is EnqueueResult.NEW)
-        results.append(
-            {"id": event_record_id, "controlNumber": event.control_number, "result": outcome.value}
-        )
+        results.append(_result_text(event_record_id, event.control_number, outcome))
     if any_new:
-        request.app[WAKE]()
-    return json_answer({"environment": env.name, "events": results}, 202 if any_new else 200)
+        app[WAKE]()
+    return web.Response(body=_answer_text(env.name, results).encode(), status=202 if any_new else 200,
+                        content_type="application/json", charset="utf-8")
+
+
+def _result_text(event_record_id: str, control_number: int, outcome: EnqueueResult) -> str:
+    """json.dumps({"id": ..., "controlNumber": ..., "result": ...}), written out: the answer's shape is fixed,
+    and building dicts to encode them was a tenth of the handler's own CPU."""
+    return (f'{{"id": {json.dumps(event_record_id)}, "controlNumber": {int(control_number)!r}, '
+            f'"result": {json.dumps(outcome.value)}}}')
+
+
+def _answer_text(environment: str, results: list[str]) -> str:
+    """json.dumps({"environment": ..., "events": [...]}) of results from `_result_text`."""
+    return f'{{"environment": {json.dumps(environment)}, "events": [{", ".join(results)}]}}'
 
 
 async def health(request: web.Request) -> web.Response:

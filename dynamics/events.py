@@ -133,7 +133,7 @@ def _load(body: bytes | str) -> Any:
         text = body
     else:
         raise EventRejected("body", f"expected bytes or text, got {type(body).__name__}")
-    if not text.strip():
+    if not text or text.isspace():  # (no stripped copy of the body)
         raise EventRejected("body", "empty body")
     try:
         return _DECODER.decode(text)

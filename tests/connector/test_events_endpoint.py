@@ -216,3 +216,18 @@ async def test_a_compressed_body_is_still_bounded_after_decompression(store) -> 
 async def test_json_content_types_are_accepted(client, store, ctype) -> None:
     r = await client.post(URL, data=json.dumps(PO).encode(), headers={"Content-Type": ctype})
     assert r.status in (200, 202), await r.text()
+
+
+def test_the_accepted_answer_is_byte_for_byte_json_dumps_of_its_fields() -> None:
+    from connector.store import EnqueueResult
+    from connector.web import _answer_text, _result_text
+
+    cases = [
+        ("prod", [("019a0f3c2b1d4e5f6a7b8c", 5637985363, EnqueueResult.NEW)]),
+        ('pr"od\\ é ☃ \u2028', [("a\"b", -(2**63), EnqueueResult.DUPLICATE), ("é", 2**63 - 1, EnqueueResult.NEW),
+                                ("x", 0, EnqueueResult.DUPLICATE)]),
+    ]
+    for environment, results in cases:
+        expected = json.dumps({"environment": environment, "events": [
+            {"id": i, "controlNumber": n, "result": r.value} for i, n, r in results]})
+        assert _answer_text(environment, [_result_text(i, n, r) for i, n, r in results]) == expected
