@@ -10,6 +10,8 @@ durable servers store every one. Servers:
   group commit), plain HTTP on 127.0.0.1.
 - `ops` (`--with-ops`): the same with what the service adds on that route: metrics, the access log middleware and
   JSON logs at INFO written to a file (the issue-12 side goal: ingest with them on >= 0.95x of off).
+- `nostore` (`--with-nostore`): the same front door on a stand-in store that answers at once (no SQLite, no
+  database thread): what the handler itself costs, i.e. the ceiling any store leaves it.
 - `baseline` (`--baseline DIR`): `durable` run from another source tree (e.g. main unpacked with git archive).
 - `pipeline` (`--with-pipeline`): the real `ml-connector serve` (bench/_harness.py: its ops middlewares, metrics,
   logs) with its pipeline enriching every accepted event from the sandbox's F&O at the same time (Teams delivery
@@ -21,7 +23,7 @@ Server CPU per event = the server process's utime+stime over the round / request
 absolute rates vary with its load (printed).
 
     .venv/bin/python bench/bench_ingest.py [--seconds 5] [--rounds 2] [--connections 16,64]
-                                           [--baseline DIR] [--with-ops] [--with-pipeline]
+                                           [--baseline DIR] [--with-ops] [--with-pipeline] [--with-nostore]
 """
 
 from __future__ import annotations
@@ -62,6 +64,25 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return read(f"/proc/{pid}/stat"), read(f"/proc/{pid}/task/{pid}/stat")
 
 
+class _NoStore:
+    """Answers every enqueue at once with a new id (the `nostore` server: the handler's own cost)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def enqueue(self, event: Any, *, first_stage: str, now: float) -> tuple[Any, str]:
+        from connector.store import EnqueueResult
+
+        self._n += 1
+        return EnqueueResult.NEW, f"{self._n:022x}"
+
+
 def serve(mode: str, port: int, db: str, code_dir: str) -> None:
     import logging
 
@@ -79,7 +100,7 @@ def serve(mode: str, port: int, db: str, code_dir: str) -> None:
         from connector.store.factory import open_store
         from connector.web import EventEndpoints, EventEnvironment, events_app
 
-        store = open_store(f"sqlite:///{db}")
+        store = open_store(f"sqlite:///{db}") if mode != "nostore" else _NoStore()
         if mode == "ops":
             from connector.app import JsonFormatter
             from connector.ops import logctx
@@ -194,7 +215,7 @@ def line(r: dict[str, Any]) -> str:
 
 
 async def main(seconds: float, rounds: int, connections: list[int], baseline: Path | None, with_ops: bool,
-               with_pipeline: bool) -> None:
+               with_pipeline: bool, with_nostore: bool = False) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk (Debian package)")
     print(f"command: {' '.join(sys.argv)}")
@@ -209,6 +230,8 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
                        await stack.enter_async_context(local_server("durable", tmp))]
             if baseline is not None:
                 servers.append(await stack.enter_async_context(local_server("baseline", tmp, baseline)))
+            if with_nostore:
+                servers.append(await stack.enter_async_context(local_server("nostore", tmp)))
             if with_ops:
                 servers.append(await stack.enter_async_context(local_server("ops", tmp)))
             if with_pipeline:
@@ -254,8 +277,10 @@ if __name__ == "__main__":
         ap.add_argument("--connections", default="16,64")
         ap.add_argument("--baseline", type=Path, help="another source tree: its durable server joins the rounds")
         ap.add_argument("--with-ops", action="store_true", help="also the front door with metrics and logs on")
+        ap.add_argument("--with-nostore", action="store_true",
+                        help="also the front door on a store that answers at once (the handler's own ceiling)")
         ap.add_argument("--with-pipeline", action="store_true",
                         help="also `ml-connector serve` with its pipeline enriching from the sandbox's F&O")
         a = ap.parse_args()
         asyncio.run(main(a.seconds, a.rounds, [int(x) for x in a.connections.split(",")], a.baseline, a.with_ops,
-                         a.with_pipeline))
+                         a.with_pipeline, a.with_nostore))
