@@ -1,13 +1,14 @@
 """Operations benchmark: what metrics and logging cost on ingest, and what a /metrics scrape costs on a big store.
 
 1. Ingest throughput of the real front door (connector.web.events_app on the real SQLite store) with metrics, the
-   access log and JSON logs at INFO on (written to a file, as a container's stdout would be), as a ratio to the
-   same run with them off. Goal: >= 0.95. Each server runs in its own process; the runs alternate (off, on, off,
-   on) and the best of each is compared, so one noisy neighbour on the shared cores does not decide it.
+   access log middleware and JSON logs at INFO on (written to a file, as a container's stdout would be), as a ratio
+   to the same front door with them off. Goal: >= 0.95. Driven by `wrk` (bench/bench_ingest.py's servers `ops` and
+   `durable`, each in its own process) at 16 and 64 connections, the two interleaved round by round (the order
+   alternating), server CPU per event printed for each round.
 2. /metrics scrape time with 100,000 events stored (the store-derived gauges read fresh on every scrape, i.e. the
    cache disabled: the worst case), median and max of 20 scrapes.
 
-    .venv/bin/python bench/bench_ops.py [--events 5000] [--concurrency 32] [--stored 100000] [--runs 3]
+    .venv/bin/python bench/bench_ops.py [--seconds 5] [--rounds 2] [--connections 16,64] [--stored 100000]
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,63 +27,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from bench_ingest import TOKEN, drive, event, free_port, wait_listening  # noqa: E402
+from bench_ingest import line, local_server  # noqa: E402
 
 
-def serve(mode: str, port: int, db: str, log_file: str) -> None:
-    import logging
-
-    from aiohttp import web
-
-    from connector.app import JsonFormatter
-    from connector.ops import logctx
-    from connector.ops.access import access_middleware
-    from connector.ops.metrics import Metrics
-    from connector.store.factory import open_store
-    from connector.web import EventEndpoints, EventEnvironment, events_app
-
-    store = open_store(f"sqlite:///{db}")
-    on = mode == "on"
-    app = events_app(store, EventEndpoints([EventEnvironment("bench", TOKEN)]), metrics=Metrics() if on else None)
-    if on:
-        app.middlewares.insert(0, access_middleware())
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(JsonFormatter())
-        handler.addFilter(logctx.ContextFilter())
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await store.open()
-        yield
-        await store.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process (all its threads), from /proc: steadier than wall time on shared cores."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def ingest(mode: str, events: int, concurrency: int, tmp: str, run: int) -> tuple[float, float]:
-    """(events per second, server CPU microseconds per event)."""
-    port = free_port()
-    db = os.path.join(tmp, f"{mode}-{run}.db")
-    proc = subprocess.Popen([sys.executable, __file__, "serve", mode, str(port), db, os.path.join(tmp, "log.jsonl")])
-    try:
-        await wait_listening(port)
-        await drive(port, [event(10_000_000 + i) for i in range(200)], concurrency)  # warm-up
-        cpu0 = cpu_seconds(proc.pid)
-        seconds, statuses = await drive(port, [event(i) for i in range(events)], concurrency)
-        cpu = cpu_seconds(proc.pid) - cpu0
-        assert statuses == {202: events}, statuses
-        return events / seconds, cpu / events * 1e6
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+async def ingest(seconds: float, rounds: int, connections: list[int], tmp: str) -> None:
+    """Metrics and logging on / off, same run, interleaved."""
+    ratios: dict[int, list[float]] = {c: [] for c in connections}
+    cpu_ratios: dict[int, list[float]] = {c: [] for c in connections}
+    offset = 0
+    async with local_server("durable", tmp) as off, local_server("ops", tmp) as on:
+        for n in range(rounds):
+            for c in connections:
+                results = {}
+                for server in (off, on) if n % 2 == 0 else (on, off):
+                    offset += 100_000_000
+                    results[server.mode] = server.measure(c, seconds, offset)
+                o, d = results["ops"], results["durable"]
+                ratios[c].append(o["rate"] / d["rate"])
+                cpu_ratios[c].append(d["cpu_ms_per_event"] / o["cpu_ms_per_event"])
+                print(f"round {n + 1}, {c} connections (load {os.getloadavg()[0]:.2f}):")
+                print(f"  off {line(d)}")
+                print(f"  on  {line(o)}: on/off {ratios[c][-1]:.2f}x")
+    for c in connections:
+        print(f"{c:3d} connections: throughput on / off {min(ratios[c]):.2f}-{max(ratios[c]):.2f}x; CPU-bound "
+              f"throughput on / off (CPU per event off / on) {min(cpu_ratios[c]):.2f}-{max(cpu_ratios[c]):.2f}x "
+              "(goal >= 0.95)")
 
 
 async def scrape(stored: int, tmp: str) -> list[float]:
@@ -120,36 +89,24 @@ async def scrape(stored: int, tmp: str) -> list[float]:
     return times
 
 
-async def main(events: int, concurrency: int, stored: int, runs: int) -> None:
+async def main(seconds: float, rounds: int, connections: list[int], stored: int) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk (Debian package)")
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"machine: {os.cpu_count()} cores, shared with other work; load average at start {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        rates: dict[str, list[float]] = {"off": [], "on": []}
-        cpu: dict[str, list[float]] = {"off": [], "on": []}
-        for run in range(runs):
-            for mode in ("off", "on"):
-                rate, us = await ingest(mode, events, concurrency, tmp, run)
-                rates[mode].append(rate)
-                cpu[mode].append(us)
-        off, on = max(rates["off"]), max(rates["on"])
-        cpu_off, cpu_on = min(cpu["off"]), min(cpu["on"])
-        print(f"ingest: events={events} concurrency={concurrency}, best of {runs} runs each")
-        for mode, rate, us in (("off", off, cpu_off), ("on ", on, cpu_on)):
-            print(f"  metrics and logging {mode}: {rate:8.0f} events/s, server CPU {us:6.0f} us/event  "
-                  f"(runs {', '.join(f'{r:.0f}' for r in rates[mode.strip()])} events/s)")
-        print(f"  throughput on / off = {on / off:.2f}; CPU-bound throughput on / off = {cpu_off / cpu_on:.2f} "
-              "(goal >= 0.95)")
+        await ingest(seconds, rounds, connections, tmp)
         times = await scrape(stored, tmp)
         print(f"/metrics with {stored} events stored (cache off): median {statistics.median(times) * 1000:.1f} ms, "
               f"max {max(times) * 1000:.1f} ms over {len(times)} scrapes")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
-    else:
-        ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        ap.add_argument("--events", type=int, default=5000)
-        ap.add_argument("--concurrency", type=int, default=32)
-        ap.add_argument("--stored", type=int, default=100_000)
-        ap.add_argument("--runs", type=int, default=3)
-        a = ap.parse_args()
-        asyncio.run(main(a.events, a.concurrency, a.stored, a.runs))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--connections", default="16,64")
+    ap.add_argument("--stored", type=int, default=100_000)
+    a = ap.parse_args()
+    asyncio.run(main(a.seconds, a.rounds, [int(x) for x in a.connections.split(",")], a.stored))

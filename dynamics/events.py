@@ -37,6 +37,9 @@ _ISO = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The /Date(ms)/ values _EPOCH + timedelta(milliseconds=ms) can represent (years 1 to 9999), in whole milliseconds.
+_MIN_MS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
 _NIL_GUID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -115,6 +118,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every body, as json.loads keeps one for its defaults: json.loads with options builds a decoder
+# and its scanner per call. The scanner keeps nothing from one document to the next.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def _load(body: bytes | str) -> Any:
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
@@ -125,10 +133,10 @@ def _load(body: bytes | str) -> Any:
         text = body
     else:
         raise EventRejected("body", f"expected bytes or text, got {type(body).__name__}")
-    if not text.strip():
+    if not text or text.isspace():  # (no stripped copy of the body)
         raise EventRejected("body", "empty body")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except _Duplicate as exc:
         raise EventRejected("body", f"duplicate key {_clip(str(exc))!r}") from None
     except RecursionError:
@@ -190,6 +198,63 @@ def _check_text(text: str, index: int | None) -> None:
 
 
 def _event(obj: Any, index: int | None) -> BusinessEvent:
+    if type(obj) is dict:
+        ordinary = _ordinary_event(obj)
+        if ordinary is not None:
+            return ordinary
+    return _checked_event(obj, index)
+
+
+def _ordinary_event(obj: dict[str, Any]) -> BusinessEvent | None:
+    """The event `_checked_event` would return for an envelope as F&O sends it (integers as JSON integers, both
+    times), in fewer steps: it is most of the front door's parsing CPU. None for anything else, including
+    anything invalid, which `_checked_event` then judges and names the problem of."""
+    get = obj.get
+    bid, cn, eid, raw_iso, raw_ms = (get("BusinessEventId"), get("ControlNumber"), get("EventId"),
+                                     get("EventTimeIso8601"), get("EventTime"))
+    initiator, major, minor = get("InitiatingUserAADObjectId"), get("MajorVersion"), get("MinorVersion")
+    if not (type(bid) is str and type(cn) is int and type(eid) is str and type(raw_iso) is str
+            and (raw_ms is None or type(raw_ms) is str) and (initiator is None or type(initiator) is str)
+            and (major is None or type(major) is int) and (minor is None or type(minor) is int)):
+        return None
+    if not (bid and len(bid) <= MAX_ID_LENGTH and not bid.isspace() and bid.isprintable()
+            and INT64_MIN <= cn <= INT64_MAX
+            and (major is None or INT64_MIN <= major <= INT64_MAX)
+            and (minor is None or INT64_MIN <= minor <= INT64_MAX)):
+        return None
+    inner = eid[1:-1] if eid.startswith("{") and eid.endswith("}") else eid
+    if not _GUID.fullmatch(inner):
+        return None
+    if raw_ms is not None:
+        match = _MS_DATE.fullmatch(raw_ms)
+        if not match or not _MIN_MS <= int(match.group(1)) <= _MAX_MS:
+            return None
+    if initiator:
+        initiator = initiator[1:-1] if initiator.startswith("{") and initiator.endswith("}") else initiator
+        if not _GUID.fullmatch(initiator):
+            return None
+        initiator = None if initiator == _NIL_GUID else initiator.lower()
+    else:
+        initiator = None
+    try:
+        event_time = _iso(raw_iso, EventRejected)
+        legal_entity = _legal_entity(obj, EventRejected)
+    except EventRejected:
+        return None
+    return BusinessEvent(
+        business_event_id=bid,
+        control_number=cn,
+        event_id=inner.upper(),
+        legal_entity=legal_entity,
+        event_time=event_time,
+        initiating_user_object_id=initiator,
+        major_version=major or 0,
+        minor_version=minor or 0,
+        payload=obj,
+    )
+
+
+def _checked_event(obj: Any, index: int | None) -> BusinessEvent:
     if not isinstance(obj, dict):
         raise EventRejected("body", f"expected an event object, got {_json_type(obj)}", index)
 
@@ -267,17 +332,17 @@ def _guid(value: Any, name: str, reject: Any, *, required: bool) -> str | None:
 def _event_time(obj: dict[str, Any], reject: Any) -> datetime:
     """EventTimeIso8601 when present (sub-second precision), else EventTime; both are checked when both sent."""
     raw_ms = obj.get("EventTime")
-    from_ms: datetime | None = None
+    from_ms: int | None = None
     if raw_ms is not None:
         if not isinstance(raw_ms, str):
             raise reject("EventTime", f"must be a /Date(ms)/ string, got {_json_type(raw_ms)}")
         match = _MS_DATE.fullmatch(raw_ms)
         if not match:
             raise reject("EventTime", f"not a /Date(ms)/ value: {_clip(raw_ms)!r}")
-        try:
-            from_ms = _EPOCH + timedelta(milliseconds=int(match.group(1)))
-        except OverflowError:
-            raise reject("EventTime", "outside the representable date range") from None
+        from_ms = int(match.group(1))
+        # The range check alone (the datetime is only built when it is the one returned: F&O sends both times).
+        if not _MIN_MS <= from_ms <= _MAX_MS:
+            raise reject("EventTime", "outside the representable date range")
 
     raw_iso = obj.get("EventTimeIso8601")
     if raw_iso is not None:
@@ -286,14 +351,25 @@ def _event_time(obj: dict[str, Any], reject: Any) -> datetime:
         return _iso(raw_iso, reject)
     if from_ms is None:
         raise reject("EventTime", "missing")
-    return from_ms
+    return _EPOCH + timedelta(milliseconds=from_ms)
 
 
 def _iso(text: str, reject: Any) -> datetime:
     match = _ISO.fullmatch(text)
     if not match:
         raise reject("EventTimeIso8601", f"not an ISO-8601 date-time: {_clip(text)!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    # The pattern decides what is accepted; datetime.fromisoformat (C, 20x faster than the steps below) reads what
+    # it can of that, to the same value (tested over a grid of the pattern's forms). Anything it refuses or cannot
+    # convert to UTC is judged below, which also names the problem.
+    try:
+        parsed = datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return _iso_fields(text, match, reject)
+
+
+def _iso_fields(text: str, match: re.Match[str], reject: Any) -> datetime:
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     micro = int((match.group(7) or "0").ljust(6, "0")[:6])  # F&O sends 7 digits; keep microseconds
     if match.group(9):
         offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))

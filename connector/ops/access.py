@@ -47,8 +47,8 @@ class RequestIds:
 
 def request_id_of(request: web.Request, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
     for header in (REQUEST_ID_HEADER, "client-request-id"):
-        given = request.headers.get(header, "")
-        if _SANE_ID.match(given):
+        given = request.headers.get(header)
+        if given and _SANE_ID.match(given):
             return given
     return new_id()
 

@@ -173,3 +173,22 @@ async def test_rotating_twice_keeps_only_the_last_two(tmp_path: Path) -> None:
     assert first not in (tokens.current, tokens.previous)
     assert tokens.previous_valid_until(50.0) == 250.0
     await store.close()
+
+
+async def test_a_known_token_of_a_fresh_table_is_matched_without_awaiting() -> None:
+    """The front door's hot path: `match_fresh` answers from the table when no reload is due; None sends the
+    caller to `match`, which reloads (a stale table, an unknown token) as before."""
+    clock = Clock()
+    table = [EventEnvironment("prod", "the-token")]
+
+    async def loader() -> list[EventEnvironment]:
+        return table
+
+    endpoints = EventEndpoints(list(table), loader=loader, clock=clock)
+    assert endpoints.match_fresh("the-token").name == "prod"
+    assert endpoints.match_fresh("other") is None
+    clock.now += 60  # the refresh interval: a revoked token must not be answered from the old table
+    table.clear()
+    assert endpoints.match_fresh("the-token") is None
+    assert await endpoints.match("the-token") is None
+    assert EventEndpoints([EventEnvironment("prod", "t")]).match_fresh("t").name == "prod"  # no loader

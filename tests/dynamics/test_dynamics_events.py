@@ -226,3 +226,130 @@ def test_an_ordinary_body_is_proven_within_bounds_without_the_walk(monkeypatch) 
     with pytest.raises(EventRejected, match="nested deeper"):
         events_module.parse_events(deep)
     assert walked == [1, 1]
+
+
+def test_event_time_range_is_exact_and_checked_without_building_the_replaced_date(monkeypatch) -> None:
+    """EventTime is range-checked as before (years 1..9999), but its datetime is built only when it is the time
+    returned: F&O sends EventTimeIso8601 too, which wins."""
+    from datetime import timedelta
+
+    from dynamics import events as events_module
+
+    def body(ms: int, iso: bool) -> bytes:
+        event = {**CURRENT, "EventTime": f"/Date({ms})/"}
+        if not iso:
+            event.pop("EventTimeIso8601", None)
+        return json.dumps(event).encode()
+
+    lowest, highest = -62135596800000, 253402300799999  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999Z
+    for iso in (False, True):
+        for ms in (lowest, highest):
+            parse_events(body(ms, iso))
+        for ms in (lowest - 1, highest + 1):
+            with pytest.raises(EventRejected, match="range"):
+                parse_events(body(ms, iso))
+    assert one(body(lowest, False)).event_time == datetime(1, 1, 1, tzinfo=timezone.utc)
+    assert one(body(highest, False)).event_time == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+
+    def no_timedelta(*args: Any, **kwargs: Any) -> timedelta:
+        raise AssertionError("built a date that EventTimeIso8601 replaces")
+
+    monkeypatch.setattr(events_module, "timedelta", no_timedelta)
+    assert one(body(1697470966000, True)).event_time.year == 2023
+
+
+def test_one_decoder_serves_every_body(monkeypatch) -> None:
+    """json.loads with options builds a decoder (and its scanner) per call; parse_events reuses one."""
+    import json as _json
+
+    built = []
+    real = _json.JSONDecoder.__init__
+    monkeypatch.setattr(_json.JSONDecoder, "__init__", lambda self, **kw: (built.append(1), real(self, **kw))[1])
+    for _ in range(3):
+        parse_events(json.dumps(CURRENT).encode())
+    assert built == []
+    with pytest.raises(EventRejected, match="duplicate key"):
+        parse_events(b'{"BusinessEventId": "X", "BusinessEventId": "Y"}')
+
+
+_VARIANTS: dict[str, list[Any]] = {
+    "BusinessEventId": [None, "", "   ", " x ", "x" * 200, "x" * 201, "a\tb", "é", 5, True, ["x"]],
+    "ControlNumber": [None, 0, -(2**63), 2**63 - 1, 2**63, -(2**63) - 1, True, 5.0, 5.5, 1e300, "5"],
+    "EventId": [None, "", "{}", "{9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C}", "9c091af1-5baf-4ca9-b0a4-94d6e59a0d1c",
+                "{9C091AF1-5BAF-4CA9-B0A4-94D6E59A0D1C", "9C091AF1", 7],
+    "EventTime": [None, "", "/Date(0)/", "/Date(-62135596800000)/", "/Date(-62135596800001)/",
+                  "/Date(253402300800000)/", "/Date(1697470966000+0200)/", "2023-10-16", 1697470966000],
+    "EventTimeIso8601": [None, "", "2023-10-16T15:42:46Z", "2023-10-16 15:42:46", "2023-10-16T15:42:46+02:00",
+                         "2023-10-16T15:42:46-23:59", "2023-10-16T15:42:46+24:00", "2023-02-30T00:00:00Z",
+                         "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 5],
+    "InitiatingUserAADObjectId": [None, "", "{00000000-0000-0000-0000-000000000000}", "{C600136F}",
+                                  "C600136F-6814-41D9-8642-40CA0EC4EDD4", 3],
+    "BusinessEventLegalEntity": [None, "", "  ", " usmf ", ["usmf"], 1],
+    "LegalEntity": [None, "", " demf", 2],
+    "MajorVersion": [None, 0, 3, 2**63, 1.0, 1.5, True, "1"],
+    "MinorVersion": [None, 7, -(2**63) - 1, 2.0, False],
+}
+
+
+def test_the_ordinary_envelope_path_agrees_with_the_checked_one_field_by_field() -> None:
+    """`_ordinary_event` (the front door's fast path) accepts the envelope F&O sends and otherwise defers: for every
+    single and paired change of the envelope, it returns None or exactly what the field-by-field checks return."""
+    from dynamics import events as events_module
+
+    assert events_module._ordinary_event(dict(CURRENT)) is not None
+    assert events_module._ordinary_event(dict(CURRENT)) == events_module._checked_event(dict(CURRENT), None)
+    singles = [{name: value} for name, values in _VARIANTS.items() for value in values]
+    names = list(_VARIANTS)
+    pairs = [{a: va, b: vb} for i, a in enumerate(names) for b in names[i + 1:]
+             for va in _VARIANTS[a][::3] for vb in _VARIANTS[b][::3]]
+    taken = 0
+    for changes in singles + pairs:
+        obj = {k: v for k, v in {**CURRENT, **changes}.items() if v is not None}
+        fast = events_module._ordinary_event(dict(obj))
+        try:
+            checked: Any = events_module._checked_event(dict(obj), None)
+        except EventRejected as exc:
+            checked = exc
+        if fast is not None:
+            taken += 1
+            assert fast == checked and isinstance(checked, BusinessEvent), changes
+            assert (fast.payload, fast.event_time.tzinfo) == (checked.payload, checked.event_time.tzinfo)
+    assert taken > len(singles) // 3  # the fast path is not vacuous
+
+
+def test_iso_times_read_by_fromisoformat_equal_the_field_by_field_reading() -> None:
+    """`_iso` lets datetime.fromisoformat read what the ISO pattern accepted (20x faster); over a grid of the
+    pattern's forms (separators, fractions of 1 to 9 digits, offsets with and without a colon, out-of-range
+    fields, the edges of the representable range) it gives the same instant and tzinfo, or defers to the
+    field-by-field reading, which accepts or rejects as before."""
+    import itertools
+
+    from dynamics import events as events_module
+
+    dates = ["0001-01-01", "1970-01-01", "2023-02-28", "2024-02-29", "2023-02-29", "2023-13-01", "9999-12-31",
+             "0000-01-01"]
+    times = ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60"]
+    fractions = ["", ".1", ",5", ".123456", ".3440655", ".99999999", ".999999999"]
+    zones = ["", "Z", "z", "+00:00", "-0000", "+05:30", "+0530", "-05:75", "+23:59", "-23:59", "+24:00"]
+    seen = {"fast": 0, "deferred": 0}
+    for date, sep, time_, fraction, zone in itertools.product(dates, "Tt ", times, fractions, zones):
+        text = f"{date}{sep}{time_}{fraction}{zone}"
+        match = events_module._ISO.fullmatch(text)
+        assert match, text
+        try:
+            expected: Any = events_module._iso_fields(text, match, EventRejected)
+        except EventRejected as exc:
+            expected = (exc.field, str(exc))
+        try:
+            got: Any = events_module._iso(text, EventRejected)
+        except EventRejected as exc:
+            got = (exc.field, str(exc))
+        assert got == expected, text
+        if isinstance(got, datetime):
+            assert got.tzinfo is timezone.utc and got.tzinfo is expected.tzinfo, text
+        try:
+            from_iso = datetime.fromisoformat(text)
+            seen["fast" if isinstance(got, datetime) and from_iso else "deferred"] += 1
+        except ValueError:
+            seen["deferred"] += 1
+    assert seen["fast"] > 1000 and seen["deferred"] > 1000, seen

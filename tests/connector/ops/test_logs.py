@@ -211,3 +211,22 @@ async def test_an_accepted_event_is_a_debug_access_line_and_a_refused_one_info(s
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "connector.access"]
     assert [level for level, text in lines if " 202 " in text or " 200 " in text] == [logging.DEBUG, logging.DEBUG]
     assert [level for level, text in lines if " 404 " in text] == [logging.INFO]
+
+
+async def test_bound_fields_last_for_the_block_and_nest_without_a_generator() -> None:
+    """`bound` is what the access log wraps every request in: a plain context manager (not a @contextmanager
+    generator, which was most of its cost), restoring the outer fields on exit, on error too."""
+    import asyncio
+
+    assert not hasattr(logctx.bound(request_id="r"), "gen")  # no generator machinery per request
+    with logctx.bound(request_id="r1", event_id=""):
+        assert logctx.current() == {"request_id": "r1"}
+        try:
+            with logctx.bound(event_id="e1"):
+                await asyncio.sleep(0)
+                assert logctx.current() == {"request_id": "r1", "event_id": "e1"}
+                raise ValueError("boom")
+        except ValueError:
+            pass
+        assert logctx.current() == {"request_id": "r1"}
+    assert logctx.current() == {}

@@ -119,3 +119,24 @@ async def test_readyz_names_an_expired_token_and_a_stopped_pipeline() -> None:
     assert results["store"] == "ok"
     assert results["pipeline"] == "the pipeline loop is not running"
     assert "AADSTS7000215" in results[f"token:{Src.scope}"]
+
+
+def test_event_counters_are_labelled_once_per_environment(monkeypatch) -> None:
+    """The front door counts every event it stores; the labelled children are looked up once per environment
+    (prometheus_client's labels() was most of the metrics' cost per event)."""
+    from prometheus_client import Counter
+
+    from connector.ops.metrics import Metrics
+
+    metrics = Metrics()
+    calls = []
+    real = Counter.labels
+    monkeypatch.setattr(Counter, "labels", lambda self, *a, **kw: (calls.append(a), real(self, *a, **kw))[1])
+    for new in (True, True, False, True):
+        metrics.event_stored("prod", new)
+    metrics.event_stored("test", False)
+    assert len(calls) == 4  # (received, duplicate) for prod, then for test
+    text = metrics.render().decode()
+    assert 'ml_connector_events_received_total{environment="prod"} 3.0' in text
+    assert 'ml_connector_events_duplicate_total{environment="prod"} 1.0' in text
+    assert 'ml_connector_events_duplicate_total{environment="test"} 1.0' in text
