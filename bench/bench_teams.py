@@ -122,7 +122,8 @@ async def bench_messages(rig: Rig) -> list[dict[str, Any]]:
                 continue
             for th in ch["threads"]:
                 for m in th["messages"]:
-                    out.append({"channel": ch["name"], "created": m["created"] + MONO_TO_WALL, "cards": m["cards"]})
+                    out.append({"channel": ch["name"], "created": m["created"] + MONO_TO_WALL, "cards": m["cards"],
+                                "id": m["id"]})
     return out
 
 
@@ -304,6 +305,7 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
                 runs.append(f"{k}x1")
         enriched = rig.query("SELECT min(received_at), max(updated_at) FROM events WHERE business_event_id = ? "
                              "AND legal_entity = 'usmf'", PO_EVENT)
+        timeline = burst_timeline(rig, messages, first_ack)
         return {"events": count, "channels": channels, "posts": sum(posts), "posts_per_channel": posts,
                 "drain_s": drain, "minimum_s": minimum, "ratio": drain / minimum if minimum else float("inf"),
                 "floor_s": floor, "floor_posts": sum(-(-n // digest_max) for n in per_channel_events),
@@ -317,9 +319,33 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
                 "digest_sizes": sorted(sizes), "events_per_card": count / max(1, sum(posts)),
                 "failed": counts.get("failed", 0), "peak_rss_mb": mem["vmhwm_mb"],
                 "fno_429": fno.get("throttled", 0), "cpu": cpu, "order": " ".join(runs),
-                "store_span_s": (enriched[0][1] or 0) - (enriched[0][0] or 0)}
+                "store_span_s": (enriched[0][1] or 0) - (enriched[0][0] or 0), "timeline": timeline}
     finally:
         await rig.close()
+
+
+def burst_timeline(rig: Rig, messages: list[dict[str, Any]], t0: float) -> list[str]:
+    """Per second from the first ack: events ingested (the connector's 202 commit), enriched (the enrich step
+    recorded), recorded as posted, and the posts Teams created that second with their sizes (events per card);
+    'ready' is what was enriched but not yet posted at the end of the second (what the outbox held or waited
+    to send); the gaps between posts show when the outbox waited for Teams' pace or for events."""
+    rows = rig.query("SELECT e.received_at, (SELECT max(h.at) FROM event_history h WHERE h.event_id = e.id AND "
+                     "h.step = 'enrich'), (SELECT min(c.posted_at) FROM posted_cards c WHERE c.event_id = e.id) "
+                     "FROM events e WHERE e.business_event_id = ? AND e.legal_entity = 'usmf'", PO_EVENT)
+    size = dict(rig.query("SELECT activity_id, count(*) FROM posted_cards WHERE route LIKE 'bench-%' "
+                          "GROUP BY activity_id"))
+    created = {m["id"]: m["created"] for m in messages}
+    posts = sorted((created[a] - t0, n) for a, n in size.items() if a in created)
+    end = max([t for t, _ in posts] + [r[2] - t0 for r in rows if r[2]] + [0.0])
+    out = ["  t s | ingested enriched posted (cumulative events) | ready | posts that second (events each, at s)"]
+    for sec in range(int(end) + 1):
+        hi = sec + 1
+        ing = sum(1 for r in rows if r[0] - t0 < hi)
+        enr = sum(1 for r in rows if r[1] and r[1] - t0 < hi)
+        pst = sum(1 for r in rows if r[2] and r[2] - t0 < hi)
+        these = [f"{n}@{t:.2f}" for t, n in posts if sec <= t < hi]
+        out.append(f"{sec:5d} | {ing:8d} {enr:8d} {pst:6d} | {enr - pst:5d} | {' '.join(these)}")
+    return out
 
 
 def fmt_sizes(sizes: list[int]) -> str:
@@ -364,7 +390,7 @@ async def main(args: argparse.Namespace) -> None:
         print("   segments, p50 / p99 (connector times from its store, F&O times from the sender log): " + "; ".join(
             f"{k} {1000 * a:.0f} / {1000 * b:.0f} ms" for k, (a, b) in r["segments"].items()))
     if not args.skip_burst:
-        for channels in (1, len(CHANNELS)):
+        for channels in args.burst_channels:
             try:
                 r = await burst_run(args.burst, channels, args.latency_ms)
             except RuntimeError as exc:
@@ -393,6 +419,10 @@ async def main(args: argparse.Namespace) -> None:
                   f"peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(goal < 150 MB: {'met' if r['peak_rss_mb'] < 150 else 'NOT met'})")
             print("   " + cpu_line(r["cpu"], r["events"]))
+            if args.timeline:
+                print("   timeline (s after the first ack):")
+                for line in r["timeline"]:
+                    print("   " + line)
 
 
 if __name__ == "__main__":
@@ -406,6 +436,10 @@ if __name__ == "__main__":
                          "events/s: a 2000-event burst needs 6000 calls; 0 keeps the default)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-burst", action="store_true")
+    ap.add_argument("--burst-channels", type=lambda v: [int(x) for x in v.split(",")], default=[1, len(CHANNELS)],
+                    help="the bursts to run, as channel counts (default 1,20)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print each burst's timeline per second (ingested, enriched, posted, posts made)")
     parsed = ap.parse_args()
     FNO_REQUESTS = parsed.fno_requests
     asyncio.run(main(parsed))
