@@ -12,6 +12,10 @@ to what it has queued here. So the first cards of a burst already see the whole 
 once a channel folds, its drainer waits (at most `hold` seconds, after its pacing slot is granted) for a full
 digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one; and it
 keeps folding until `digest_after` seconds have passed since its last digest, so the tail of a burst folds too.
+
+An item's card may be given as a function that renders it: the outbox calls it only when the item goes out on its
+own, so an event folded into a digest costs its summary row, never a card render (most of the per-event CPU of a
+burst otherwise). A render that fails fails that item alone, after its slot, like a refused post.
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ class Delivered:
     digest_size: int = 1
 
 
+CardSource = dict[str, Any] | Callable[[], dict[str, Any]]
+
+
 @dataclass(eq=False)
 class OutboxItem:
     tenant_id: str
     service_url: str
     channel_id: str
-    card: dict[str, Any]
+    card: CardSource  # the card, or a function rendering it (called only if the item is posted on its own)
     summary: dict[str, Any]  # the item's row in a digest
     reply_to: str | None = None  # conversation id of the document's thread, for a reply
     digestible: bool = True
@@ -64,6 +71,10 @@ class OutboxItem:
     @property
     def channel_key(self) -> str:
         return f"{self.service_url}|{self.channel_id}"
+
+    def render_card(self) -> dict[str, Any]:
+        """The card to post for this item alone (rendered now if it was given as a function)."""
+        return self.card() if callable(self.card) else self.card
 
 
 DigestRenderer = Callable[[list[dict[str, Any]]], dict[str, Any]]
@@ -190,11 +201,17 @@ class Outbox:
             slot = await self._pacer.acquire(keys)
             batch, kind = await self._next_batch(key, queue)
             head = batch[0]
-            card = head.card
             digest_id = None
-            if kind == "digest":
-                digest_id = uuid.uuid4().hex[:12]
-                card = self._render_digest([i.summary for i in batch])
+            try:
+                if kind == "digest":
+                    digest_id = uuid.uuid4().hex[:12]
+                    card = self._render_digest([i.summary for i in batch])
+                else:
+                    card = head.render_card()
+            except Exception as exc:  # nothing was sent; the slot stays counted (harmless: Teams saw less)
+                self._pacer.settle(keys, slot)
+                self._fail(queue, batch, exc)
+                continue
             try:
                 if kind == "reply":
                     ref = await self._poster.reply(head.service_url, head.reply_to or "", card)
@@ -210,25 +227,36 @@ class Outbox:
                 continue
             except Exception as exc:  # delivered to the waiting stage, which decides retry or park
                 self._pacer.settle(keys, slot)
-                for item in batch:
-                    queue.remove(item)
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                self._fail(queue, batch, exc)
                 continue
             self._pacer.settle(keys, slot)
             self.posts += 1
             if kind == "digest":
                 self.digests += 1
+            delivered = Delivered(ref, kind, digest_id, len(batch))
             for item in batch:
                 queue.remove(item)
-                delivered = Delivered(ref, kind, digest_id, len(batch))
-                try:
-                    if item.on_posted is not None:
-                        await item.on_posted(delivered)
-                except Exception as exc:  # the post is in Teams but not recorded: the stage decides
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            # Every card of the post is recorded before the channel's next post; concurrently, so that a digest's
+            # records share the store's group commits instead of taking one transaction (and fsync) each in turn.
+            recorded = await asyncio.gather(*(self._record(item, delivered) for item in batch),
+                                            return_exceptions=True)
+            for item, outcome in zip(batch, recorded):
+                if item.future.done():
                     continue
-                if not item.future.done():
+                if isinstance(outcome, BaseException):  # the post is in Teams but not recorded: the stage decides
+                    item.future.set_exception(outcome)
+                else:
                     item.future.set_result(delivered)
         self._queues.pop(key, None)
+
+    @staticmethod
+    async def _record(item: OutboxItem, delivered: Delivered) -> None:
+        if item.on_posted is not None:
+            await item.on_posted(delivered)
+
+    @staticmethod
+    def _fail(queue: list[OutboxItem], batch: list[OutboxItem], exc: Exception) -> None:
+        for item in batch:
+            queue.remove(item)
+            if not item.future.done():
+                item.future.set_exception(exc)

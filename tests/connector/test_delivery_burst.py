@@ -1,0 +1,138 @@
+"""The deliver stage in a burst (perf goal 4): an event folded into a digest costs its summary row, never a render
+of its own card; a card that goes out on its own is the same card as before; a digest's cards are recorded
+together (one group commit) before the channel's next post. Real SQLite store and the built-in card catalog; the
+poster is in-process (the outbox tests' one)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from cards import Catalog, TemplateError, render_card
+from connector.carddata import build_card_data
+from connector.delivery import DeliveryDeps, make_deliver_stage, make_digest_renderer
+from connector.outbox import Delivered, Outbox, OutboxItem
+from connector.pacing import Pacer
+from connector.pipeline import Park
+from connector.routes import routes_from_config
+from connector.store import Install, Store, open_store
+from test_carddata import record
+from test_outbox_backlog import FakeTime, Poster
+
+PO_EVENT = "PurchaseOrderConfirmedBusinessEvent"
+PO_TEMPLATE = "purchase-order-confirmed"
+
+
+class CountingCatalog:
+    """The built-in catalog, counting which templates were rendered (cards.render asks for each one's text)."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self._inner = Catalog.builtin()
+        self.rendered: list[str] = []
+        self.fail = fail
+
+    def template_text(self, name: str) -> str:
+        self.rendered.append(name)
+        if name == self.fail:
+            raise TemplateError("broken on purpose", template=name)
+        return self._inner.template_text(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/ml.db")
+    await s.open()
+    await s.upsert_install(Install(id="team:19:t", scope="team", tenant_id="tenant", service_url="https://smba/",
+                                   bot_id="28:bot", team_id="19:t", team_name="Finance",
+                                   channels={"19:c": "General"}))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def po(n: int):
+    return record(PO_EVENT, {"PurchaseOrderNumber": f"PO-{n:05d}", "TransactionCurrencyAmount": 10.0 * n,
+                             "TransactionCurrencyCode": "USD", "VendorAccount": "US-104"}, n=n)
+
+
+def deps_for(store: Store, catalog: CountingCatalog, waiting: int, t: FakeTime, poster: Poster) -> DeliveryDeps:
+    deps = DeliveryDeps(store=store, outbox=None,  # type: ignore[arg-type]  # set below: the renderer needs deps
+                        catalog=catalog,  # type: ignore[arg-type]
+                        routes=routes_from_config([{"name": "po", "events": [PO_EVENT], "team": "Finance",
+                                                    "mention": []}]),
+                        graph=None, environments={"contoso-prod": "https://contoso.example"}, clock=t.clock)
+
+    async def backlog() -> int:
+        return waiting
+
+    deps.outbox = Outbox(poster, Pacer(clock=t.clock, sleep=t.sleep), make_digest_renderer(deps),
+                         digest_after=30.0, digest_max=10, backlog=backlog, clock=t.clock, hold=0.0)
+    return deps
+
+
+async def test_events_folded_into_digests_never_render_their_own_cards(store: Store) -> None:
+    t, poster, catalog = FakeTime(), Poster(), CountingCatalog()
+    deliver = make_deliver_stage(deps_for(store, catalog, 500, t, poster))
+    outcomes = await asyncio.gather(*(deliver(po(n)) for n in range(1, 21)))
+    assert len(poster.posts) == 2 and all("in digest" in o.detail for o in outcomes)
+    assert PO_TEMPLATE not in catalog.rendered  # main rendered all 20 cards, then posted none of them
+    assert catalog.rendered == ["digest", "digest"]
+    for n in range(1, 21):
+        assert [c.kind for c in await store.cards_for_event(f"ev-{n}")] == ["digest"]
+
+
+async def test_a_card_posted_on_its_own_is_the_card_rendered_before(store: Store) -> None:
+    t, poster, catalog = FakeTime(), Poster(), CountingCatalog()
+    deliver = make_deliver_stage(deps_for(store, catalog, 0, t, poster))
+    await deliver(po(7))
+    expected = render_card(PO_TEMPLATE, build_card_data(po(7), environment_name="contoso-prod",
+                                                        base_url="https://contoso.example"),
+                           catalog=Catalog.builtin(), max_bytes=28_000, max_lines=20).card
+    assert poster.posts == [("19:c", expected)]
+    assert catalog.rendered == [PO_TEMPLATE]
+    assert [c.kind for c in await store.cards_for_event("ev-7")] == ["thread"]
+
+
+async def test_a_card_that_cannot_be_rendered_parks_its_event_and_posts_nothing(store: Store) -> None:
+    t, poster, catalog = FakeTime(), Poster(), CountingCatalog(fail=PO_TEMPLATE)
+    deliver = make_deliver_stage(deps_for(store, catalog, 0, t, poster))
+    with pytest.raises(Park, match="route 'po': the card could not be rendered: .*broken on purpose"):
+        await deliver(po(3))
+    assert poster.posts == [] and await store.cards_for_event("ev-3") == []
+
+
+async def test_a_digests_cards_are_recorded_together_before_the_next_post() -> None:
+    t, poster = FakeTime(), Poster()
+
+    async def backlog() -> int:
+        return 500
+
+    box = Outbox(poster, Pacer(clock=t.clock, sleep=t.sleep), lambda rows: {"digest": [r["n"] for r in rows]},
+                 digest_after=30.0, digest_max=10, backlog=backlog, clock=t.clock, hold=0.0)
+    recording: set[int] = set()
+    most = 0
+    posts_seen: list[int] = []
+
+    def item(n: int) -> OutboxItem:
+        async def on_posted(delivered: Delivered) -> None:
+            nonlocal most
+            recording.add(n)
+            most = max(most, len(recording))
+            posts_seen.append(len(poster.posts))
+            await asyncio.sleep(0)  # the store's round trip: the others of the digest join it meanwhile
+            recording.discard(n)
+
+        return OutboxItem(tenant_id="t", service_url="https://smba/", channel_id="19:a", card={"single": n},
+                          summary={"n": n}, on_posted=on_posted)
+
+    await asyncio.gather(*(box.send(item(n)) for n in range(20)))
+    assert len(poster.posts) == 2
+    assert most == 10  # main recorded them one after another (most == 1): ten transactions per digest
+    assert posts_seen == [1] * 10 + [2] * 10  # every card recorded before the channel's next post
