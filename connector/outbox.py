@@ -93,6 +93,7 @@ class Outbox:
         hold: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         backlog_ttl: float = 0.25,
+        recheck: float = 0.1,
     ) -> None:
         self._poster = poster
         self._pacer = pacer
@@ -100,6 +101,7 @@ class Outbox:
         self.digest_after = digest_after
         self.digest_max = digest_max
         self.hold = hold
+        self.recheck = recheck  # while holding for a full digest and nothing arrives: ask the store this often
         self._backlog = backlog
         self._backlog_ttl = backlog_ttl  # one store count serves every channel's decisions this long
         self._backlog_cache: tuple[float, int] | None = None
@@ -136,12 +138,13 @@ class Outbox:
                     item.future.set_exception(asyncio.CancelledError())
         self._queues.clear()
 
-    async def _store_backlog(self) -> int:
-        """Events the store holds unfinished (cached for backlog_ttl); 0 without a store count or if it fails."""
+    async def _store_backlog(self, fresh: bool = False) -> int:
+        """Events the store holds unfinished (cached for backlog_ttl unless `fresh`); 0 without a store count or if
+        it fails."""
         if self._backlog is None:
             return 0
         now = self._clock()
-        if self._backlog_cache is not None and now - self._backlog_cache[0] < self._backlog_ttl:
+        if not fresh and self._backlog_cache is not None and now - self._backlog_cache[0] < self._backlog_ttl:
             return self._backlog_cache[1]
         try:
             waiting = await self._backlog()
@@ -151,10 +154,10 @@ class Outbox:
         self._backlog_cache = (now, waiting)
         return waiting
 
-    async def channel_backlog(self, key: str) -> int:
+    async def channel_backlog(self, key: str, *, fresh: bool = False) -> int:
         """This channel's backlog: its queue here, or its share of the store's unfinished events if larger."""
         queue = self._queues.get(key, [])
-        waiting = await self._store_backlog()
+        waiting = await self._store_backlog(fresh)
         queued_everywhere = sum(len(q) for q in self._queues.values())
         if not queue or not queued_everywhere:
             return len(queue)
@@ -171,7 +174,10 @@ class Outbox:
         folding = head.digestible and (
             in_burst or self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after)
         if folding and len(digestible) < self.digest_max and backlog > len(queue) and self.hold > 0:
-            # More are on their way (enriching now): wait for a full digest rather than post a small one.
+            # More are on their way (enriching now): wait for a full digest rather than post a small one. The
+            # store's count also holds the events of this channel's last post until the pipeline finishes them, and
+            # it is cached: so while nothing arrives, ask the store again every `recheck` seconds and stop waiting
+            # once nothing is left but what is queued here (the tail of a burst goes out then, not after `hold`).
             deadline = self._clock() + self.hold
             arrived = self._arrived.setdefault(key, asyncio.Event())
             while len([i for i in queue if i.digestible]) < self.digest_max:
@@ -180,9 +186,10 @@ class Outbox:
                     break
                 arrived.clear()
                 try:
-                    await asyncio.wait_for(arrived.wait(), timeout=remaining)
+                    await asyncio.wait_for(arrived.wait(), timeout=min(remaining, self.recheck))
                 except asyncio.TimeoutError:
-                    break
+                    if await self.channel_backlog(key, fresh=True) <= len(queue):
+                        break
             digestible = [i for i in queue if i.digestible]
         if folding and len(digestible) >= 2:
             self._folding_until[key] = self._clock() + self.digest_after
