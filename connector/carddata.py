@@ -84,14 +84,20 @@ def is_empty_date(value: Any) -> bool:
 
 def without_empty_dates(value: Any) -> Any:
     """A copy of `value` (JSON) with F&O's empty dates replaced by None, at any depth."""
+    # Runs over every event's payload and record: a value that cannot be an empty date (a number, or a string
+    # without "1900-01-01" that is not a /Date(...)/) is copied as it is, without a call.
     if isinstance(value, dict):
-        return {k: v if isinstance(v, _SCALARS) else without_empty_dates(v) for k, v in value.items()}
+        return {k: v if isinstance(v, _SCALARS) or (isinstance(v, str) and "1900-01-01" not in v and not
+                                                  v.startswith("/Date(")) else without_empty_dates(v)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [v if isinstance(v, _SCALARS) else without_empty_dates(v) for v in value]
+        return [v if isinstance(v, _SCALARS) or (isinstance(v, str) and "1900-01-01" not in v and not
+                                                 v.startswith("/Date(")) else without_empty_dates(v)
+                for v in value]
     return None if is_empty_date(value) else value
 
 
-_SCALARS = (int, float, bool, type(None))  # never a date: copied as they are, without a call (runs per event)
+_SCALARS = (int, float, bool, type(None))  # never a date
 
 
 def landing_url(base_url: str, company: str | None) -> str:
