@@ -27,7 +27,8 @@ without using any bench channel's rate windows.
    post counts: ratio = drain / minimum (goal <= 1.25x), with zero 429s. Also: events per card and peak RSS.
 
     .venv/bin/python bench/bench_teams.py [--rate 20] [--seconds 30] [--burst 2000] [--latency-ms 20]
-                                          [--skip-latency] [--skip-burst]
+                                          [--skip-latency] [--skip-burst] [--burst-channels 1,20]
+                                          [--timeline] [--odata-concurrency N (what-if)]
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ def routes(channels: int) -> list[dict[str, Any]]:
 def teams_settings(channels: int):
     def adjust(settings: Settings) -> Settings:
         bot = {k: v for k, v in settings.bot.items() if k not in ("digest_after", "digest_max")}
+        odata = ODataSettings(concurrency=ODATA_CONCURRENCY) if ODATA_CONCURRENCY else ODataSettings()
         return settings.model_copy(update={"bot": bot, "routes": routes(channels), "pipeline": PipelineSettings(),
-                                           "odata": ODataSettings()})
+                                           "odata": odata})
     return adjust
 
 
@@ -128,6 +130,7 @@ async def bench_messages(rig: Rig) -> list[dict[str, Any]]:
 
 
 FNO_REQUESTS = 1_000_000  # set from --fno-requests
+ODATA_CONCURRENCY = 0  # set from --odata-concurrency (0: the product default)
 
 
 async def start_rig(channels: int, latency_ms: int) -> Rig:
@@ -370,6 +373,9 @@ async def main(args: argparse.Namespace) -> None:
     else:
         print(f"F&O limit: F&O's default, 6,000 requests per 300 s per user ({6000 / 300 / PO_REQUESTS:.1f} PO "
               f"events/s at {PO_REQUESTS} request(s) each)")
+    if ODATA_CONCURRENCY:
+        print(f"[odata] concurrency: {ODATA_CONCURRENCY} requests in flight per environment (WHAT-IF: the product "
+              f"default is {ODataSettings().concurrency}; F&O allows 52 per user)")
     print(f"machine: {os.cpu_count()} cores shared with other work; load average at start {os.getloadavg()[0]:.2f}")
     if not args.skip_latency:
         r = await latency_run(args.rate, args.seconds, args.latency_ms)
@@ -440,6 +446,9 @@ if __name__ == "__main__":
                     help="the bursts to run, as channel counts (default 1,20)")
     ap.add_argument("--timeline", action="store_true",
                     help="print each burst's timeline per second (ingested, enriched, posted, posts made)")
+    ap.add_argument("--odata-concurrency", type=int, default=0,
+                    help="what-if: [odata] concurrency (requests in flight per environment; 0 = the product default)")
     parsed = ap.parse_args()
     FNO_REQUESTS = parsed.fno_requests
+    ODATA_CONCURRENCY = parsed.odata_concurrency
     asyncio.run(main(parsed))
