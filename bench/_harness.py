@@ -158,6 +158,12 @@ def undo_schema_for_baseline(path: Path) -> None:
         conn.close()
 
 
+def baseline_has_counts(code_dir: Path) -> bool:
+    """Whether the baseline tree already has schema 6 (event_counts): then its database needs no undoing."""
+    schema = code_dir / "connector" / "store" / "_sqlite_schema.py"
+    return schema.exists() and "event_counts" in schema.read_text()
+
+
 class RssSampler:
     """Samples VmRSS every `every` seconds while running; `peak_mb` also takes the kernel's VmHWM."""
 
@@ -247,8 +253,8 @@ class Rig:
         self.settings = self.adjust(settings)
         key_text = generate_master_key()
         self.token = await store_demo_secrets(self.settings, MasterKey.from_text(key_text), self.state)
-        if self.code_dir is not None:  # the database was made by this tree: take it back to the baseline's schema
-            undo_schema_for_baseline(self.workdir / "demo.db")
+        if self.code_dir is not None and not baseline_has_counts(self.code_dir):
+            undo_schema_for_baseline(self.workdir / "demo.db")  # made by this tree: back to the baseline's schema
         env = dict(os.environ)
         env = {k: v for k, v in env.items() if not k.startswith("ML_")}
         env.update(settings_environment(self.settings))

@@ -28,7 +28,7 @@ without using any bench channel's rate windows.
 
     .venv/bin/python bench/bench_teams.py [--rate 20] [--seconds 30] [--burst 2000] [--latency-ms 20]
                                           [--skip-latency] [--skip-burst] [--burst-channels 1,20]
-                                          [--timeline] [--odata-concurrency N (what-if)]
+                                          [--timeline] [--baseline DIR] [--odata-concurrency N (what-if)]
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ FNO_REQUESTS = 1_000_000  # set from --fno-requests
 ODATA_CONCURRENCY = 0  # set from --odata-concurrency (0: the product default)
 
 
-async def start_rig(channels: int, latency_ms: int) -> Rig:
-    rig = Rig(teams_settings(channels))
+async def start_rig(channels: int, latency_ms: int, code_dir: Path | None = None) -> Rig:
+    rig = Rig(teams_settings(channels), code_dir=code_dir)
     await rig.__aenter__()
     try:
         if FNO_REQUESTS:
@@ -253,8 +253,8 @@ def all_digest_floor(events_per_channel: list[int], digest_max: int) -> float:
     return physical_minimum([-(-n // digest_max) for n in events_per_channel])
 
 
-async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any]:
-    rig = await start_rig(channels, latency_ms)
+async def burst_run(count: int, channels: int, latency_ms: int, code_dir: Path | None = None) -> dict[str, Any]:
+    rig = await start_rig(channels, latency_ms, code_dir)
     try:
         scenario = rig.state["scenario"]["url"]
         done_before = (await rig.health()).get("done", 0)
@@ -396,14 +396,19 @@ async def main(args: argparse.Namespace) -> None:
         print("   segments, p50 / p99 (connector times from its store, F&O times from the sender log): " + "; ".join(
             f"{k} {1000 * a:.0f} / {1000 * b:.0f} ms" for k, (a, b) in r["segments"].items()))
     if not args.skip_burst:
-        for channels in args.burst_channels:
+        trees: list[tuple[str, Path | None]] = [("this tree", None)]
+        if args.baseline:  # same run: the baseline's connector first, then this tree's, for each burst
+            trees.insert(0, (f"baseline {Path(args.baseline).resolve()}", Path(args.baseline).resolve()))
+        drains: dict[tuple[int, str], float] = {}
+        for channels, (label, code_dir) in [(c, t) for c in args.burst_channels for t in trees]:
             try:
-                r = await burst_run(args.burst, channels, args.latency_ms)
+                r = await burst_run(args.burst, channels, args.latency_ms, code_dir)
             except RuntimeError as exc:
-                print(f"\n2) burst: {args.burst} events into {channels} channel(s): FAILED: {exc}")
+                print(f"\n2) burst: {args.burst} events into {channels} channel(s), {label}: FAILED: {exc}")
                 continue
+            drains[channels, label] = r["drain_s"]
             ok = "met" if r["floor_ratio"] <= 1.25 and r["status_429"] == 0 else "NOT met"
-            print(f"\n2) burst: {r['events']} events into {channels} channel(s); load average "
+            print(f"\n2) burst: {r['events']} events into {channels} channel(s), {label}; load average "
                   f"{r['load_start']:.2f} at start, {r['load_end']:.2f} at end")
             print(f"   drain {r['drain_s']:6.1f} s (first ack -> last card), 429s {r['status_429']}")
             if r["floor_s"] >= 1.0:
@@ -429,6 +434,10 @@ async def main(args: argparse.Namespace) -> None:
                 print("   timeline (s after the first ack):")
                 for line in r["timeline"]:
                     print("   " + line)
+            if code_dir is None and len(trees) > 1 and (channels, trees[0][0]) in drains:
+                base = drains[channels, trees[0][0]]
+                print(f"   same run, {channels} channel(s): drain baseline {base:.1f} s -> this tree "
+                      f"{r['drain_s']:.1f} s = {r['drain_s'] / base:.2f}x")
 
 
 if __name__ == "__main__":
@@ -446,6 +455,9 @@ if __name__ == "__main__":
                     help="the bursts to run, as channel counts (default 1,20)")
     ap.add_argument("--timeline", action="store_true",
                     help="print each burst's timeline per second (ingested, enriched, posted, posts made)")
+    ap.add_argument("--baseline", default="",
+                    help="another tree (e.g. `git archive main | tar -x -C DIR`): each burst runs with its connector "
+                         "first, then with this tree's, and the drains are compared (same run)")
     ap.add_argument("--odata-concurrency", type=int, default=0,
                     help="what-if: [odata] concurrency (requests in flight per environment; 0 = the product default)")
     parsed = ap.parse_args()

@@ -13,9 +13,10 @@ once a channel folds, its drainer waits (at most `hold` seconds, after its pacin
 digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one; and it
 keeps folding until `digest_after` seconds have passed since its last digest, so the tail of a burst folds too.
 
-An item's card may be given as a function that renders it: the outbox calls it only when the item goes out on its
-own, so an event folded into a digest costs its summary row, never a card render (most of the per-event CPU of a
-burst otherwise). A render that fails fails that item alone, after its slot, like a refused post.
+An item's card may be given as a function that renders it: the outbox calls it only when the item may go out on
+its own (its channel is not folding a burst), before the pacing slot, so an event folded into a digest costs its
+summary row, never a card render (most of the per-event CPU of a burst otherwise). A render that fails fails that
+item alone, like a refused post.
 """
 
 from __future__ import annotations
@@ -205,6 +206,8 @@ class Outbox:
             tenant = queue[0].tenant_id
             thread_key = f"thread:{key}"
             keys = [thread_key, f"tenant:{tenant}"]
+            if self._clock() >= self._folding_until.get(key, 0.0) and not self._prepare(queue):
+                continue  # its card could not be rendered: that item failed, nothing was reserved
             slot = await self._pacer.acquire(keys)
             batch, kind = await self._next_batch(key, queue)
             head = batch[0]
@@ -215,7 +218,7 @@ class Outbox:
                     card = self._render_digest([i.summary for i in batch])
                 else:
                     card = head.render_card()
-            except Exception as exc:  # nothing was sent; the slot stays counted (harmless: Teams saw less)
+            except Exception as exc:  # (a single rendered only now, rare) nothing was sent; the slot stays counted
                 self._pacer.settle(keys, slot)
                 self._fail(queue, batch, exc)
                 continue
@@ -255,6 +258,22 @@ class Outbox:
                 else:
                     item.future.set_result(delivered)
         self._queues.pop(key, None)
+
+    @staticmethod
+    def _prepare(queue: list[OutboxItem]) -> bool:
+        """Render the head's card before its pacing slot, when it may well go out on its own (the channel is not
+        folding a burst): a render between the slot and the post would delay the post past its slot, and with many
+        channels on one event loop those delays add up until the tenant's window (counted from the slots) is
+        overbooked in Teams' eyes. False if the render failed (the item then failed alone)."""
+        head = queue[0]
+        if not callable(head.card):
+            return True
+        try:
+            head.card = head.card()
+        except Exception as exc:
+            Outbox._fail(queue, [head], exc)
+            return False
+        return True
 
     @staticmethod
     async def _record(item: OutboxItem, delivered: Delivered) -> None:

@@ -83,8 +83,10 @@ async def test_events_folded_into_digests_never_render_their_own_cards(store: St
     deliver = make_deliver_stage(deps_for(store, catalog, 500, t, poster, hold=30.0))
     outcomes = await asyncio.wait_for(asyncio.gather(*(deliver(po(n)) for n in range(1, 21))), timeout=60)
     assert all("in digest" in o.detail for o in outcomes)
-    assert PO_TEMPLATE not in catalog.rendered  # main rendered all 20 cards, then posted none of them
-    assert catalog.rendered == ["digest"] * len(poster.posts)
+    # main rendered all 20 cards, then posted none of them; now at most the first, rendered before the channel's
+    # first slot, when it could not yet know that a burst was coming
+    assert catalog.rendered.count(PO_TEMPLATE) <= 1
+    assert catalog.rendered.count("digest") == len(poster.posts)
     for n in range(1, 21):
         assert [c.kind for c in await store.cards_for_event(f"ev-{n}")] == ["digest"]
 
@@ -159,3 +161,38 @@ async def test_the_last_digest_of_a_burst_does_not_wait_out_the_hold() -> None:
     # main waited the whole hold here (an hour) for events the store counted but that were already posted
     await asyncio.wait_for(asyncio.gather(*(box.send(item(n)) for n in range(10, 15))), timeout=30)
     assert [card for _, card in poster.posts] == [{"digest": list(range(10))}, {"digest": list(range(10, 15))}]
+
+
+async def test_a_single_card_is_rendered_before_its_pacing_slot_not_between_slot_and_post() -> None:
+    """Teams counts a post when it arrives; the pacer counts it from its slot. A render in between (CPU, and many
+    channels share one event loop) would push posts past their slots until the tenant's window is overbooked."""
+    t, poster = FakeTime(), Poster()
+    slots: list[float] = []
+
+    class RecordingPacer(Pacer):
+        def reserve(self, keys: list[str]) -> float:
+            slots.append(super().reserve(keys))
+            return slots[-1]
+
+    posted_at: list[float] = []
+
+    class TimedPoster(Poster):
+        async def create_channel_thread(self, *args: Any, **kw: Any) -> Any:
+            posted_at.append(t.now)
+            return await super().create_channel_thread(*args, **kw)
+
+    poster = TimedPoster()
+    box = Outbox(poster, RecordingPacer(clock=t.clock, sleep=t.sleep), lambda rows: {"digest": rows},
+                 digest_after=30.0, digest_max=10, clock=t.clock)
+
+    def item(n: int) -> OutboxItem:
+        def render() -> dict[str, Any]:
+            t.now += 0.4  # a slow render (a starved event loop)
+            return {"single": n}
+
+        return OutboxItem(tenant_id="t", service_url="https://smba/", channel_id="19:a", card=render,
+                          summary={"n": n})
+
+    await asyncio.gather(*(box.send(item(n)) for n in range(3)))
+    assert [card for _, card in poster.posts] == [{"single": n} for n in range(3)]
+    assert posted_at == slots  # each post at its slot: the render came before it
