@@ -9,14 +9,17 @@ loses nothing (the event is claimed again once its lease expires).
 The backlog is not only what is queued here (the events in flight): `backlog()` reports how many events the store
 holds that are not finished (queued or processing), and each channel is credited its share of them, in proportion
 to what it has queued here. So the first cards of a burst already see the whole burst and fold into digests; and
-once a channel folds, its drainer waits (at most `hold` seconds, after its pacing slot is granted) for a full
+once a channel folds, its drainer waits (at most `hold` seconds, once its pacing slot is free) for a full
 digest of `digest_max` while more events are still coming, rather than spending a Teams post on a small one; and it
 keeps folding until `digest_after` seconds have passed since its last digest, so the tail of a burst folds too.
 
-An item's card may be given as a function that renders it: the outbox calls it only when the item may go out on
-its own (its channel is not folding a burst), before the pacing slot, so an event folded into a digest costs its
-summary row, never a card render (most of the per-event CPU of a burst otherwise). A render that fails fails that
-item alone, like a refused post.
+An item's card may be given as a function that renders it: the outbox calls it only when the item goes out on its
+own, so an event folded into a digest costs its summary row, never a card render (most of the per-event CPU of a
+burst otherwise). A render that fails fails that item alone, like a refused post.
+
+The slot is reserved after the batch is chosen and rendered, right before the post: the pacer counts a post from
+its slot and Teams from its arrival, so a hold for a full digest, a render or a store call between the two would
+let the windows shared by several channels (the tenant's 50 per second) be overbooked in Teams' eyes.
 """
 
 from __future__ import annotations
@@ -206,9 +209,10 @@ class Outbox:
             tenant = queue[0].tenant_id
             thread_key = f"thread:{key}"
             keys = [thread_key, f"tenant:{tenant}"]
-            if self._clock() >= self._folding_until.get(key, 0.0) and not self._prepare(queue):
-                continue  # its card could not be rendered: that item failed, nothing was reserved
-            slot = await self._pacer.acquire(keys)
+            # Wait for Teams' pace, then choose the batch (what arrived meanwhile rides along; a folding channel may
+            # hold for a full digest) and render it, and only then reserve the slot and post at once: Teams counts
+            # a post when it arrives, the pacer from the slot, so no hold, render or store call may come between.
+            await self._pacer.wait_free(keys)
             batch, kind = await self._next_batch(key, queue)
             head = batch[0]
             digest_id = None
@@ -218,10 +222,10 @@ class Outbox:
                     card = self._render_digest([i.summary for i in batch])
                 else:
                     card = head.render_card()
-            except Exception as exc:  # (a single rendered only now, rare) nothing was sent; the slot stays counted
-                self._pacer.settle(keys, slot)
+            except Exception as exc:  # nothing was sent, nor reserved
                 self._fail(queue, batch, exc)
                 continue
+            slot = await self._pacer.acquire(keys)
             try:
                 if kind == "reply":
                     ref = await self._poster.reply(head.service_url, head.reply_to or "", card)
@@ -258,22 +262,6 @@ class Outbox:
                 else:
                     item.future.set_result(delivered)
         self._queues.pop(key, None)
-
-    @staticmethod
-    def _prepare(queue: list[OutboxItem]) -> bool:
-        """Render the head's card before its pacing slot, when it may well go out on its own (the channel is not
-        folding a burst): a render between the slot and the post would delay the post past its slot, and with many
-        channels on one event loop those delays add up until the tenant's window (counted from the slots) is
-        overbooked in Teams' eyes. False if the render failed (the item then failed alone)."""
-        head = queue[0]
-        if not callable(head.card):
-            return True
-        try:
-            head.card = head.card()
-        except Exception as exc:
-            Outbox._fail(queue, [head], exc)
-            return False
-        return True
 
     @staticmethod
     async def _record(item: OutboxItem, delivered: Delivered) -> None:

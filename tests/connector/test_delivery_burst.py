@@ -195,4 +195,38 @@ async def test_a_single_card_is_rendered_before_its_pacing_slot_not_between_slot
 
     await asyncio.gather(*(box.send(item(n)) for n in range(3)))
     assert [card for _, card in poster.posts] == [{"single": n} for n in range(3)]
-    assert posted_at == slots  # each post at its slot: the render came before it
+    assert posted_at == slots  # each post at its slot: the render came before its reservation
+
+
+async def test_a_digest_held_for_more_events_is_posted_at_its_slot() -> None:
+    """The hold for a full digest comes before the slot is reserved: the post is counted when it really goes."""
+    t, slots, posted_at = FakeTime(), [], []
+
+    class RecordingPacer(Pacer):
+        def reserve(self, keys: list[str]) -> float:
+            slots.append(super().reserve(keys))
+            return slots[-1]
+
+    class TimedPoster(Poster):
+        async def create_channel_thread(self, *args: Any, **kw: Any) -> Any:
+            posted_at.append(t.now)
+            return await super().create_channel_thread(*args, **kw)
+
+    async def backlog() -> int:
+        return 500
+
+    poster = TimedPoster()
+    box = Outbox(poster, RecordingPacer(clock=t.clock, sleep=t.sleep), lambda rows: {"digest": [r["n"] for r in rows]},
+                 digest_after=30.0, digest_max=10, backlog=backlog, clock=t.clock, hold=5.0)
+
+    def item(n: int) -> OutboxItem:
+        return OutboxItem(tenant_id="t", service_url="https://smba/", channel_id="19:a", card={"single": n},
+                          summary={"n": n})
+
+    first = [asyncio.ensure_future(box.send(item(n))) for n in range(3)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    t.now += 0.7  # the rest of the digest arrives while the drainer holds
+    await asyncio.gather(*first, *(box.send(item(n)) for n in range(3, 10)))
+    assert [card for _, card in poster.posts] == [{"digest": list(range(10))}]
+    assert posted_at == slots  # main reserved the slot before the hold: counted 0.7 s before the post went
