@@ -340,7 +340,12 @@ def burst_timeline(rig: Rig, messages: list[dict[str, Any]], t0: float) -> list[
     created = {m["id"]: m["created"] for m in messages}
     posts = sorted((created[a] - t0, n) for a, n in size.items() if a in created)
     end = max([t for t, _ in posts] + [r[2] - t0 for r in rows if r[2]] + [0.0])
-    out = ["  t s | ingested enriched posted (cumulative events) | ready | posts that second (events each, at s)"]
+    waits = {"stored -> enriched": [r[1] - r[0] for r in rows if r[1]],
+             "enriched -> recorded as posted": [r[2] - r[1] for r in rows if r[1] and r[2]]}
+    out = ["per event, p50 / p90 / max: " + "; ".join(
+        f"{k} {percentile(v, 50):.2f} / {percentile(v, 90):.2f} / {max(v, default=float('nan')):.2f} s"
+        for k, v in waits.items()),
+           "  t s | ingested enriched posted (cumulative events) | ready | posts that second (events each, at s)"]
     for sec in range(int(end) + 1):
         hi = sec + 1
         ing = sum(1 for r in rows if r[0] - t0 < hi)

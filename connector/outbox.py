@@ -177,6 +177,12 @@ class Outbox:
         in_burst = self._clock() < self._folding_until.get(key, 0.0)
         folding = head.digestible and (
             in_burst or self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after)
+        if head.digestible and not folding and self._backlog is not None:
+            # A single card takes one of the channel's few posts (8 per 2 s): before spending it, look at the store
+            # again rather than trust a count up to backlog_ttl old, which at the start of a burst predates most
+            # of it (the first cards of a burst went out as 6 singles that delayed its digests by a second).
+            backlog = await self.channel_backlog(key, fresh=True)
+            folding = self._pacer.backlog_seconds(thread_key, backlog) > self.digest_after
         if folding and len(digestible) < self.digest_max and backlog > len(queue) and self.hold > 0:
             # More are on their way (enriching now): wait for a full digest rather than post a small one. The
             # store's count also holds the events of this channel's last post until the pipeline finishes them, and

@@ -230,3 +230,18 @@ async def test_a_digest_held_for_more_events_is_posted_at_its_slot() -> None:
     await asyncio.gather(*first, *(box.send(item(n)) for n in range(3, 10)))
     assert [card for _, card in poster.posts] == [{"digest": list(range(10))}]
     assert posted_at == slots  # main reserved the slot before the hold: counted 0.7 s before the post went
+
+
+async def test_before_posting_a_single_card_the_outbox_counts_the_store_again() -> None:
+    """A cached count from just before the burst arrived must not turn its first cards into singles."""
+    t, poster = FakeTime(), Poster()
+    counts = iter([3])  # the first count: the burst has not arrived yet; then the store holds it
+
+    async def backlog() -> int:
+        return next(counts, 500)
+
+    box = Outbox(poster, Pacer(clock=t.clock, sleep=t.sleep), lambda rows: {"digest": [r["n"] for r in rows]},
+                 digest_after=30.0, digest_max=10, backlog=backlog, clock=t.clock, hold=0.0, backlog_ttl=60.0)
+    await asyncio.gather(*(box.send(OutboxItem(tenant_id="t", service_url="https://smba/", channel_id="19:a",
+                                               card={"single": n}, summary={"n": n})) for n in range(10)))
+    assert [card for _, card in poster.posts] == [{"digest": list(range(10))}]  # main: 10 singles
