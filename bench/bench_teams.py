@@ -159,9 +159,9 @@ async def warm_up(rig: Rig, n: int = 5) -> None:
     await rig.wait_settled(before.get("done", 0) + n, 120, poll=0.2)
 
 
-async def latency_run(rate: float, seconds: float, latency_ms: int) -> dict[str, Any]:
+async def latency_run(rate: float, seconds: float, latency_ms: int, code_dir: Path | None = None) -> dict[str, Any]:
     channels = len(CHANNELS)
-    rig = await start_rig(channels, latency_ms)
+    rig = await start_rig(channels, latency_ms, code_dir)
     try:
         scenario = rig.state["scenario"]["url"]
         pos = usmf_po_numbers()
@@ -382,11 +382,15 @@ async def main(args: argparse.Namespace) -> None:
         print(f"[odata] concurrency: {ODATA_CONCURRENCY} requests in flight per environment (WHAT-IF: the product "
               f"default is {ODataSettings().concurrency}; F&O allows 52 per user)")
     print(f"machine: {os.cpu_count()} cores shared with other work; load average at start {os.getloadavg()[0]:.2f}")
-    if not args.skip_latency:
-        r = await latency_run(args.rate, args.seconds, args.latency_ms)
+    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.baseline:  # same run: the baseline's connector first, then this tree's
+        trees.insert(0, (f"baseline {Path(args.baseline).resolve()}", Path(args.baseline).resolve()))
+    for label, code_dir in trees if not args.skip_latency else []:
+        r = await latency_run(args.rate, args.seconds, args.latency_ms, code_dir)
         ok = "met" if r["p99"] < 0.300 else "NOT met"
-        print(f"\n1) latency: {r['events']} events at {args.rate:g}/s over {r['channels']} channels "
-              f"({args.rate / r['channels']:g}/s per channel), F&O POST -> card stored in Teams")
+        print(f"\n1) latency, {label}: {r['events']} events at {args.rate:g}/s over {r['channels']} channels "
+              f"({args.rate / r['channels']:g}/s per channel), F&O POST -> card stored in Teams; load average "
+              f"{os.getloadavg()[0]:.2f} at end")
         print(f"   p50 {1000 * r['p50']:6.0f} ms   p90 {1000 * r['p90']:6.0f} ms   p99 {1000 * r['p99']:6.0f} ms   "
               f"max {1000 * r['max']:6.0f} ms   min {1000 * r['min']:4.0f} ms   goal p99 < 300 ms: {ok}")
         print(f"   matched {r['matched']}/{r['events']} cards ({r['digests']} digests); connector 202 after "
@@ -401,9 +405,6 @@ async def main(args: argparse.Namespace) -> None:
         print("   segments, p50 / p99 (connector times from its store, F&O times from the sender log): " + "; ".join(
             f"{k} {1000 * a:.0f} / {1000 * b:.0f} ms" for k, (a, b) in r["segments"].items()))
     if not args.skip_burst:
-        trees: list[tuple[str, Path | None]] = [("this tree", None)]
-        if args.baseline:  # same run: the baseline's connector first, then this tree's, for each burst
-            trees.insert(0, (f"baseline {Path(args.baseline).resolve()}", Path(args.baseline).resolve()))
         drains: dict[tuple[int, str], float] = {}
         for channels, (label, code_dir) in [(c, t) for c in args.burst_channels for t in trees]:
             try:
