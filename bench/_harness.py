@@ -70,6 +70,19 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return out
 
 
+def runqueue_wait_seconds(pid: int, tid: int | None = None) -> float:
+    """Seconds the threads of the process (or thread `tid` alone) spent runnable but waiting for a CPU
+    (/proc/<pid>/task/*/schedstat, field 2): how much the machine's other work held this process back."""
+    total = 0
+    for task in [str(tid)] if tid is not None else os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -91,6 +104,9 @@ class CpuProbe:
         self._main = thread_cpu_seconds(self.connector_pid).get(self.connector_pid, 0.0)
         self._s = cpu_seconds(self.sandbox_pid)
         self._m = machine_busy()
+        self._wait = runqueue_wait_seconds(self.connector_pid)
+        self._mwait = runqueue_wait_seconds(self.connector_pid, self.connector_pid)
+        self._swait = runqueue_wait_seconds(self.sandbox_pid)
         return self
 
     def stop(self) -> dict[str, float]:
@@ -100,6 +116,9 @@ class CpuProbe:
                 "connector_main": thread_cpu_seconds(self.connector_pid).get(self.connector_pid, 0.0) - self._main,
                 "sandbox": cpu_seconds(self.sandbox_pid) - self._s,
                 "machine_busy_pct": 100 * (busy - self._m[0]) / max(1, total - self._m[1]),
+                "connector_cpu_wait": runqueue_wait_seconds(self.connector_pid) - self._wait,
+                "connector_main_wait": runqueue_wait_seconds(self.connector_pid, self.connector_pid) - self._mwait,
+                "sandbox_cpu_wait": runqueue_wait_seconds(self.sandbox_pid) - self._swait,
                 "cores": os.cpu_count() or 1}
 
 
@@ -108,7 +127,10 @@ def cpu_line(c: dict[str, float], events: int) -> str:
             f"({100 * c['connector'] / c['wall']:.0f}% of a core; event-loop thread "
             f"{100 * c['connector_main'] / c['wall']:.0f}%), sandbox {1000 * c['sandbox'] / events:.1f} ms/event "
             f"({100 * c['sandbox'] / c['wall']:.0f}%); machine {c['machine_busy_pct']:.0f}% busy over "
-            f"{c['cores']} cores (other processes included)")
+            f"{c['cores']} cores (other processes included); runnable but waiting for a CPU: connector "
+            f"{c.get('connector_cpu_wait', 0):.1f} s (event-loop thread {c.get('connector_main_wait', 0):.1f} s = "
+            f"{100 * c.get('connector_main_wait', 0) / c['wall']:.0f}% of the run), sandbox "
+            f"{c.get('sandbox_cpu_wait', 0):.1f} s (all threads)")
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -134,6 +156,12 @@ def undo_schema_for_baseline(path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {BASELINE_SCHEMA}")
     finally:
         conn.close()
+
+
+def baseline_has_counts(code_dir: Path) -> bool:
+    """Whether the baseline tree already has schema 6 (event_counts): then its database needs no undoing."""
+    schema = code_dir / "connector" / "store" / "_sqlite_schema.py"
+    return schema.exists() and "event_counts" in schema.read_text()
 
 
 class RssSampler:
@@ -225,8 +253,8 @@ class Rig:
         self.settings = self.adjust(settings)
         key_text = generate_master_key()
         self.token = await store_demo_secrets(self.settings, MasterKey.from_text(key_text), self.state)
-        if self.code_dir is not None:  # the database was made by this tree: take it back to the baseline's schema
-            undo_schema_for_baseline(self.workdir / "demo.db")
+        if self.code_dir is not None and not baseline_has_counts(self.code_dir):
+            undo_schema_for_baseline(self.workdir / "demo.db")  # made by this tree: back to the baseline's schema
         env = dict(os.environ)
         env = {k: v for k, v in env.items() if not k.startswith("ML_")}
         env.update(settings_environment(self.settings))

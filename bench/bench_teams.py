@@ -27,7 +27,8 @@ without using any bench channel's rate windows.
    post counts: ratio = drain / minimum (goal <= 1.25x), with zero 429s. Also: events per card and peak RSS.
 
     .venv/bin/python bench/bench_teams.py [--rate 20] [--seconds 30] [--burst 2000] [--latency-ms 20]
-                                          [--skip-latency] [--skip-burst]
+                                          [--skip-latency] [--skip-burst] [--burst-channels 1,20]
+                                          [--timeline] [--baseline DIR] [--odata-concurrency N (what-if)]
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ def routes(channels: int) -> list[dict[str, Any]]:
 def teams_settings(channels: int):
     def adjust(settings: Settings) -> Settings:
         bot = {k: v for k, v in settings.bot.items() if k not in ("digest_after", "digest_max")}
+        odata = ODataSettings(concurrency=ODATA_CONCURRENCY) if ODATA_CONCURRENCY else ODataSettings()
         return settings.model_copy(update={"bot": bot, "routes": routes(channels), "pipeline": PipelineSettings(),
-                                           "odata": ODataSettings()})
+                                           "odata": odata})
     return adjust
 
 
@@ -122,15 +124,17 @@ async def bench_messages(rig: Rig) -> list[dict[str, Any]]:
                 continue
             for th in ch["threads"]:
                 for m in th["messages"]:
-                    out.append({"channel": ch["name"], "created": m["created"] + MONO_TO_WALL, "cards": m["cards"]})
+                    out.append({"channel": ch["name"], "created": m["created"] + MONO_TO_WALL, "cards": m["cards"],
+                                "id": m["id"]})
     return out
 
 
 FNO_REQUESTS = 1_000_000  # set from --fno-requests
+ODATA_CONCURRENCY = 0  # set from --odata-concurrency (0: the product default)
 
 
-async def start_rig(channels: int, latency_ms: int) -> Rig:
-    rig = Rig(teams_settings(channels))
+async def start_rig(channels: int, latency_ms: int, code_dir: Path | None = None) -> Rig:
+    rig = Rig(teams_settings(channels), code_dir=code_dir)
     await rig.__aenter__()
     try:
         if FNO_REQUESTS:
@@ -155,9 +159,9 @@ async def warm_up(rig: Rig, n: int = 5) -> None:
     await rig.wait_settled(before.get("done", 0) + n, 120, poll=0.2)
 
 
-async def latency_run(rate: float, seconds: float, latency_ms: int) -> dict[str, Any]:
+async def latency_run(rate: float, seconds: float, latency_ms: int, code_dir: Path | None = None) -> dict[str, Any]:
     channels = len(CHANNELS)
-    rig = await start_rig(channels, latency_ms)
+    rig = await start_rig(channels, latency_ms, code_dir)
     try:
         scenario = rig.state["scenario"]["url"]
         pos = usmf_po_numbers()
@@ -249,8 +253,8 @@ def all_digest_floor(events_per_channel: list[int], digest_max: int) -> float:
     return physical_minimum([-(-n // digest_max) for n in events_per_channel])
 
 
-async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any]:
-    rig = await start_rig(channels, latency_ms)
+async def burst_run(count: int, channels: int, latency_ms: int, code_dir: Path | None = None) -> dict[str, Any]:
+    rig = await start_rig(channels, latency_ms, code_dir)
     try:
         scenario = rig.state["scenario"]["url"]
         done_before = (await rig.health()).get("done", 0)
@@ -304,6 +308,7 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
                 runs.append(f"{k}x1")
         enriched = rig.query("SELECT min(received_at), max(updated_at) FROM events WHERE business_event_id = ? "
                              "AND legal_entity = 'usmf'", PO_EVENT)
+        timeline = burst_timeline(rig, messages, first_ack)
         return {"events": count, "channels": channels, "posts": sum(posts), "posts_per_channel": posts,
                 "drain_s": drain, "minimum_s": minimum, "ratio": drain / minimum if minimum else float("inf"),
                 "floor_s": floor, "floor_posts": sum(-(-n // digest_max) for n in per_channel_events),
@@ -317,9 +322,38 @@ async def burst_run(count: int, channels: int, latency_ms: int) -> dict[str, Any
                 "digest_sizes": sorted(sizes), "events_per_card": count / max(1, sum(posts)),
                 "failed": counts.get("failed", 0), "peak_rss_mb": mem["vmhwm_mb"],
                 "fno_429": fno.get("throttled", 0), "cpu": cpu, "order": " ".join(runs),
-                "store_span_s": (enriched[0][1] or 0) - (enriched[0][0] or 0)}
+                "store_span_s": (enriched[0][1] or 0) - (enriched[0][0] or 0), "timeline": timeline}
     finally:
         await rig.close()
+
+
+def burst_timeline(rig: Rig, messages: list[dict[str, Any]], t0: float) -> list[str]:
+    """Per second from the first ack: events ingested (the connector's 202 commit), enriched (the enrich step
+    recorded), recorded as posted, and the posts Teams created that second with their sizes (events per card);
+    'ready' is what was enriched but not yet posted at the end of the second (what the outbox held or waited
+    to send); the gaps between posts show when the outbox waited for Teams' pace or for events."""
+    rows = rig.query("SELECT e.received_at, (SELECT max(h.at) FROM event_history h WHERE h.event_id = e.id AND "
+                     "h.step = 'enrich'), (SELECT min(c.posted_at) FROM posted_cards c WHERE c.event_id = e.id) "
+                     "FROM events e WHERE e.business_event_id = ? AND e.legal_entity = 'usmf'", PO_EVENT)
+    size = dict(rig.query("SELECT activity_id, count(*) FROM posted_cards WHERE route LIKE 'bench-%' "
+                          "GROUP BY activity_id"))
+    created = {m["id"]: m["created"] for m in messages}
+    posts = sorted((created[a] - t0, n) for a, n in size.items() if a in created)
+    end = max([t for t, _ in posts] + [r[2] - t0 for r in rows if r[2]] + [0.0])
+    waits = {"stored -> enriched": [r[1] - r[0] for r in rows if r[1]],
+             "enriched -> recorded as posted": [r[2] - r[1] for r in rows if r[1] and r[2]]}
+    out = ["per event, p50 / p90 / max: " + "; ".join(
+        f"{k} {percentile(v, 50):.2f} / {percentile(v, 90):.2f} / {max(v, default=float('nan')):.2f} s"
+        for k, v in waits.items()),
+           "  t s | ingested enriched posted (cumulative events) | ready | posts that second (events each, at s)"]
+    for sec in range(int(end) + 1):
+        hi = sec + 1
+        ing = sum(1 for r in rows if r[0] - t0 < hi)
+        enr = sum(1 for r in rows if r[1] and r[1] - t0 < hi)
+        pst = sum(1 for r in rows if r[2] and r[2] - t0 < hi)
+        these = [f"{n}@{t:.2f}" for t, n in posts if sec <= t < hi]
+        out.append(f"{sec:5d} | {ing:8d} {enr:8d} {pst:6d} | {enr - pst:5d} | {' '.join(these)}")
+    return out
 
 
 def fmt_sizes(sizes: list[int]) -> str:
@@ -344,12 +378,19 @@ async def main(args: argparse.Namespace) -> None:
     else:
         print(f"F&O limit: F&O's default, 6,000 requests per 300 s per user ({6000 / 300 / PO_REQUESTS:.1f} PO "
               f"events/s at {PO_REQUESTS} request(s) each)")
+    if ODATA_CONCURRENCY:
+        print(f"[odata] concurrency: {ODATA_CONCURRENCY} requests in flight per environment (WHAT-IF: the product "
+              f"default is {ODataSettings().concurrency}; F&O allows 52 per user)")
     print(f"machine: {os.cpu_count()} cores shared with other work; load average at start {os.getloadavg()[0]:.2f}")
-    if not args.skip_latency:
-        r = await latency_run(args.rate, args.seconds, args.latency_ms)
+    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.baseline:  # same run: the baseline's connector first, then this tree's
+        trees.insert(0, (f"baseline {Path(args.baseline).resolve()}", Path(args.baseline).resolve()))
+    for label, code_dir in trees if not args.skip_latency else []:
+        r = await latency_run(args.rate, args.seconds, args.latency_ms, code_dir)
         ok = "met" if r["p99"] < 0.300 else "NOT met"
-        print(f"\n1) latency: {r['events']} events at {args.rate:g}/s over {r['channels']} channels "
-              f"({args.rate / r['channels']:g}/s per channel), F&O POST -> card stored in Teams")
+        print(f"\n1) latency, {label}: {r['events']} events at {args.rate:g}/s over {r['channels']} channels "
+              f"({args.rate / r['channels']:g}/s per channel), F&O POST -> card stored in Teams; load average "
+              f"{os.getloadavg()[0]:.2f} at end")
         print(f"   p50 {1000 * r['p50']:6.0f} ms   p90 {1000 * r['p90']:6.0f} ms   p99 {1000 * r['p99']:6.0f} ms   "
               f"max {1000 * r['max']:6.0f} ms   min {1000 * r['min']:4.0f} ms   goal p99 < 300 ms: {ok}")
         print(f"   matched {r['matched']}/{r['events']} cards ({r['digests']} digests); connector 202 after "
@@ -364,14 +405,16 @@ async def main(args: argparse.Namespace) -> None:
         print("   segments, p50 / p99 (connector times from its store, F&O times from the sender log): " + "; ".join(
             f"{k} {1000 * a:.0f} / {1000 * b:.0f} ms" for k, (a, b) in r["segments"].items()))
     if not args.skip_burst:
-        for channels in (1, len(CHANNELS)):
+        drains: dict[tuple[int, str], float] = {}
+        for channels, (label, code_dir) in [(c, t) for c in args.burst_channels for t in trees]:
             try:
-                r = await burst_run(args.burst, channels, args.latency_ms)
+                r = await burst_run(args.burst, channels, args.latency_ms, code_dir)
             except RuntimeError as exc:
-                print(f"\n2) burst: {args.burst} events into {channels} channel(s): FAILED: {exc}")
+                print(f"\n2) burst: {args.burst} events into {channels} channel(s), {label}: FAILED: {exc}")
                 continue
+            drains[channels, label] = r["drain_s"]
             ok = "met" if r["floor_ratio"] <= 1.25 and r["status_429"] == 0 else "NOT met"
-            print(f"\n2) burst: {r['events']} events into {channels} channel(s); load average "
+            print(f"\n2) burst: {r['events']} events into {channels} channel(s), {label}; load average "
                   f"{r['load_start']:.2f} at start, {r['load_end']:.2f} at end")
             print(f"   drain {r['drain_s']:6.1f} s (first ack -> last card), 429s {r['status_429']}")
             if r["floor_s"] >= 1.0:
@@ -393,6 +436,14 @@ async def main(args: argparse.Namespace) -> None:
                   f"peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(goal < 150 MB: {'met' if r['peak_rss_mb'] < 150 else 'NOT met'})")
             print("   " + cpu_line(r["cpu"], r["events"]))
+            if args.timeline:
+                print("   timeline (s after the first ack):")
+                for line in r["timeline"]:
+                    print("   " + line)
+            if code_dir is None and len(trees) > 1 and (channels, trees[0][0]) in drains:
+                base = drains[channels, trees[0][0]]
+                print(f"   same run, {channels} channel(s): drain baseline {base:.1f} s -> this tree "
+                      f"{r['drain_s']:.1f} s = {r['drain_s'] / base:.2f}x")
 
 
 if __name__ == "__main__":
@@ -406,6 +457,16 @@ if __name__ == "__main__":
                          "events/s: a 2000-event burst needs 6000 calls; 0 keeps the default)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-burst", action="store_true")
+    ap.add_argument("--burst-channels", type=lambda v: [int(x) for x in v.split(",")], default=[1, len(CHANNELS)],
+                    help="the bursts to run, as channel counts (default 1,20)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print each burst's timeline per second (ingested, enriched, posted, posts made)")
+    ap.add_argument("--baseline", default="",
+                    help="another tree (e.g. `git archive main | tar -x -C DIR`): each burst runs with its connector "
+                         "first, then with this tree's, and the drains are compared (same run)")
+    ap.add_argument("--odata-concurrency", type=int, default=0,
+                    help="what-if: [odata] concurrency (requests in flight per environment; 0 = the product default)")
     parsed = ap.parse_args()
     FNO_REQUESTS = parsed.fno_requests
+    ODATA_CONCURRENCY = parsed.odata_concurrency
     asyncio.run(main(parsed))

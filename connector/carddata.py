@@ -75,18 +75,29 @@ def is_empty_date(value: Any) -> bool:
     """True for F&O's "no date" (1900-01-01 in any of its spellings)."""
     if not isinstance(value, str):
         return False
-    if m := _DATE.match(value):
-        return int(m.group(1)) == _EMPTY_MS
-    return bool(_EMPTY_ISO.match(value.strip()))
+    if value.startswith("/Date("):
+        m = _DATE.match(value)
+        return m is not None and int(m.group(1)) == _EMPTY_MS
+    # every ISO spelling contains the date itself: most strings are ruled out without a regex
+    return "1900-01-01" in value and bool(_EMPTY_ISO.match(value.strip()))
 
 
 def without_empty_dates(value: Any) -> Any:
     """A copy of `value` (JSON) with F&O's empty dates replaced by None, at any depth."""
+    # Runs over every event's payload and record: a value that cannot be an empty date (a number, or a string
+    # without "1900-01-01" that is not a /Date(...)/) is copied as it is, without a call.
     if isinstance(value, dict):
-        return {k: without_empty_dates(v) for k, v in value.items()}
+        return {k: v if isinstance(v, _SCALARS) or (isinstance(v, str) and "1900-01-01" not in v and not
+                                                  v.startswith("/Date(")) else without_empty_dates(v)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [without_empty_dates(v) for v in value]
+        return [v if isinstance(v, _SCALARS) or (isinstance(v, str) and "1900-01-01" not in v and not
+                                                 v.startswith("/Date(")) else without_empty_dates(v)
+                for v in value]
     return None if is_empty_date(value) else value
+
+
+_SCALARS = (int, float, bool, type(None))  # never a date
 
 
 def landing_url(base_url: str, company: str | None) -> str:

@@ -181,13 +181,23 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
             # (connector/approvals/copies.py), in the environment's locale, and must not change language then.
             locale = data["locale"] if "approval" in data else route.locale or data["locale"]
             card_data = dict(data, mentions={k: v for k, v in mentions.items() if k in route.mention}, locale=locale)
-            try:
-                rendered = render(choose_template(route, data, record), card_data, catalog=deps.catalog,
-                                  max_bytes=deps.max_bytes, max_lines=deps.max_lines)
-            except CardsError as exc:
-                raise Park(f"route '{route.name}': the card could not be rendered: {exc}") from exc
-            if deps.approvals is not None and "approval" in data:
-                add_refresh(rendered.card, card_data)  # each viewer's client fetches its own view
+            template = choose_template(route, data, record)
+            digestible = "approval" not in data
+
+            def render_card(template: str = template, card_data: dict[str, Any] = card_data) -> dict[str, Any]:
+                return render(template, card_data, catalog=deps.catalog, max_bytes=deps.max_bytes,
+                              max_lines=deps.max_lines).card
+
+            card: dict[str, Any] | Callable[[], dict[str, Any]] = render_card
+            if not digestible:  # approval cards always go out on their own: render (and check) them now
+                try:
+                    card = render_card()
+                except CardsError as exc:
+                    raise Park(f"route '{route.name}': the card could not be rendered: {exc}") from exc
+                if deps.approvals is not None:
+                    add_refresh(card, card_data)  # each viewer's client fetches its own view
+            # Otherwise the outbox renders the card only if the event is posted on its own: in a burst it is folded
+            # into a digest, which needs its summary row only.
             thread_key = document_key(data) if route.threading == "document" else None
             reply_to = None
             if thread_key:
@@ -212,14 +222,16 @@ def make_deliver_stage(deps: DeliveryDeps) -> Stage:
                 tenant_id=install.tenant_id,
                 service_url=install.service_url,
                 channel_id=channel_id,
-                card=rendered.card,
+                card=card,
                 summary=summarize(card_data),
                 reply_to=reply_to,
-                digestible="approval" not in data,
+                digestible=digestible,
                 on_posted=record_post,
             )
             try:
                 delivered = await deps.outbox.send(item)
+            except CardsError as exc:
+                raise Park(f"route '{route.name}': the card could not be rendered: {exc}") from exc
             except Exception as exc:
                 translated = translate_teams_error(exc)
                 if translated is exc:

@@ -98,19 +98,30 @@ class Pacer:
             lim = self._limiters[key] = SlidingWindowLimiter(windows, self.margin)
         return lim
 
-    def reserve(self, keys: list[str]) -> float:
-        """Reserve the earliest slot that fits every key's windows; returns its time (clock units)."""
-        now = self.clock()
+    def next_free(self, keys: list[str]) -> float:
+        """The earliest slot that fits every key's windows (clock units), without reserving it."""
         limiters = [self.limiter(k) for k in keys]
-        t = now
+        t = self.clock()
         while True:
             later = max(lim.next_slot(t) for lim in limiters)
             if later == t:
-                break
+                return t
             t = later
-        for lim in limiters:
-            lim.record(t)
+
+    def reserve(self, keys: list[str]) -> float:
+        """Reserve the earliest slot that fits every key's windows; returns its time (clock units)."""
+        t = self.next_free(keys)
+        for key in keys:
+            self.limiter(key).record(t)
         return t
+
+    async def wait_free(self, keys: list[str]) -> None:
+        """Wait until a slot is free for every key, without reserving it: the caller prepares its send, then
+        acquires (at once, unless another sender took the slot meanwhile) and sends straight away, so that what
+        Teams counts (the arrival) is never later than the slot the windows were computed from."""
+        delay = self.next_free(keys) - self.clock()
+        if delay > 0:
+            await self.sleep(delay)
 
     async def acquire(self, keys: list[str]) -> float:
         """Wait for a reserved slot; returns it (give it to settle() once the send has finished)."""

@@ -424,6 +424,11 @@ def write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
         return conn.execute(sql, params).rowcount
 
 
+def execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """One statement inside the caller's transaction (event_writes): the rows it changed."""
+    return conn.execute(sql, params).rowcount
+
+
 def event_record(row: sqlite3.Row) -> EventRecord:
     return EventRecord(
         id=row["id"],

@@ -298,7 +298,8 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in c.CARD_FIELDS)
         sql = f"INSERT INTO posted_cards ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
         values = tuple(getattr(card, name) for name in c.CARD_FIELDS)
-        return await self._db.call(ops.write, sql, values) == 1
+        # group-committed with the other writes waiting (a digest records one card per event at once)
+        return await self._write(ops.execute, sql, values) == 1
 
     async def cards_for_event(self, event_id: str) -> list[PostedCard]:
         sql = "SELECT * FROM posted_cards WHERE event_id = ? ORDER BY posted_at, seq"
