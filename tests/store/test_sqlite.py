@@ -19,6 +19,7 @@ from connector.store.base import (
     EnqueueResult,
     EventStatus,
     Install,
+    LeaseLost,
     PostedCard,
     StoreError,
     StoreInsecure,
@@ -202,6 +203,39 @@ async def test_a_batch_of_enqueues_is_four_statements_whatever_its_size(
     assert all(a[0] is EnqueueResult.NEW for a in answers)
     writes = [s.split(" (")[0] for s in statements if not s.startswith("PRAGMA")]
     assert writes == ["BEGIN IMMEDIATE", "INSERT INTO events", "INSERT INTO event_history", "COMMIT"], writes
+
+
+async def test_a_pipeline_write_alone_in_its_transaction_needs_no_savepoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every statement costs the database thread a GIL hand-off: a write alone in its transaction (the usual case
+    # on a quiet service) is rolled back with the transaction, so it needs no SAVEPOINT / RELEASE of its own.
+    statements: list[str] = []
+    real_connect = SQLiteStore._connect
+
+    def traced(self: SQLiteStore) -> sqlite3.Connection:
+        conn = real_connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    impl = SQLiteStore(tmp_path / "store.db")
+    await impl.open()
+    try:
+        await impl.enqueue(make_event(1), first_stage="enrich", now=T0)
+        claim = await impl.claim("w", now=T0, lease_seconds=60)
+        assert claim is not None
+        statements.clear()
+        await impl.finish(claim, step="enrich", detail="", data={"a": 1}, now=T0 + 1)
+        lost = await impl.claim_batch("w", now=T0 + 2, lease_seconds=60, limit=4)
+        assert lost == []
+        with pytest.raises(LeaseLost):  # refused alone: its caller gets the error, nothing of it is kept
+            await impl.finish(claim, step="enrich", detail="", data={"b": 2}, now=T0 + 3)
+        record = await impl.get_event(claim.event.id)
+    finally:
+        await impl.close()
+    assert not [s for s in statements if "SAVEPOINT" in s or s.startswith("RELEASE")], statements
+    assert record is not None and record.status is EventStatus.DONE and record.data == {"a": 1}
 
 
 async def test_duplicates_in_and_out_of_a_batch_answer_as_one_by_one(store: SQLiteStore) -> None:
