@@ -95,6 +95,8 @@ class Pipeline:
         self._latest: dict[str, Claim] = {}  # event id -> its claim as of the last recorded step
         self._leases: asyncio.Task[None] | None = None  # the lease heartbeat, while events are in flight
         self._lost: set[str] = set()  # events in flight whose lease the heartbeat found lost
+        self._slots: asyncio.Semaphore | None = None  # the claim loop's in-flight slots, while it runs
+        self._freed_early: set[asyncio.Task[None]] = set()  # tasks whose slot went back with their last write
         self.last_loop_at = self.clock()  # the claim loop's last turn, for /readyz
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -122,11 +124,14 @@ class Pipeline:
 
     # --- the loop -----------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self._slots = asyncio.Semaphore(self.concurrency)
 
         def ended(task: asyncio.Task[None]) -> None:
             self._in_flight.discard(task)
-            slots.release()
+            if task in self._freed_early:
+                self._freed_early.discard(task)
+            else:
+                slots.release()
 
         while not self._stopping:
             self.last_loop_at = self.clock()
@@ -270,6 +275,7 @@ class Pipeline:
                 self.observer.stage_done(event.stage, time.perf_counter() - started)
             if outcome.next_stage == "":
                 # The last stage's record and the completion in one write (one commit instead of two).
+                self._free_slot_with_last_write()
                 await self.store.finish(claim, step=event.stage, detail=outcome.detail, data=outcome.data,
                                         now=self.clock())
                 return
@@ -282,6 +288,16 @@ class Pipeline:
                 next_stage=outcome.next_stage,
                 now=self.clock(),
             )
+
+    def _free_slot_with_last_write(self) -> None:
+        """The event's last write is about to be submitted: its slot goes back now, so a claimer waiting for a slot
+        claims in this same loop turn and its claim joins the completion's group commit (one transaction for both
+        instead of one each). Nothing is acknowledged earlier: the claim's events start after that COMMIT, and the
+        finishing event is done whatever its write answers (LeaseLost or StoreUnavailable end it too)."""
+        task = asyncio.current_task()
+        if self._slots is not None and task in self._in_flight and task not in self._freed_early:
+            self._freed_early.add(task)
+            self._slots.release()
 
     async def _retry(self, claim: Claim, exc: RetryLater) -> None:
         event = claim.event

@@ -385,3 +385,55 @@ async def test_after_a_short_claim_the_claimer_waits_for_work_instead_of_asking_
         assert watch.sizes == [3]  # one claim for the three, no empty claim after it
     finally:
         await p.stop()
+
+
+async def test_a_claim_waiting_for_a_slot_shares_the_completions_commit(tmp_path: Path, monkeypatch) -> None:
+    """Perf goal 3: when the pipeline is full, the slot of an event goes back as its last write is submitted, so
+    the next claim joins that write's group commit: one transaction for the completion and the claim, not one each.
+    Nothing is acknowledged sooner (the claimed events start after the COMMIT)."""
+    import sqlite3
+
+    from connector.store.sqlite import SQLiteStore
+
+    statements: list[str] = []
+    real_connect = SQLiteStore._connect
+
+    def traced(self: SQLiteStore) -> sqlite3.Connection:
+        conn = real_connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.open()
+    clock = FakeClock()
+    finished: list[str] = []
+
+    async def a(ev):
+        finished.append(ev.id)
+        return StageOutcome("")
+
+    try:
+        await add(store, 4, clock)
+        statements.clear()
+        p = Pipeline(store, {"a": a}, clock=clock, concurrency=1, poll_interval=60.0, name="w")
+        await p.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(finished) < 4 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            await p.stop()
+        assert len(finished) == 4
+        assert {e.status for e in await store.list_events(limit=10)} == {EventStatus.DONE}
+    finally:
+        await store.close()
+    transactions: list[list[str]] = []
+    for sql in statements:
+        if sql.startswith("BEGIN"):
+            transactions.append([])
+        elif transactions:
+            transactions[-1].append(sql)
+    both = [t for t in transactions
+            if any("status = 'processing', lease_id" in s for s in t) and any("'done'" in s for s in t)]
+    assert len(both) >= 3, transactions  # events 2, 3 and 4 claimed in the commit that finished 1, 2 and 3
