@@ -9,6 +9,8 @@ it. The trace runs in the caller's task, so these log lines carry the event ids 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import time
 import uuid
 from types import SimpleNamespace
@@ -25,9 +27,17 @@ log = logging.getLogger(__name__)
 CORRELATION_HEADERS = ("request-id", "client-request-id", "x-ms-request-id", "ms-cv", "x-ms-ags-diagnostic")
 
 
-def new_client_request_id() -> dict[str, str]:
-    """The header callable for adapters: a fresh GUID per request (Microsoft's `client-request-id`)."""
-    return {"client-request-id": str(uuid.uuid4())}
+class ClientRequestIds:
+    """Fresh GUIDs for Microsoft's `client-request-id` (version 4 form) from a generator seeded once per process:
+    `uuid.uuid4()` asks the kernel per call (os.urandom), and that call lets go of the GIL, so every outbound
+    request handed the event loop's thread to the database thread and waited to get it back. A correlation id
+    needs to be unique, not unpredictable."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(os.urandom(32))
+
+    def __call__(self) -> str:
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -41,11 +51,12 @@ def outbound_trace(classify: Callable[[str], str], *, metrics: Metrics | None, u
                    clock: Callable[[], float] = time.time) -> aiohttp.TraceConfig:
     """A TraceConfig for the shared session. `classify("host:port")` names the service ("fno", "graph", ...)."""
     trace = aiohttp.TraceConfig()
+    new_id = ClientRequestIds()
 
     async def on_start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
                        params: aiohttp.TraceRequestStartParams) -> None:
         if "client-request-id" not in params.headers:
-            params.headers["client-request-id"] = str(uuid.uuid4())
+            params.headers["client-request-id"] = new_id()
         ctx.client_request_id = params.headers["client-request-id"]
         ctx.service = classify(f"{params.url.host or ''}:{params.url.port}")
 

@@ -6,6 +6,7 @@ Nothing here knows SQL or MongoDB.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from dataclasses import asdict, fields
@@ -41,6 +42,9 @@ class IdGenerator:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Seeded once: os.urandom per id would let go of the GIL on every enqueue and claim (a hand-off to the
+        # event loop and a wait to get it back); ids must be unique and ordered, not unpredictable.
+        self._random = random.Random(os.urandom(32))
         self._last_ms = 0
         self._last_tail = 0
 
@@ -52,9 +56,9 @@ class IdGenerator:
                 tail = self._last_tail + 1
                 if tail >> self._TAIL_BITS:  # tail exhausted within one millisecond: borrow the next one
                     ms += 1
-                    tail = int.from_bytes(os.urandom(5), "big") >> 1
+                    tail = self._random.getrandbits(self._TAIL_BITS - 1)
             else:
-                tail = int.from_bytes(os.urandom(5), "big") >> 1  # leave room to count up
+                tail = self._random.getrandbits(self._TAIL_BITS - 1)  # leave room to count up
             self._last_ms, self._last_tail = ms, tail
         return f"{ms:012x}{tail:010x}"
 

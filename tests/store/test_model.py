@@ -139,3 +139,15 @@ def _mongomock_store():
 @given(program=ops)
 def test_store_agrees_with_the_model(make_store, program) -> None:
     asyncio.run(run(make_store(), program))
+
+
+def test_ids_are_ordered_and_made_without_a_kernel_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.urandom lets go of the GIL: one per enqueue or claim made the database thread wait to get it back.
+    import os
+
+    from connector.store._common import IdGenerator
+
+    new_id = IdGenerator()
+    monkeypatch.setattr(os, "urandom", lambda n: (_ for _ in ()).throw(AssertionError("a kernel call per id")))
+    ids = [new_id() for _ in range(5000)]
+    assert ids == sorted(ids) and len(set(ids)) == 5000 and all(len(i) == 22 for i in ids)

@@ -230,3 +230,17 @@ async def test_bound_fields_last_for_the_block_and_nest_without_a_generator() ->
             pass
         assert logctx.current() == {"request_id": "r1"}
     assert logctx.current() == {}
+
+
+def test_client_request_ids_are_guids_made_without_a_kernel_call_each(monkeypatch) -> None:
+    # os.urandom lets go of the GIL: one per outbound request handed the event loop's thread away each time.
+    import os
+    import uuid
+
+    from connector.ops.outbound import ClientRequestIds
+
+    new_id = ClientRequestIds()
+    monkeypatch.setattr(os, "urandom", lambda n: (_ for _ in ()).throw(AssertionError("a kernel call per id")))
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
