@@ -236,8 +236,8 @@ async def test_a_pipeline_write_alone_in_its_transaction_needs_no_savepoint(
         await impl.close()
     assert not [s for s in statements if "SAVEPOINT" in s or s.startswith("RELEASE")], statements
     # the step's and the end's history rows in one statement
-    assert [s for s in statements if s.startswith("INSERT INTO event_history")] == [
-        "INSERT INTO event_history (event_id, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"]
+    (history,) = [s for s in statements if s.startswith("INSERT INTO event_history")]
+    assert history.count("), (") == 1, history
     assert record is not None and record.status is EventStatus.DONE and record.data == {"a": 1}
 
 
