@@ -12,18 +12,22 @@ durable servers store every one. Servers:
   JSON logs at INFO written to a file (the issue-12 side goal: ingest with them on >= 0.95x of off).
 - `nostore` (`--with-nostore`): the same front door on a stand-in store that answers at once (no SQLite, no
   database thread): what the handler itself costs, i.e. the ceiling any store leaves it.
+- `writerproc` (`--with-writer-process`): a what-if, not product code (bench/_whatif_writer_process.py): the same
+  front door with its enqueue done by a separate SQLite writer process (same COMMIT before the answer), to measure
+  what taking the writes off the service's interpreter lock would buy. Its CPU includes the writer's.
 - `baseline` (`--baseline DIR`): `durable` run from another source tree (e.g. main unpacked with git archive).
 - `pipeline` (`--with-pipeline`): the real `ml-connector serve` (bench/_harness.py: its ops middlewares, metrics,
   logs) with its pipeline enriching every accepted event from the sandbox's F&O at the same time (Teams delivery
   off; F&O's per-user limit raised, printed). Events name the sandbox's seeded POs so enrichment succeeds. Its CPU
   per event includes the enrichment done during the round, so read its throughput ratio.
 
-Server CPU per event = the server process's utime+stime over the round / requests answered; "loop" is its main
-(event-loop) thread, the rest its other threads (SQLite's). Figures are same-run ratios: the machine is shared, so
-absolute rates vary with its load (printed).
+Server CPU per event = the server process's utime+stime (and its child processes') over the round / requests
+answered; "loop" is its main (event-loop) thread, the rest its other threads (SQLite's) and child processes.
+Figures are same-run ratios: the machine is shared, so absolute rates vary with its load (printed).
 
     .venv/bin/python bench/bench_ingest.py [--seconds 5] [--rounds 2] [--connections 16,64]
                                            [--baseline DIR] [--with-ops] [--with-pipeline] [--with-nostore]
+                                           [--with-writer-process]
 """
 
 from __future__ import annotations
@@ -56,12 +60,18 @@ def free_port() -> int:
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:
-    """(whole process, its main thread) utime+stime in seconds."""
+    """(whole process and its child processes, its main thread) utime+stime in seconds."""
     def read(path: str) -> float:
         with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return read(f"/proc/{pid}/stat"), read(f"/proc/{pid}/task/{pid}/stat")
+
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += f.read().split()
+    return (read(f"/proc/{pid}/stat") + sum(thread_cpu(int(c))[0] for c in children),
+            read(f"/proc/{pid}/task/{pid}/stat"))
 
 
 class _NoStore:
@@ -100,7 +110,15 @@ def serve(mode: str, port: int, db: str, code_dir: str) -> None:
         from connector.store.factory import open_store
         from connector.web import EventEndpoints, EventEnvironment, events_app
 
-        store = open_store(f"sqlite:///{db}") if mode != "nostore" else _NoStore()
+        if mode == "nostore":
+            store: Any = _NoStore()
+        elif mode == "writerproc":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from _whatif_writer_process import WriterProcessStore
+
+            store = WriterProcessStore(db)
+        else:
+            store = open_store(f"sqlite:///{db}")
         if mode == "ops":
             from connector.app import JsonFormatter
             from connector.ops import logctx
@@ -215,7 +233,7 @@ def line(r: dict[str, Any]) -> str:
 
 
 async def main(seconds: float, rounds: int, connections: list[int], baseline: Path | None, with_ops: bool,
-               with_pipeline: bool, with_nostore: bool = False) -> None:
+               with_pipeline: bool, with_nostore: bool = False, with_writer_process: bool = False) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk (Debian package)")
     print(f"command: {' '.join(sys.argv)}")
@@ -232,6 +250,8 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
                 servers.append(await stack.enter_async_context(local_server("baseline", tmp, baseline)))
             if with_nostore:
                 servers.append(await stack.enter_async_context(local_server("nostore", tmp)))
+            if with_writer_process:
+                servers.append(await stack.enter_async_context(local_server("writerproc", tmp)))
             if with_ops:
                 servers.append(await stack.enter_async_context(local_server("ops", tmp)))
             if with_pipeline:
@@ -262,7 +282,8 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
         if mode == "bare":
             continue
         what = "ops on / off (durable)" if mode == "ops/durable" else f"{mode}/bare throughput"
-        goal = {"durable": " (goal >= 0.5)", "ops/durable": " (goal >= 0.95)"}.get(mode, "")
+        goal = {"durable": " (goal >= 0.5)", "ops/durable": " (goal >= 0.95)",
+                "writerproc": " (what-if, not the product)"}.get(mode, "")
         print(f"{c:3d} connections: {what} {min(values):.2f}-{max(values):.2f}x{goal}")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
@@ -279,8 +300,10 @@ if __name__ == "__main__":
         ap.add_argument("--with-ops", action="store_true", help="also the front door with metrics and logs on")
         ap.add_argument("--with-nostore", action="store_true",
                         help="also the front door on a store that answers at once (the handler's own ceiling)")
+        ap.add_argument("--with-writer-process", action="store_true",
+                        help="what-if: also the front door with its enqueue in a separate SQLite writer process")
         ap.add_argument("--with-pipeline", action="store_true",
                         help="also `ml-connector serve` with its pipeline enriching from the sandbox's F&O")
         a = ap.parse_args()
         asyncio.run(main(a.seconds, a.rounds, [int(x) for x in a.connections.split(",")], a.baseline, a.with_ops,
-                         a.with_pipeline, a.with_nostore))
+                         a.with_pipeline, a.with_nostore, a.with_writer_process))
