@@ -107,7 +107,7 @@ _ROWS_PER_STATEMENT = 512  # 14 parameters a row: far below SQLite's limit on pa
 def _insert_events(
     conn: sqlite3.Connection, ready: Sequence[tuple[NewEvent, str, float, str]]
 ) -> list[tuple[EnqueueResult, str]]:
-    """What `_insert_event` does for each item in turn, in one statement per table. Rows keep the items' order
+    """Each item inserted as if one by one, in one statement per table. Rows keep the items' order
     (so `seq`, the claim order, is the same), and an item whose key an earlier item or a stored event holds is a
     duplicate of that event, as when they were inserted one by one."""
     answers: list[tuple[EnqueueResult, str]] = []
@@ -163,39 +163,9 @@ def _stored_ids(conn: sqlite3.Connection, chunk: Sequence[tuple[NewEvent, str, f
 def _enqueue_alone(conn: sqlite3.Connection, prepared: tuple[NewEvent, str, float, str]) -> Any:
     try:
         with Tx(conn):
-            return _insert_event(conn, *prepared)
+            return _insert_chunk(conn, [prepared])[0]
     except sqlite3.Error as exc:  # this caller's answer alone (mapped by DbThread like a raised error)
         return exc
-
-
-def _insert_event(
-    conn: sqlite3.Connection, event: NewEvent, first_stage: str, now: float, payload: str
-) -> tuple[EnqueueResult, str]:
-    if event.ignore:
-        status, stage, outcome = EventStatus.IGNORED, "", c.OUTCOME_IGNORED
-    else:
-        status, stage, outcome = EventStatus.QUEUED, first_stage, c.OUTCOME_OK
-    new_id = c.new_id()
-    rows = conn.execute(
-        "INSERT INTO events (id, environment, business_event_id, control_number, event_id, legal_entity, payload, "
-        "status, stage, first_stage, attempts, received_at, updated_at, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
-        "ON CONFLICT (environment, business_event_id, control_number) DO NOTHING RETURNING id",
-        (
-            new_id, event.environment, event.business_event_id, event.control_number, event.event_id,
-            event.legal_entity, payload, status.value, stage, first_stage, now, now, now,
-        ),
-    ).fetchall()
-    if rows:
-        _add_history(conn, new_id, now, c.STEP_RECEIVED, outcome, "")
-        return EnqueueResult.NEW, new_id
-    # The unique key refused it: find the stored one to answer with its id and note the duplicate.
-    stored = conn.execute(
-        "SELECT id FROM events WHERE environment = ? AND business_event_id = ? AND control_number = ?",
-        (event.environment, event.business_event_id, event.control_number),
-    ).fetchone()["id"]
-    _add_history(conn, stored, now, c.STEP_RECEIVED, c.OUTCOME_DUPLICATE, f"event id {event.event_id}")
-    return EnqueueResult.DUPLICATE, stored
 
 
 def _add_history(conn: sqlite3.Connection, event_id: str, at: float, step: str, outcome: str, detail: str) -> None:
@@ -283,12 +253,7 @@ def record_step(
 ) -> EventRecord:
     """Inside the caller's transaction (event_writes): merge data, move the stage, append the history entry."""
     event_id = claim.event.id
-    current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
-    if current is None:
-        raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
-    merged = json.loads(current["data"])
-    merged.update(data or {})
-    sets, params = "data = ?, updated_at = ?", [json.dumps(merged), now]
+    sets, params = "data = ?, updated_at = ?", [_merged_data(conn, claim, data or {}), now]
     if next_stage is not None:
         sets += ", stage = ?, attempts = 0"
         params.append(next_stage)
@@ -309,13 +274,8 @@ def finish(
     needs it), and the data is read only when there is data to merge."""
     event_id, now = claim.event.id, entry[0]
     if data:
-        current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (event_id, claim.lease_id)).fetchone()
-        if current is None:
-            raise LeaseLost(f"event {event_id}: lease {claim.lease_id} is no longer held")
-        merged = json.loads(current["data"])
-        merged.update(data)
         cur = conn.execute(f"UPDATE events SET {sets}, data = ?, updated_at = ? WHERE {_LEASED}",
-                           (*params, json.dumps(merged), now, event_id, claim.lease_id))
+                           (*params, _merged_data(conn, claim, data), now, event_id, claim.lease_id))
     else:
         cur = conn.execute(f"UPDATE events SET {sets}, updated_at = ? WHERE {_LEASED}",
                            (*params, now, event_id, claim.lease_id))
@@ -325,6 +285,17 @@ def finish(
         "INSERT INTO event_history (event_id, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)",
         (event_id, now, step, c.OUTCOME_OK, detail, event_id, *entry),
     )
+
+
+def _merged_data(conn: sqlite3.Connection, claim: Claim, data: dict[str, Any]) -> str:
+    """The event's stored data with `data` merged in (top-level keys replaced), as JSON; LeaseLost unless the
+    claim's lease is still the event's."""
+    current = conn.execute(f"SELECT data FROM events WHERE {_LEASED}", (claim.event.id, claim.lease_id)).fetchone()
+    if current is None:
+        raise LeaseLost(f"event {claim.event.id}: lease {claim.lease_id} is no longer held")
+    merged = json.loads(current["data"])
+    merged.update(data)
+    return json.dumps(merged)
 
 
 def extend_lease(conn: sqlite3.Connection, claim: Claim, expires: float, now: float) -> EventRecord:
@@ -427,8 +398,9 @@ def read(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sq
 
 
 def write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """One statement in its own transaction: the rows it changed."""
     with Tx(conn):
-        return conn.execute(sql, params).rowcount
+        return execute(conn, sql, params)
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
