@@ -40,10 +40,14 @@ class ApiError(Exception):
 
 
 def json_answer(data: Any, status: int) -> web.Response:
-    """What web.json_response sends (the same body, Content-Type and charset), for a third of its cost: the text is
-    encoded here, so aiohttp does not parse and rebuild the Content-Type header for each answer."""
-    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json",
-                        charset="utf-8")
+    """What web.json_response sends (the same body, Content-Type and charset), for a third of its cost."""
+    return json_text_answer(json.dumps(data), status)
+
+
+def json_text_answer(text: str, status: int) -> web.Response:
+    """JSON text already written out as an answer: encoded here, so aiohttp does not parse and rebuild the
+    Content-Type header for each answer."""
+    return web.Response(body=text.encode(), status=status, content_type="application/json", charset="utf-8")
 
 
 def json_error(status: int, error: str, detail: str | None = None, **extra: Any) -> web.Response:
@@ -137,12 +141,14 @@ class EventEndpoints:
     def match_fresh(self, token: str) -> EventEnvironment | None:
         """The environment of `token` when the table needs no reload and holds it; None means "ask `match`".
         Spares the front door a coroutine per event; `match` decides the rest (reloads, unknown tokens)."""
-        if self.loader is not None and self._clock() - self._loaded_at >= self._refresh:
-            return None
-        return self._match(token)
+        return None if self._stale() else self._match(token)
+
+    def _stale(self) -> bool:
+        """The table comes from the store and is due for a reload (rotations take effect without a restart)."""
+        return self.loader is not None and self._clock() - self._loaded_at >= self._refresh
 
     async def match(self, token: str) -> EventEnvironment | None:
-        if self.loader is not None and self._clock() - self._loaded_at >= self._refresh:
+        if self._stale():
             await self._reload(self._refresh)
         found = self._match(token)
         if found is None and self.loader is not None:
@@ -271,8 +277,7 @@ async def _receive_events(request: web.Request, metrics: Metrics | None) -> web.
         results.append(_result_text(event_record_id, event.control_number, outcome))
     if any_new:
         app[WAKE]()
-    return web.Response(body=_answer_text(env.name, results).encode(), status=202 if any_new else 200,
-                        content_type="application/json", charset="utf-8")
+    return json_text_answer(_answer_text(env.name, results), 202 if any_new else 200)
 
 
 def _result_text(event_record_id: str, control_number: int, outcome: EnqueueResult) -> str:
