@@ -378,6 +378,28 @@ class Rig:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"the connector did not record the install of {team} with {len(channels)} channels")
 
+    async def pending_approvals(self, store: Any, items: int, latency_ms: int,
+                                teams_knobs: dict[str, Any] | None = None) -> list[Any]:
+        """The approvals rig of bench_approvals and bench_replies: the app installed, the F&O sender connected,
+        `latency_ms` on both stand-ins, `items` vendor invoices submitted to workflow; returns the store's pending
+        approvals once every one is tracked and the pipeline is idle (their channel cards posted)."""
+        await self.install_with_channels([])
+        await self.connect_sender()
+        await self.set_latency(latency_ms, latency_ms)
+        if teams_knobs:
+            await self.post(f"{self.state['teams']['admin_url']}/knobs", teams_knobs)
+        for _ in range(items):
+            await self.post(f"{self.state['scenario']['url']}/submit_to_workflow", {"legal_entity": "usmf"})
+        deadline = time.monotonic() + 300
+        while True:
+            pending = await store.list_approvals(status="pending", limit=10_000)
+            counts = await self.health()
+            if len(pending) >= items and counts.get("queued", 0) + counts.get("processing", 0) == 0:
+                return pending
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(pending)} of {items} approvals pending after 300 s: {counts}")
+            await asyncio.sleep(0.2)
+
     async def wait_settled(self, expected: int, deadline_s: float, poll: float = 0.5,
                            stall_s: float = 120.0) -> tuple[float, dict[str, int]]:
         """Poll /healthz until at least `expected` events are done/failed and none is queued or processing.

@@ -58,22 +58,8 @@ async def latency(items: int, gap: float) -> dict[str, Any]:
 
 
 async def _latency(rig: Rig, store: Any, items: int, gap: float) -> dict[str, Any]:
-    teams, fno, scenario = rig.state["teams"]["admin_url"], rig.state["fno"]["admin_url"], rig.state["scenario"]["url"]
-    await rig.install_with_channels([])
-    await rig.connect_sender()
-    await rig.set_latency(LATENCY_MS, LATENCY_MS)
-    await rig.post(f"{teams}/knobs", {"rsc": True})
-    for _ in range(items):
-        await rig.post(f"{scenario}/submit_to_workflow", {"legal_entity": "usmf"})
-    deadline = time.monotonic() + 300
-    while True:
-        pending = await store.list_approvals(status="pending", limit=10_000)
-        counts = await rig.health()
-        if len(pending) >= items and counts.get("queued", 0) + counts.get("processing", 0) == 0:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(pending)} of {items} approvals pending after 300 s")
-        await asyncio.sleep(0.2)
+    teams, fno = rig.state["teams"]["admin_url"], rig.state["fno"]["admin_url"]
+    pending = await rig.pending_approvals(store, items, LATENCY_MS, teams_knobs={"rsc": True})
     targets = []
     for a in pending:
         cards = [c for c in await store.cards_for_event(a.event_id) if c.kind == "thread"]
