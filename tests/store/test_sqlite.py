@@ -177,21 +177,26 @@ async def test_concurrent_enqueues_share_transactions(store: SQLiteStore, monkey
     assert len(sizes) < 300 and max(sizes) > 1, sizes
 
 
-async def test_a_batch_of_enqueues_is_four_statements_whatever_its_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The sqlite3 module lets go of the GIL around every statement step and the database thread must win it back
-    # from the busy event loop each time: statements per event, not per batch, made group commit slow under load.
-    statements: list[str] = []
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL each SQLiteStore opened in the test runs (expanded), as its connection's trace callback sees it."""
+    seen: list[str] = []
     real_connect = SQLiteStore._connect
 
     def traced(self: SQLiteStore) -> sqlite3.Connection:
         conn = real_connect(self)
         # The callback also fires for each trigger step, with the text of the statement that fired the trigger.
-        conn.set_trace_callback(lambda sql: statements and statements[-1] == sql or statements.append(sql))
+        conn.set_trace_callback(lambda sql: seen and seen[-1] == sql or seen.append(sql))
         return conn
 
     monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    return seen
+
+
+async def test_a_batch_of_enqueues_is_four_statements_whatever_its_size(tmp_path: Path, statements: list[str]
+                                                                          ) -> None:
+    # The sqlite3 module lets go of the GIL around every statement step and the database thread must win it back
+    # from the busy event loop each time: statements per event, not per batch, made group commit slow under load.
     impl = SQLiteStore(tmp_path / "store.db")
     await impl.open()
     try:
@@ -205,20 +210,10 @@ async def test_a_batch_of_enqueues_is_four_statements_whatever_its_size(
     assert writes == ["BEGIN IMMEDIATE", "INSERT INTO events", "INSERT INTO event_history", "COMMIT"], writes
 
 
-async def test_a_pipeline_write_alone_in_its_transaction_needs_no_savepoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_pipeline_write_alone_in_its_transaction_needs_no_savepoint(tmp_path: Path, statements: list[str]
+                                                                          ) -> None:
     # Every statement costs the database thread a GIL hand-off: a write alone in its transaction (the usual case
     # on a quiet service) is rolled back with the transaction, so it needs no SAVEPOINT / RELEASE of its own.
-    statements: list[str] = []
-    real_connect = SQLiteStore._connect
-
-    def traced(self: SQLiteStore) -> sqlite3.Connection:
-        conn = real_connect(self)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(SQLiteStore, "_connect", traced)
     impl = SQLiteStore(tmp_path / "store.db")
     await impl.open()
     try:
