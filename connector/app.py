@@ -111,9 +111,17 @@ def _no_passphrase() -> bytes:
 def configured_store(settings: Settings) -> Store:
     """The store [store] names, with its password from store.password_file when set (not opened)."""
     try:
-        return open_store(settings.store.url, password_file=settings.store.password_file)
+        return open_store(settings.store.url, password_file=settings.store.password_file,
+                          **store_options(settings))
     except ValueError as exc:
         raise ConfigError(f"[store]: {exc}") from None
+
+
+def store_options(settings: Settings) -> dict[str, Any]:
+    """[store] keys that are options of the URL's store (commit_delay_ms is SQLite's alone)."""
+    if settings.store.url.lower().startswith("sqlite:"):
+        return {"commit_delay": settings.store.commit_delay_ms / 1000}
+    return {}
 
 
 def create_app(

@@ -55,12 +55,12 @@ def _run(coro: Awaitable[T]) -> T:
 
 @asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Any]:
-    from connector.store.factory import open_store
+    from connector.app import configured_store
 
     try:
-        store = open_store(settings.store.url, password_file=settings.store.password_file)
-    except ValueError as exc:
-        _fail(f"[store]: {exc}")
+        store = configured_store(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
     await store.open()
     try:
         yield store

@@ -110,6 +110,9 @@ class ServerSettings(_Section):
 class StoreSettings(_Section):
     url: str = "sqlite:///ml-connector.db"  # or mongodb://host/dbname
     password_file: Path | None = None  # MongoDB: file (mode 600) with the password of the URL's user
+    # SQLite: how long a pipeline write (step record, completion) may wait for the other events in flight to share
+    # its commit. Never delays an enqueue (F&O's acknowledgement) or anything else somebody waits on.
+    commit_delay_ms: float = Field(default=5.0, ge=0, le=1000)
 
     @field_validator("url")
     @classmethod

@@ -6,6 +6,13 @@ arrived while the previous transaction was committing) are handed to their batch
 transaction and one fsync serve them all: group commit. Each caller still gets its own result, and only after the
 batch function returned (i.e. after its COMMIT).
 
+Commit delay: work that nobody outside waits on (the pipeline's step records and completions) may be submitted as
+deferrable. A transaction made only of deferrable work waits up to `commit_delay` for more of it to share its
+commit, as PostgreSQL's commit_delay does, while the submitter says more is coming (`more_coming`, asked at each
+loop turn that submits deferrable work: the store says whether any event it leased out is not already writing).
+Anything else that arrives (an enqueue the front door waits on, a read) ends the wait at once, so the delay never
+holds up an acknowledgement. Each commit costs the same fsync and index-page writes however many events share it.
+
 Knows nothing of the schema: callers hand it functions of the connection.
 """
 
@@ -16,6 +23,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +45,15 @@ class _Job:
     args: tuple[Any, ...] = ()
     batch_fn: BatchFn | None = None  # batched job: batch_fn(conn, [item, ...])
     item: Any = None
+    deferrable: bool = False  # nobody outside waits on it: its commit may wait for others to share it
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The batched jobs of one event-loop turn, and whether the submitter expects more deferrable work soon."""
+
+    jobs: list[_Job]
+    more_coming: bool
 
 
 _STOP = object()
@@ -50,6 +67,8 @@ class DbThread:
         map_error: turns an exception raised by a job into the one its caller sees (sqlite3.Error -> StoreError).
         closed_error: builds the exception for calls made while the thread is not running.
         max_batch: most items one batch function receives.
+        commit_delay: seconds a transaction of deferrable work alone may wait for more to share its commit.
+        more_coming: asked on the loop at each turn that submits deferrable work: is more of it expected soon?
     """
 
     def __init__(
@@ -60,12 +79,16 @@ class DbThread:
         closed_error: Callable[[], BaseException],
         name: str = "sqlite-store",
         max_batch: int = 512,
+        commit_delay: float = 0.0,
+        more_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self._connect = connect
         self._map_error = map_error
         self._closed_error = closed_error
         self._name = name
         self._max_batch = max_batch
+        self._commit_delay = commit_delay
+        self._more_coming = more_coming
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -111,12 +134,13 @@ class DbThread:
         job = _Job(loop, loop.create_future(), fn=fn, args=args)
         return await self._submit(job)
 
-    async def call_batched(self, batch_fn: BatchFn, item: Any) -> Any:
-        """Run item through batch_fn together with the other items waiting for the same batch_fn."""
+    async def call_batched(self, batch_fn: BatchFn, item: Any, *, deferrable: bool = False) -> Any:
+        """Run item through batch_fn together with the other items waiting for the same batch_fn. A deferrable
+        item's commit may wait up to commit_delay for more deferrable work (see the module's docstring)."""
         if not self._accepting:
             raise self._closed_error()
         loop = asyncio.get_running_loop()
-        job = _Job(loop, loop.create_future(), batch_fn=batch_fn, item=item)
+        job = _Job(loop, loop.create_future(), batch_fn=batch_fn, item=item, deferrable=deferrable)
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append(job)
@@ -125,7 +149,8 @@ class DbThread:
     def _flush(self) -> None:
         jobs, self._pending = self._pending, []
         if jobs:
-            self._queue.put(jobs)
+            more = self._commit_delay > 0 and any(job.deferrable for job in jobs) and self._more_coming()
+            self._queue.put(_Turn(jobs, more))
 
     async def _submit(self, job: _Job) -> Any:
         if not self._accepting:
@@ -157,7 +182,8 @@ class DbThread:
             first = self._queue.get()
             if first is _STOP:
                 return
-            jobs = list(first) if isinstance(first, list) else [first]
+            jobs: list[_Job] = []
+            more = _take(first, jobs)
             stop = False
             while len(jobs) < self._max_batch:  # whatever queued up while the last transaction committed
                 try:
@@ -167,13 +193,30 @@ class DbThread:
                 if nxt is _STOP:
                     stop = True
                     break
-                if isinstance(nxt, list):  # one event-loop turn's batched jobs
-                    jobs.extend(nxt)
-                else:
-                    jobs.append(nxt)
+                more = _take(nxt, jobs)
+            if more and not stop:
+                stop = self._linger(jobs)
             self._run(conn, jobs)
             if stop:
                 return
+
+    def _linger(self, jobs: list[_Job]) -> bool:
+        """Commit delay: while every job is deferrable and the last turn said more is coming, wait (up to
+        commit_delay in all) for more jobs to share the commit. Returns True when a stop arrived meanwhile."""
+        deadline = time.monotonic() + self._commit_delay
+        while len(jobs) < self._max_batch and all(job.deferrable for job in jobs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                nxt = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if nxt is _STOP:
+                return True
+            if not _take(nxt, jobs):
+                return False
+        return False
 
     def _run(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         batches: dict[BatchFn, list[_Job]] = {}
@@ -206,6 +249,15 @@ class DbThread:
             except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
                 result = (job.future, False, self._map_error(exc))
             _deliver(job.loop, [result])
+
+
+def _take(item: Any, jobs: list[_Job]) -> bool:
+    """Add a queue item's jobs to `jobs`; returns whether it says more deferrable work is coming."""
+    if isinstance(item, _Turn):  # one event-loop turn's batched jobs
+        jobs.extend(item.jobs)
+        return item.more_coming
+    jobs.append(item)  # a solo job
+    return False
 
 
 def _deliver_by_loop(jobs: list[_Job], results: list[tuple[Any, bool, Any]]) -> None:

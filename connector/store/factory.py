@@ -36,9 +36,9 @@ def open_store(url: str, *, password_file: str | os.PathLike[str] | None = None,
     Args:
         url: one of the accepted forms above.
         password_file: MongoDB only: a file (mode 600) holding the password of the URL's user.
-        **options: SQLite: busy_timeout (s), max_batch. MongoDB: database, server_selection_timeout (s, default 5),
-            operation_timeout (s, default 10; socketTimeoutMS: no reply is awaited longer), history_limit, and any
-            other keyword for AsyncMongoClient.
+        **options: SQLite: busy_timeout (s), max_batch, commit_delay (s). MongoDB: database,
+            server_selection_timeout (s, default 5), operation_timeout (s, default 10; socketTimeoutMS: no reply is
+            awaited longer), history_limit, and any other keyword for AsyncMongoClient.
 
     Raises:
         ValueError: the URL's scheme or shape is not one of the accepted forms.
@@ -74,7 +74,7 @@ def sqlite_path(url: str) -> str:
 def _sqlite(url: str, rest: str, options: dict[str, Any]) -> Store:
     from connector.store.sqlite import SQLiteStore
 
-    allowed = {"busy_timeout", "max_batch"}
+    allowed = {"busy_timeout", "max_batch", "commit_delay"}
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"unknown SQLite store options {sorted(unknown)}; known: {sorted(allowed)}")

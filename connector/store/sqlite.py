@@ -2,8 +2,10 @@
 
 An acknowledged event survives power loss: enqueue returns only after the COMMIT that holds it has been fsynced.
 To keep that affordable, enqueue calls that wait together share one transaction (group commit, see
-_sqlite_thread.py). Several processes may open the same file: every write transaction starts with BEGIN IMMEDIATE,
-so claims are serialized by SQLite's write lock and never overlap.
+_sqlite_thread.py), and the pipeline's own writes (step records, completions: nobody outside waits on them) may
+wait up to `commit_delay` for the writes of the other events in flight, to share their commit. Several processes
+may open the same file: every write transaction starts with BEGIN IMMEDIATE, so claims are serialized by SQLite's
+write lock and never overlap.
 
 The database holds every event and the encrypted secrets: the file and its -wal and -shm companions are created
 0600 (the file is created empty with that mode before SQLite opens it, and SQLite gives its companions the
@@ -68,17 +70,30 @@ class SQLiteStore:
             (tests only: nothing survives close).
         busy_timeout: seconds to wait for another process's write lock before giving up (StoreUnavailable).
         max_batch: most enqueue calls one group-commit transaction serves.
+        commit_delay: seconds a pipeline write may wait for the other events in flight to share its commit
+            (0: commit at once). Never applies to an enqueue or any other call somebody outside waits on.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, max_batch: int = 512) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, max_batch: int = 512,
+                 commit_delay: float = 0.0) -> None:
+        if not 0 <= commit_delay < float("inf"):
+            raise ValueError(f"commit_delay must be 0 or more seconds, got {commit_delay!r}")
         self.path = os.fspath(path)
         self._busy_timeout = busy_timeout
+        # The events this store leased out and has not seen let go (event id -> lease expiry), and of those the
+        # ones with a write being committed: while some leased event is not writing, it may write soon, so a
+        # pipeline write waits (up to commit_delay) to share its commit. A hint only: a wrong answer costs one
+        # commit_delay at most, never a write.
+        self._leased: dict[str, float] = {}
+        self._writing: dict[str, int] = {}
         self._db = DbThread(
             self._connect,
             map_error=self._map_error,
             closed_error=lambda: StoreUnavailable(f"SQLite store {self.path} is not open"),
             name=f"sqlite-store:{os.path.basename(self.path)}",
             max_batch=max_batch,
+            commit_delay=commit_delay,
+            more_coming=self._leased_not_writing,
         )
 
     def __repr__(self) -> str:
@@ -131,16 +146,49 @@ class SQLiteStore:
         return await self._db.call_batched(ops.enqueue_batch, (event, first_stage, now))
 
     async def claim(self, worker: str, *, now: float, lease_seconds: float) -> Claim | None:
-        return await self._db.call(ops.claim, worker, now, lease_seconds)
+        claim = await self._db.call(ops.claim, worker, now, lease_seconds)
+        return self._leasing([claim], now)[0] if claim is not None else None
 
     async def claim_batch(self, worker: str, *, now: float, lease_seconds: float, limit: int) -> list[Claim]:
         # Among the pipeline's group-committed writes: a claim made as events finish (a slot freed) shares the
         # completions' transaction and fsync instead of committing on its own.
-        return await self._write(ops.claim_rows, worker, now, lease_seconds, c.check_limit(limit))
+        claims = await self._db.call_batched(
+            ops.event_writes, (ops.claim_rows, (worker, now, lease_seconds, c.check_limit(limit))), deferrable=True)
+        return self._leasing(claims, now)
+
+    def _leasing(self, claims: list[Claim], now: float) -> list[Claim]:
+        for event_id in [e for e, expires in self._leased.items() if expires <= now]:
+            del self._leased[event_id]  # lost track of (its worker let it go without a write): not in flight
+        for claim in claims:
+            self._leased[claim.event.id] = claim.lease_expires_at
+        return claims
+
+    def _leased_not_writing(self) -> bool:
+        """The commit delay's question, asked on the loop: may another write come soon (see __init__)?"""
+        return len(self._leased) > len(self._writing)
 
     async def _write(self, fn: Any, *args: Any) -> Any:
-        """A pipeline write, group-committed with the others waiting (ops.event_writes)."""
+        """A write group-committed with the others waiting (ops.event_writes), never delayed."""
         return await self._db.call_batched(ops.event_writes, (fn, args))
+
+    async def _event_write(self, claim: Claim, fn: Any, *args: Any, lets_go: bool = False) -> Any:
+        """A write of a leased event's: group-committed and deferrable (its commit may wait for the other events
+        in flight). `lets_go`: the write ends the lease (done, parked, rescheduled); so does any failure (lease
+        lost, store unavailable, cancelled), after which the pipeline lets the event go."""
+        event_id = claim.event.id
+        self._writing[event_id] = self._writing.get(event_id, 0) + 1
+        ended = lets_go
+        try:
+            return await self._db.call_batched(ops.event_writes, (fn, (claim, *args)), deferrable=True)
+        except BaseException:
+            ended = True
+            raise
+        finally:
+            left = self._writing.pop(event_id, 1) - 1
+            if left > 0:
+                self._writing[event_id] = left
+            if ended:
+                self._leased.pop(event_id, None)
 
     async def record_step(
         self,
@@ -155,24 +203,27 @@ class SQLiteStore:
     ) -> Claim:
         if data:
             c.check_data_keys(data)
-        record = await self._write(ops.record_step, claim, step, outcome, detail, data, next_stage, now)
+        record = await self._event_write(claim, ops.record_step, step, outcome, detail, data, next_stage, now)
         return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=claim.lease_expires_at)
 
     async def extend_lease(self, claim: Claim, *, lease_seconds: float, now: float) -> Claim:
         if not lease_seconds > 0:  # also refuses NaN: a heartbeat must not hand the event to another worker
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         expires = now + lease_seconds
-        record = await self._write(ops.extend_lease, claim, expires, now)
+        record = await self._event_write(claim, ops.extend_lease, expires, now)
+        if claim.event.id in self._leased:
+            self._leased[claim.event.id] = expires
         return Claim(event=record, lease_id=claim.lease_id, lease_expires_at=expires)
 
     async def complete(self, claim: Claim, *, now: float, detail: str = "") -> None:
-        await self._write(ops.fenced, claim, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail))
+        await self._event_write(claim, ops.fenced, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, detail), lets_go=True)
 
     async def finish(self, claim: Claim, *, step: str, detail: str = "", data: dict[str, Any] | None = None,
                      now: float) -> None:
         if data:
             c.check_data_keys(data)
-        await self._write(ops.finish, claim, step, detail, data, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, ""))
+        await self._event_write(claim, ops.finish, step, detail, data, _DONE, (), (now, c.STEP_DONE, c.OUTCOME_OK, ""),
+                                lets_go=True)
 
     async def reschedule(self, claim: Claim, *, at: float, reason: str, now: float) -> None:
         sets = (
@@ -180,11 +231,13 @@ class SQLiteStore:
             "lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
         )
         step = claim.event.stage
-        await self._write(ops.fenced, claim, sets, (at, reason), (now, step, c.OUTCOME_RETRY, reason))
+        await self._event_write(claim, ops.fenced, sets, (at, reason), (now, step, c.OUTCOME_RETRY, reason),
+                                lets_go=True)
 
     async def park(self, claim: Claim, *, reason: str, now: float) -> None:
         sets = "status = 'failed', last_error = ?, lease_id = NULL, lease_expires_at = NULL, claimed_by = NULL"
-        await self._write(ops.fenced, claim, sets, (reason,), (now, c.STEP_PARK, c.OUTCOME_PARKED, reason))
+        await self._event_write(claim, ops.fenced, sets, (reason,), (now, c.STEP_PARK, c.OUTCOME_PARKED, reason),
+                                lets_go=True)
 
     async def replay(self, event_id: str, *, now: float, stage: str | None = None) -> EventRecord:
         return await self._db.call(ops.replay, event_id, now, stage)

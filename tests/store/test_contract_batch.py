@@ -151,7 +151,7 @@ async def test_sqlite_batched_calls_of_one_loop_turn_wake_the_thread_once(tmp_pa
         results = await asyncio.gather(*(store.enqueue(make_event(n), first_stage="enrich", now=T0)
                                          for n in range(50)))
         assert [r[0] for r in results] == [EnqueueResult.NEW] * 50
-        assert len(puts) == 1 and isinstance(puts[0], list) and len(puts[0]) == 50
+        assert len(puts) == 1 and len(puts[0].jobs) == 50  # type: ignore[attr-defined]
     finally:
         store._db._queue = real_queue  # type: ignore[assignment]
         await store.close()
@@ -209,5 +209,94 @@ async def test_sqlite_a_claim_shares_the_commit_of_the_writes_waiting_with_it(tm
         assert [s for s in seen if s.upper().startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
         assert (await store.get_event(first.event.id)).status is EventStatus.DONE  # type: ignore[union-attr]
         assert {(await store.get_event(c.event.id)).status for c in claimed} == {EventStatus.PROCESSING}  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+# --- SQLite's commit delay: a pipeline write waits for the other events in flight to share its commit -------------
+# (a delay of 60 s: a write that waits for it is still waiting when the test looks; one that must not, is not)
+LONG = 60.0
+
+
+async def _delayed_store(tmp_path: Path, events: int) -> tuple[SQLiteStore, list]:
+    store = SQLiteStore(tmp_path / "d.db", commit_delay=LONG)
+    await store.open()
+    for n in range(events):
+        await enqueue(store, n)
+    claims = await store.claim_batch("w1", now=T0, lease_seconds=30, limit=events)
+    assert len(claims) == events
+    return store, claims
+
+
+async def _still_waiting(task: asyncio.Task) -> bool:
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=0.3)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+async def test_sqlite_a_pipeline_write_waits_for_another_event_in_flight_and_shares_its_commit(tmp_path: Path) -> None:
+    """Perf goal 3: while another leased event may still write, a completion waits (up to commit_delay) and the
+    other's completion joins its transaction: one commit for both. The wait ends as soon as no leased event is left
+    that is not writing, not at the end of the delay."""
+    store, (first, second) = await _delayed_store(tmp_path, 2)
+    try:
+        seen: list[str] = []
+        await _statements(store, seen)
+        one = asyncio.ensure_future(store.finish(first, step="enrich", data={"n": 1}, now=T0 + 1))
+        assert await _still_waiting(one)  # the second event is in flight and not writing: it may join
+        await asyncio.wait_for(store.finish(second, step="enrich", data={"n": 2}, now=T0 + 1), timeout=10)
+        await asyncio.wait_for(one, timeout=10)
+        await store._db.call(lambda conn: conn.set_trace_callback(None))
+        assert [s for s in seen if s.upper().startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert {(await store.get_event(c.event.id)).status for c in (first, second)} == {EventStatus.DONE}  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_commit_delay_never_holds_an_enqueue_or_a_read(tmp_path: Path) -> None:
+    """An enqueue (F&O waits for its acknowledgement) or a read arriving while a completion waits ends the wait at
+    once: they run with it, without the delay."""
+    store, (first, second, _third) = await _delayed_store(tmp_path, 3)
+    try:
+        one = asyncio.ensure_future(store.finish(first, step="enrich", now=T0 + 1))
+        assert await _still_waiting(one)
+        result, _ = await asyncio.wait_for(store.enqueue(make_event(99), first_stage="enrich", now=T0 + 1), timeout=10)
+        assert result is EnqueueResult.NEW
+        await asyncio.wait_for(one, timeout=10)
+
+        two = asyncio.ensure_future(store.finish(second, step="enrich", now=T0 + 2))
+        assert await _still_waiting(two)  # the third is still in flight
+        assert await asyncio.wait_for(store.get_event(first.event.id), timeout=10) is not None
+        await asyncio.wait_for(two, timeout=10)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_the_last_event_in_flight_commits_at_once(tmp_path: Path) -> None:
+    """No other leased event left that could write: nothing to wait for, whatever the delay."""
+    store, (only,) = await _delayed_store(tmp_path, 1)
+    try:
+        claim = await asyncio.wait_for(
+            store.record_step(only, step="enrich", outcome="ok", next_stage="deliver", now=T0 + 1), timeout=10)
+        await asyncio.wait_for(store.finish(claim, step="deliver", now=T0 + 2), timeout=10)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_an_event_whose_lease_was_lost_is_not_waited_for(tmp_path: Path) -> None:
+    """A write that fails (here: the lease was taken over) lets the event go: the pipeline drops it, so the other
+    event's writes no longer wait for it."""
+    store, (kept, stolen) = await _delayed_store(tmp_path, 2)
+    try:
+        await store._db.call(ops.execute, "UPDATE events SET lease_id = 'someone-else' WHERE id = ?",
+                             (stolen.event.id,))
+        lost, stepped = await asyncio.wait_for(asyncio.gather(  # both writing: nobody else to wait for
+            store.record_step(stolen, step="enrich", outcome="ok", next_stage="deliver", now=T0 + 1),
+            store.record_step(kept, step="enrich", outcome="ok", next_stage="deliver", now=T0 + 1),
+            return_exceptions=True), timeout=10)
+        assert isinstance(lost, LeaseLost) and not isinstance(stepped, BaseException)
+        await asyncio.wait_for(store.finish(stepped, step="deliver", now=T0 + 2), timeout=10)  # alone now: at once
     finally:
         await store.close()

@@ -152,3 +152,19 @@ def test_configured_password_file_reaches_the_store(tmp_path: Path) -> None:
                                       "ML_STORE__PASSWORD_FILE": str(path)})
     store = configured_store(settings)
     assert store._client.options.pool_options._credentials.password == "from-the-file"
+
+
+def test_configured_commit_delay_reaches_a_sqlite_store_only(tmp_path: Path) -> None:
+    from connector.app import configured_store
+    from connector.config import ConfigError, load_settings
+
+    default = configured_store(load_settings(environ={"ML_STORE__URL": f"sqlite:///{tmp_path}/a.db"}))
+    assert isinstance(default, SQLiteStore) and default._db._commit_delay == 0.005
+    off = configured_store(load_settings(environ={"ML_STORE__URL": f"sqlite:///{tmp_path}/a.db",
+                                                  "ML_STORE__COMMIT_DELAY_MS": "0"}))
+    assert off._db._commit_delay == 0  # type: ignore[attr-defined]
+    mongo = configured_store(load_settings(environ={"ML_STORE__URL": "mongodb://db.example/ml",
+                                                    "ML_STORE__COMMIT_DELAY_MS": "20"}))
+    assert isinstance(mongo, MongoStore)  # not an option of MongoDB's (its driver has its own write path)
+    with pytest.raises((ConfigError, ValueError), match="commit_delay_ms"):
+        load_settings(environ={"ML_STORE__URL": f"sqlite:///{tmp_path}/a.db", "ML_STORE__COMMIT_DELAY_MS": "-1"})
