@@ -751,14 +751,14 @@ class BotRuntime:
         handlers: what inbound activities are translated into (see BotHandlers).
         trust: how every connection the bot makes verifies the server (Connector calls, in-turn replies, the
             OpenID metadata and signing keys): the service's one trust (see BotTrust).
-        trace_configs: aiohttp traces for the outbound Connector session (the service's request ids, metrics
-            and failure logs: connector/ops/outbound.py).
+        middlewares: aiohttp client middlewares for the outbound Connector session (the service's request ids,
+            metrics and failure logs: connector/ops/outbound.py).
     """
 
     def __init__(self, settings: BotSettings, get_token: GetToken, handlers: BotHandlers, *,
-                 trust: BotTrust, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
+                 trust: BotTrust, middlewares: Sequence[aiohttp.ClientMiddlewareType] = ()) -> None:
         self.settings = settings
-        self._trace_configs = list(trace_configs)  # the caller's request ids, metrics and failure logs
+        self._middlewares = tuple(middlewares)  # the caller's request ids, metrics and failure logs
         self._get_token = get_token
         self._trust = trust  # one trust, shared by aiohttp, msrest and the OpenID fetch
         self._http: aiohttp.ClientSession | None = None
@@ -797,7 +797,7 @@ class BotRuntime:
             connector = aiohttp.TCPConnector(ssl=self._trust.context, limit=100)
             self._http = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.connector_timeout),
-                raise_for_status=False, trace_configs=self._trace_configs or None)
+                raise_for_status=False, middlewares=self._middlewares)
         return self._http
 
     async def _request(self, method: str, service_url: str, segments: tuple[str, ...],

@@ -34,7 +34,7 @@ from connector.ops import logctx
 from connector.ops.metrics import Metrics
 from connector.ops.routes import OpsContext
 from connector.ops.upstreams import Upstreams
-from connector.ops.wiring import bot_trace, session_trace, start_metrics_listener, wire_ops
+from connector.ops.wiring import bot_middleware, session_middleware, start_metrics_listener, wire_ops
 from connector.outbox import Outbox
 from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RetryPolicy, Stage
@@ -163,8 +163,8 @@ def create_app(
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(ssl=outbound_tls, limit=100)
-        services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False, trace_configs=[
-            session_trace(settings, services.metrics, services.upstreams)])  # client-request-id, metrics, logs
+        services.session = aiohttp.ClientSession(connector=connector, raise_for_status=False, middlewares=[
+            session_middleware(settings, services.metrics, services.upstreams)])  # client-request-id, metrics, logs
         yield
         await services.session.close()
 
@@ -236,7 +236,7 @@ def create_app(
         trust = BotTrust(outbound_tls, partial(TrustAdapter, outbound_tls))  # the service's one trust
         services.bot = BotRuntime(BotSettings(**bot_settings_values(settings, teams)), bot_token,
                                   services.handlers, trust=trust,
-                                  trace_configs=[bot_trace(services.metrics, services.upstreams)])
+                                  middlewares=[bot_middleware(services.metrics, services.upstreams)])
         services.messages_handler = services.bot.messages_handler()
         if not await services.bot.warm_up():
             log.warning("could not fetch the Bot Framework signing keys yet; inbound calls retry on demand")

@@ -18,7 +18,7 @@ from connector.ops.access import access_middleware
 from connector.ops.admin_auth import AdminAuth
 from connector.ops.admin_entra import EntraAdminSettings, EntraSignIn
 from connector.ops.metrics import Metrics, backlog_families, token_families
-from connector.ops.outbound import host_classifier, outbound_trace
+from connector.ops.outbound import host_classifier, outbound_middleware
 from connector.ops.probes import ReadinessChecks
 from connector.ops.retention import run_retention
 from connector.ops.routes import OpsContext, ops_routes
@@ -48,13 +48,14 @@ def outbound_hosts(settings: Settings) -> dict[str, str]:
     return hosts
 
 
-def session_trace(settings: Settings, metrics: Metrics | None, upstreams: Upstreams) -> aiohttp.TraceConfig:
-    return outbound_trace(host_classifier(outbound_hosts(settings)), metrics=metrics, upstreams=upstreams)
+def session_middleware(settings: Settings, metrics: Metrics | None,
+                       upstreams: Upstreams) -> aiohttp.ClientMiddlewareType:
+    return outbound_middleware(host_classifier(outbound_hosts(settings)), metrics=metrics, upstreams=upstreams)
 
 
-def bot_trace(metrics: Metrics | None, upstreams: Upstreams) -> aiohttp.TraceConfig:
+def bot_middleware(metrics: Metrics | None, upstreams: Upstreams) -> aiohttp.ClientMiddlewareType:
     """The Bot Connector runtime's own session: every host it calls is a Bot Connector service URL."""
-    return outbound_trace(lambda host: "bot_connector", metrics=metrics, upstreams=upstreams)
+    return outbound_middleware(lambda host: "bot_connector", metrics=metrics, upstreams=upstreams)
 
 
 def _secret_reader(services: Any, name: str) -> Callable[[], Any]:

@@ -317,7 +317,7 @@ def trust_for(ca_file: str) -> BotTrust:
 async def make_runtime(channel_keys, handlers, token):
     made: list[BotRuntime] = []
 
-    def make(get_token: Any = None, ca_file: str | None = None, trace_configs: Any = (),
+    def make(get_token: Any = None, ca_file: str | None = None, middlewares: Any = (),
              **overrides: Any) -> BotRuntime:
         values = {"app_id": APP_ID, "tenant_id": TENANT,
                   "to_bot_from_channel_openid_metadata_url": channel_keys.metadata_url, "auth_timeout": 10.0,
@@ -325,7 +325,7 @@ async def make_runtime(channel_keys, handlers, token):
         values.update(overrides)
         runtime = BotRuntime(BotSettings(**values), get_token or token, handlers,
                              trust=trust_for(ca_file if ca_file is not None else channel_keys.ca_file),
-                             trace_configs=trace_configs)
+                             middlewares=middlewares)
         made.append(runtime)
         return runtime
 

@@ -112,23 +112,18 @@ async def test_connector_timeout_is_unavailable(make_runtime, aiohttp_server, fa
     assert info.value.status is None and fake_time.sleeps == []  # no answer: not retried inline
 
 
-async def test_the_callers_trace_sees_every_connector_call_and_may_add_headers(make_runtime, connector):
-    """The service passes its trace (connector/ops/outbound.py): a client-request-id on each Connector call, and
-    the answer for its metrics and failure logs."""
-    import aiohttp
-
+async def test_the_callers_middleware_sees_every_connector_call_and_may_add_headers(make_runtime, connector):
+    """The service passes its client middleware (connector/ops/outbound.py): a client-request-id on each Connector
+    call, and the answer for its metrics and failure logs."""
     answers: list[int] = []
-    trace = aiohttp.TraceConfig()
 
-    async def on_start(session, ctx, params):
-        params.headers["client-request-id"] = "00000000-0000-4000-8000-00000000c0de"
+    async def middleware(request, handler):
+        request.headers["client-request-id"] = "00000000-0000-4000-8000-00000000c0de"
+        response = await handler(request)
+        answers.append(response.status)
+        return response
 
-    async def on_end(session, ctx, params):
-        answers.append(params.response.status)
-
-    trace.on_request_start.append(on_start)
-    trace.on_request_end.append(on_end)
-    runtime = make_runtime(trace_configs=[trace])
+    runtime = make_runtime(middlewares=[middleware])
     await runtime.send_to_conversation(connector.url, "19:team@thread.tacv2", {"type": "message", "text": "hi"})
     (request,) = connector.requests
     assert request["headers"]["client-request-id"] == "00000000-0000-4000-8000-00000000c0de"

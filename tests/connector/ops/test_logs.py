@@ -4,6 +4,7 @@ failed outbound calls."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -16,7 +17,7 @@ from aiohttp import web
 from connector.app import JsonFormatter
 from connector.ops import logctx
 from connector.ops.metrics import Metrics
-from connector.ops.outbound import host_classifier, outbound_trace
+from connector.ops.outbound import host_classifier, outbound_middleware
 from connector.ops.upstreams import Upstreams
 from connector.pipeline import Park, Pipeline, RetryLater, RetryPolicy, StageOutcome
 from connector.store import NewEvent
@@ -137,9 +138,9 @@ async def test_outbound_calls_send_a_client_request_id_and_failures_log_microsof
     await server.start_server()
     metrics, upstreams = Metrics(), Upstreams()
     hosts = {f"127.0.0.1:{server.port}": "fno", "127.0.0.1:1": "entra"}  # one host, a service per port
-    trace = outbound_trace(host_classifier(hosts), metrics=metrics, upstreams=upstreams)
+    middleware = outbound_middleware(host_classifier(hosts), metrics=metrics, upstreams=upstreams)
     try:
-        async with aiohttp.ClientSession(trace_configs=[trace]) as http:
+        async with aiohttp.ClientSession(middlewares=[middleware]) as http:
             with caplog.at_level(logging.WARNING, logger="connector.ops.outbound"), \
                     logctx.bound(event_id="ev-1", environment="contoso-prod"):
                 async with http.get(server.make_url("/data/PurchaseOrderHeadersV2")) as r:
@@ -244,3 +245,39 @@ def test_client_request_ids_are_guids_made_without_a_kernel_call_each(monkeypatc
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+
+
+async def test_outbound_failures_without_an_answer_are_counted_and_logged(caplog) -> None:
+    """No answer at all: a refused connection, or the session's timeout (which cancels the request inside aiohttp)."""
+    hanging = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        await hanging.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/slow", never)
+    server = aiohttp.test_utils.TestServer(app)
+    await server.start_server()
+    refused = aiohttp.test_utils.unused_port()
+    metrics, upstreams = Metrics(), Upstreams()
+    hosts = {f"127.0.0.1:{server.port}": "fno", f"127.0.0.1:{refused}": "graph"}
+    middleware = outbound_middleware(host_classifier(hosts), metrics=metrics, upstreams=upstreams)
+    try:
+        async with aiohttp.ClientSession(middlewares=[middleware], timeout=aiohttp.ClientTimeout(total=0.5)) as http:
+            with caplog.at_level(logging.WARNING, logger="connector.ops.outbound"):
+                with pytest.raises(aiohttp.ClientConnectionError):
+                    await http.get(f"http://127.0.0.1:{refused}/v1.0/subscriptions")
+                with pytest.raises(asyncio.TimeoutError):
+                    await http.get(server.make_url("/slow"))
+    finally:
+        hanging.set()
+        await server.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "connector.ops.outbound"]
+    assert len(messages) == 2
+    assert messages[0].startswith("graph unreachable on GET /v1.0/subscriptions: ClientConnectorError")
+    assert messages[1].startswith("fno unreachable on GET /slow: timed out")
+    text = metrics.render().decode()
+    assert 'ml_connector_outbound_requests_total{service="graph",status="error"} 1.0' in text
+    assert 'ml_connector_outbound_requests_total{service="fno",status="error"} 1.0' in text
+    assert upstreams.state["fno"].last_failure is not None and upstreams.state["graph"].last_failure is not None
