@@ -43,7 +43,9 @@ from connector.secrets import MasterKey, generate_master_key  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BASELINE_SCHEMA = 5  # main's SQLite schema version; this tree's 5 -> 6 adds only the counts
-BASELINE_UNKNOWN_PIPELINE_KEYS: tuple[str, ...] = ()  # [pipeline] keys this tree added (none now)
+# Keys this tree added, per section: a baseline refuses unknown keys, so they are left out of its settings
+# (it then runs as it always did: the baselines before 9e7123a commit every pipeline write at once).
+BASELINE_UNKNOWN_KEYS: dict[str, tuple[str, ...]] = {"store": ("commit_delay_ms",)}
 # Both processes read CLOCK_MONOTONIC, which is system-wide on Linux: this turns the Teams stand-in's monotonic
 # times into wall-clock times (the sender's times are wall clock).
 MONO_TO_WALL = time.time() - time.monotonic()
@@ -262,10 +264,12 @@ class Rig:
         if self.code_dir is not None:  # a baseline: another checkout's code (e.g. `git archive main`), same venv
             env["PYTHONPATH"] = str(self.code_dir)
             # Settings this tree added are unknown to the baseline, which refuses unknown keys: leave them out.
-            pipeline = json.loads(env.get("ML_PIPELINE", "{}"))
-            for key in BASELINE_UNKNOWN_PIPELINE_KEYS:
-                pipeline.pop(key, None)
-            env["ML_PIPELINE"] = json.dumps(pipeline)
+            for section, keys in BASELINE_UNKNOWN_KEYS.items():
+                name = f"ML_{section.upper()}"
+                values = json.loads(env.get(name, "{}"))
+                for key in keys:
+                    values.pop(key, None)
+                env[name] = json.dumps(values)
         self.command = [str(ROOT / ".venv" / "bin" / "ml-connector"), "serve"]
         if os.environ.get("BENCH_WHATIF") == "msrest-retry":  # diagnostics: see serve_whatif_msrest_retry
             self.command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "

@@ -170,9 +170,10 @@ async def compare(args: argparse.Namespace) -> None:
         print("     this tree " + cpu_line(t["probe"], t["events"]))
         print(f"     per event by thread: baseline {split(b)}; this tree {split(t)}")
     ratios = [t["cpu_ms_per_event"] / b["cpu_ms_per_event"] for b, t in pairs]
-    print(f"   goal 3 (CPU per event halved, ratio <= 0.50): ratios {', '.join(f'{r:.2f}x' for r in ratios)} -> "
-          f"{'met' if all(r <= 0.5 for r in ratios) else 'NOT met'} in {sum(r <= 0.5 for r in ratios)} of "
-          f"{len(ratios)} rounds (same-run ratios; the machine is shared, see the load averages)")
+    met = sum(r <= 0.5 for r in ratios)  # the printed ratio is rounded: 0.504 shows as 0.50 and is not met
+    print(f"   goal 3 (CPU per event halved, ratio <= 0.50): ratios {', '.join(f'{r:.3f}x' for r in ratios)} -> "
+          f"met in {met} of {len(ratios)} rounds{'' if met == len(ratios) else ' (NOT met in every round)'} "
+          "(same-run ratios; the machine is shared, see the load averages)")
 
 
 def split(r: dict[str, Any]) -> str:

@@ -50,10 +50,11 @@ class _Job:
 
 @dataclass(slots=True)
 class _Turn:
-    """The batched jobs of one event-loop turn, and whether the submitter expects more deferrable work soon."""
+    """The batched jobs of one event-loop turn. `may_wait`: all of them are deferrable and the submitter expects
+    more deferrable work soon, so their commit may wait for it."""
 
     jobs: list[_Job]
-    more_coming: bool
+    may_wait: bool
 
 
 _STOP = object()
@@ -89,6 +90,11 @@ class DbThread:
         self._max_batch = max_batch
         self._commit_delay = commit_delay
         self._more_coming = more_coming
+        # While the thread waits out a commit delay it sleeps on _hurry, not on the queue: a turn that may wait too
+        # is only queued (no wake-up, no GIL hand-off), and only a turn that ends the wait puts a token in _hurry
+        # (a SimpleQueue: cheaper to signal than a threading.Event).
+        self._lingering = False
+        self._hurry: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -124,6 +130,7 @@ class DbThread:
         self._accepting = False
         self._flush()  # batched jobs of this loop turn go before the stop
         self._queue.put(_STOP)
+        self._hurry.put(None)
         await asyncio.shield(self._stopped)
         self._thread.join()
         self._thread = None
@@ -149,13 +156,17 @@ class DbThread:
     def _flush(self) -> None:
         jobs, self._pending = self._pending, []
         if jobs:
-            more = self._commit_delay > 0 and any(job.deferrable for job in jobs) and self._more_coming()
-            self._queue.put(_Turn(jobs, more))
+            may_wait = self._commit_delay > 0 and all(job.deferrable for job in jobs) and self._more_coming()
+            self._queue.put(_Turn(jobs, may_wait))
+            if self._lingering and not may_wait:
+                self._hurry.put(None)  # this turn ends the thread's commit delay
 
     async def _submit(self, job: _Job) -> Any:
         if not self._accepting:
             raise self._closed_error()
         self._queue.put(job)
+        if self._lingering:
+            self._hurry.put(None)  # somebody waits on this job: no commit delay for it
         return await job.future
 
     # --- on the thread ---------------------------------------------------------------------------------------
@@ -183,7 +194,7 @@ class DbThread:
             if first is _STOP:
                 return
             jobs: list[_Job] = []
-            more = _take(first, jobs)
+            may_wait = _take(first, jobs)
             stop = False
             while len(jobs) < self._max_batch:  # whatever queued up while the last transaction committed
                 try:
@@ -193,30 +204,40 @@ class DbThread:
                 if nxt is _STOP:
                     stop = True
                     break
-                more = _take(nxt, jobs)
-            if more and not stop:
+                may_wait = _take(nxt, jobs)
+            if may_wait and not stop and all(job.deferrable for job in jobs):
                 stop = self._linger(jobs)
             self._run(conn, jobs)
             if stop:
                 return
 
     def _linger(self, jobs: list[_Job]) -> bool:
-        """Commit delay: while every job is deferrable and the last turn said more is coming, wait (up to
-        commit_delay in all) for more jobs to share the commit. Returns True when a stop arrived meanwhile."""
+        """Commit delay: wait (up to commit_delay in all) for more deferrable jobs to share the commit, until a
+        queue item arrives that may not wait. Returns True when a stop arrived meanwhile."""
         deadline = time.monotonic() + self._commit_delay
-        while len(jobs) < self._max_batch and all(job.deferrable for job in jobs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                nxt = self._queue.get(timeout=left)
-            except queue.Empty:
-                return False
-            if nxt is _STOP:
-                return True
-            if not _take(nxt, jobs):
-                return False
-        return False
+        self._lingering = True
+        try:
+            while len(jobs) < self._max_batch:
+                _drain(self._hurry)  # before looking: a turn queued after the look puts a token again
+                while len(jobs) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        return True
+                    if not _take(nxt, jobs):
+                        return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                try:
+                    self._hurry.get(timeout=left)
+                except queue.Empty:
+                    pass
+            return False
+        finally:
+            self._lingering = False
 
     def _run(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         batches: dict[BatchFn, list[_Job]] = {}
@@ -251,11 +272,19 @@ class DbThread:
             _deliver(job.loop, [result])
 
 
+def _drain(tokens: queue.SimpleQueue[None]) -> None:
+    try:
+        while True:
+            tokens.get_nowait()
+    except queue.Empty:
+        pass
+
+
 def _take(item: Any, jobs: list[_Job]) -> bool:
-    """Add a queue item's jobs to `jobs`; returns whether it says more deferrable work is coming."""
+    """Add a queue item's jobs to `jobs`; returns whether their commit may wait (see _Turn)."""
     if isinstance(item, _Turn):  # one event-loop turn's batched jobs
         jobs.extend(item.jobs)
-        return item.more_coming
+        return item.may_wait
     jobs.append(item)  # a solo job
     return False
 
