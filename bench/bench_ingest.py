@@ -19,7 +19,8 @@ durable servers store every one. Servers:
 - `pipeline` (`--with-pipeline`): the real `ml-connector serve` (bench/_harness.py: its ops middlewares, metrics,
   logs) with its pipeline enriching every accepted event from the sandbox's F&O at the same time (Teams delivery
   off; F&O's per-user limit raised, printed). Events name the sandbox's seeded POs so enrichment succeeds. Its CPU
-  per event includes the enrichment done during the round, so read its throughput ratio.
+  per event includes the enrichment done during the round, so read its throughput ratio. After each of its rounds
+  it is left to enrich its backlog before the next server runs (printed), so it never eats another round's CPU.
 
 Server CPU per event = the server process's utime+stime (and its child processes') over the round / requests
 answered; "loop" is its main (event-loop) thread, the rest its other threads (SQLite's) and child processes.
@@ -44,7 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-" + "k" * 40
@@ -173,8 +174,12 @@ def run_wrk(url: str, connections: int, seconds: float, offset: int, seeded_pos:
 class Server:
     """One server process; `measure` runs wrk against it and reads its CPU around the run."""
 
-    def __init__(self, mode: str, url: str, pid: int, seeded_pos: bool = False) -> None:
+    def __init__(self, mode: str, url: str, pid: int, seeded_pos: bool = False,
+                 settle: Callable[[], Awaitable[float]] | None = None) -> None:
         self.mode, self.url, self.pid, self.seeded_pos = mode, url, pid, seeded_pos
+        # Waits (returning the seconds waited) until the server is idle again after its round: the pipeline server
+        # goes on enriching what its round stored, and must not eat the CPU of the next server's round.
+        self.settle = settle
 
     def warm_up(self) -> None:
         run_wrk(self.url, 8, 1, 900_000_000 + 1_000_000 * len(self.mode), self.seeded_pos)  # not counted
@@ -219,8 +224,17 @@ async def pipeline_server() -> AsyncIterator[Server]:
         limits = await rig.raise_fno_limits(FNO_REQUESTS)
         print(f"pipeline server: ml-connector serve (pid {rig.pid}), Teams delivery off, product [pipeline] and "
               f"[odata] defaults; F&O per-user limit raised to {limits}")
-        server = Server("pipeline", rig.events_url, rig.pid, seeded_pos=True)
+        async def drained() -> float:
+            started = time.perf_counter()
+            while True:
+                counts = await rig.health()
+                if counts.get("queued", 0) + counts.get("processing", 0) == 0:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.5)
+
+        server = Server("pipeline", rig.events_url, rig.pid, seeded_pos=True, settle=drained)
         server.warm_up()
+        await drained()
         yield server
         counts = await rig.health()
         print(f"pipeline server at the end: events by state {counts}")
@@ -260,11 +274,16 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
                 for c in connections:
                     order = servers[n % len(servers):] + servers[:n % len(servers)]
                     results: dict[str, dict[str, Any]] = {}
+                    settled: list[str] = []
                     for server in order:
                         offset += 100_000_000
                         results[server.mode] = server.measure(c, seconds, offset)
+                        if server.settle is not None:
+                            settled.append(f"{server.mode} drained its backlog in {await server.settle():.0f} s")
                     bare = results["bare"]
-                    print(f"round {n + 1}, {c} connections (load {os.getloadavg()[0]:.2f}):")
+                    print(f"round {n + 1}, {c} connections (load {os.getloadavg()[0]:.2f})"
+                          + (f"; after its round the {'; '.join(settled)} before the next server ran" if settled
+                             else "") + ":")
                     for s in servers:
                         r = results[s.mode]
                         ratio = r["rate"] / bare["rate"]
