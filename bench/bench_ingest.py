@@ -12,6 +12,9 @@ durable servers store every one. Servers:
   JSON logs at INFO written to a file (the issue-12 side goal: ingest with them on >= 0.95x of off).
 - `nostore` (`--with-nostore`): the same front door on a stand-in store that answers at once (no SQLite, no
   database thread): what the handler itself costs, i.e. the ceiling any store leaves it.
+- `nofsync` (`--with-nofsync`): a what-if, not something the product may do: `durable` with its SQLite connection
+  switched to `synchronous = OFF` (no fsync; an acknowledged event could be lost on power loss): the floor of an
+  in-process durable front door once the fsync's cost is gone.
 - `writerproc` (`--with-writer-process`): a what-if, not product code (bench/_whatif_writer_process.py): the same
   front door with its enqueue done by a separate SQLite writer process (same COMMIT before the answer), to measure
   what taking the writes off the service's interpreter lock would buy. Its CPU includes the writer's.
@@ -28,7 +31,7 @@ Figures are same-run ratios: the machine is shared, so absolute rates vary with 
 
     .venv/bin/python bench/bench_ingest.py [--seconds 5] [--rounds 2] [--connections 16,64]
                                            [--baseline DIR] [--with-ops] [--with-pipeline] [--with-nostore]
-                                           [--with-writer-process]
+                                           [--with-writer-process] [--with-nofsync]
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ def serve(mode: str, port: int, db: str, code_dir: str) -> None:
 
         async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             await store.open()
+            if mode == "nofsync":  # the what-if: the store's own connection, without the fsync of each commit
+                await store._db.call(lambda conn: conn.execute("PRAGMA synchronous = OFF"))
             yield
             await store.close()
 
@@ -247,7 +252,8 @@ def line(r: dict[str, Any]) -> str:
 
 
 async def main(seconds: float, rounds: int, connections: list[int], baseline: Path | None, with_ops: bool,
-               with_pipeline: bool, with_nostore: bool = False, with_writer_process: bool = False) -> None:
+               with_pipeline: bool, with_nostore: bool = False, with_writer_process: bool = False,
+               with_nofsync: bool = False) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk (Debian package)")
     print(f"command: {' '.join(sys.argv)}")
@@ -266,6 +272,8 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
                 servers.append(await stack.enter_async_context(local_server("nostore", tmp)))
             if with_writer_process:
                 servers.append(await stack.enter_async_context(local_server("writerproc", tmp)))
+            if with_nofsync:
+                servers.append(await stack.enter_async_context(local_server("nofsync", tmp)))
             if with_ops:
                 servers.append(await stack.enter_async_context(local_server("ops", tmp)))
             if with_pipeline:
@@ -302,7 +310,8 @@ async def main(seconds: float, rounds: int, connections: list[int], baseline: Pa
             continue
         what = "ops on / off (durable)" if mode == "ops/durable" else f"{mode}/bare throughput"
         goal = {"durable": " (goal >= 0.5)", "ops/durable": " (goal >= 0.95)",
-                "writerproc": " (what-if, not the product)"}.get(mode, "")
+                "writerproc": " (what-if, not the product)",
+                "nofsync": " (what-if: no fsync, which the product must not do)"}.get(mode, "")
         print(f"{c:3d} connections: {what} {min(values):.2f}-{max(values):.2f}x{goal}")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
@@ -321,8 +330,10 @@ if __name__ == "__main__":
                         help="also the front door on a store that answers at once (the handler's own ceiling)")
         ap.add_argument("--with-writer-process", action="store_true",
                         help="what-if: also the front door with its enqueue in a separate SQLite writer process")
+        ap.add_argument("--with-nofsync", action="store_true",
+                        help="what-if: also the front door with SQLite's fsync off (synchronous = OFF)")
         ap.add_argument("--with-pipeline", action="store_true",
                         help="also `ml-connector serve` with its pipeline enriching from the sandbox's F&O")
         a = ap.parse_args()
         asyncio.run(main(a.seconds, a.rounds, [int(x) for x in a.connections.split(",")], a.baseline, a.with_ops,
-                         a.with_pipeline, a.with_nostore, a.with_writer_process))
+                         a.with_pipeline, a.with_nostore, a.with_writer_process, a.with_nofsync))
