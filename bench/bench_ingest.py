@@ -162,9 +162,10 @@ async def wait_listening(port: int, deadline: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def run_wrk(url: str, connections: int, seconds: float, offset: int, seeded_pos: bool = False) -> dict[str, Any]:
+def run_wrk(url: str, connections: int, seconds: float, offset: int, seeded_pos: bool = False,
+            lua: Path = LUA) -> dict[str, Any]:
     threads = min(2, connections)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "-s", str(LUA), url,
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "-s", str(lua), url,
                           "--", str(offset), "usmf" if seeded_pos else ""],
                          capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -180,18 +181,18 @@ class Server:
     """One server process; `measure` runs wrk against it and reads its CPU around the run."""
 
     def __init__(self, mode: str, url: str, pid: int, seeded_pos: bool = False,
-                 settle: Callable[[], Awaitable[float]] | None = None) -> None:
-        self.mode, self.url, self.pid, self.seeded_pos = mode, url, pid, seeded_pos
+                 settle: Callable[[], Awaitable[float]] | None = None, lua: Path = LUA) -> None:
+        self.mode, self.url, self.pid, self.seeded_pos, self.lua = mode, url, pid, seeded_pos, lua
         # Waits (returning the seconds waited) until the server is idle again after its round: the pipeline server
         # goes on enriching what its round stored, and must not eat the CPU of the next server's round.
         self.settle = settle
 
     def warm_up(self) -> None:
-        run_wrk(self.url, 8, 1, 900_000_000 + 1_000_000 * len(self.mode), self.seeded_pos)  # not counted
+        run_wrk(self.url, 8, 1, 900_000_000 + 1_000_000 * len(self.mode), self.seeded_pos, self.lua)  # not counted
 
     def measure(self, connections: int, seconds: float, offset: int) -> dict[str, Any]:
         (cpu0, loop0), t0 = thread_cpu(self.pid), time.perf_counter()
-        r = run_wrk(self.url, connections, seconds, offset, self.seeded_pos)
+        r = run_wrk(self.url, connections, seconds, offset, self.seeded_pos, self.lua)
         (cpu1, loop1), wall = thread_cpu(self.pid), time.perf_counter() - t0
         n = max(1, r["requests"])
         return {**r, "cpu_ms_per_event": 1000 * (cpu1 - cpu0) / n, "loop_ms_per_event": 1000 * (loop1 - loop0) / n,
