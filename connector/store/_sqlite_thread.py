@@ -194,22 +194,27 @@ class DbThread:
             if first is _STOP:
                 return
             jobs: list[_Job] = []
-            may_wait = _take(first, jobs)
-            stop = False
-            while len(jobs) < self._max_batch:  # whatever queued up while the last transaction committed
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                may_wait = _take(nxt, jobs)
-            if may_wait and not stop and all(job.deferrable for job in jobs):
+            first_may_wait = _take(first, jobs)
+            may_wait, stop = self._collect(jobs)  # whatever queued up while the last transaction committed
+            if first_may_wait and may_wait and not stop:
                 stop = self._linger(jobs)
             self._run(conn, jobs)
             if stop:
                 return
+
+    def _collect(self, jobs: list[_Job]) -> tuple[bool, bool]:
+        """Move what is queued now into `jobs` (up to max_batch). Returns (every item taken may wait, a stop was
+        taken)."""
+        may_wait = True
+        while len(jobs) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                return may_wait, True
+            may_wait = _take(nxt, jobs) and may_wait
+        return may_wait, False
 
     def _linger(self, jobs: list[_Job]) -> bool:
         """Commit delay: wait (up to commit_delay in all) for more deferrable jobs to share the commit, until a
@@ -219,15 +224,11 @@ class DbThread:
         try:
             while len(jobs) < self._max_batch:
                 _drain(self._hurry)  # before looking: a turn queued after the look puts a token again
-                while len(jobs) < self._max_batch:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        return True
-                    if not _take(nxt, jobs):
-                        return False
+                may_wait, stop = self._collect(jobs)
+                if stop:
+                    return True
+                if not may_wait:
+                    return False
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
