@@ -201,13 +201,16 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def local_server(mode: str, tmp: str, code_dir: Path = ROOT) -> AsyncIterator[Server]:
+async def local_server(mode: str, tmp: str, code_dir: Path = ROOT, *, script: str = __file__,
+                       path: str = f"/api/dynamics/events/{TOKEN}", lua: Path = LUA) -> AsyncIterator[Server]:
+    """`script serve MODE PORT DB CODE_DIR` in its own process (bench_replies.py serves its endpoint the same way),
+    warmed up, stopped on exit."""
     port = free_port()
     db = os.path.join(tmp, f"{mode}.db")
-    proc = subprocess.Popen([sys.executable, __file__, "serve", mode, str(port), db, str(code_dir)])
+    proc = subprocess.Popen([sys.executable, script, "serve", mode, str(port), db, str(code_dir)])
     try:
         await wait_listening(port)
-        server = Server(mode, f"http://127.0.0.1:{port}/api/dynamics/events/{TOKEN}", proc.pid)
+        server = Server(mode, f"http://127.0.0.1:{port}{path}", proc.pid, lua=lua)
         server.warm_up()
         yield server
     finally:

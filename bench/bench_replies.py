@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -141,25 +141,17 @@ def serve_graph(mode: str, port: int, db: str) -> None:
 async def throughput(seconds: float, rounds: int, connections: list[int]) -> None:
     """Each server in its own process, driven by `wrk` (bench/graph.lua: a new reply per request), the two
     interleaved round by round with the order alternating; server CPU per request from /proc."""
-    from bench_ingest import Server, line, wait_listening
-    from connector.demo import free_port
+    from bench_ingest import line, local_server
 
     print(f"\n2. notification endpoint: `wrk`, {rounds} rounds x {seconds:g} s per server and connection count, "
           "servers interleaved (order alternating), each in its own process; ours stores every reply in SQLite "
           f"(WAL, synchronous=FULL) before its 202; load average at start {os.getloadavg()[0]:.2f}")
     ratios: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            servers = []
-            for mode in ("bare", "ours"):
-                port = free_port()
-                procs.append(subprocess.Popen([sys.executable, __file__, "serve-graph", mode, str(port),
-                                               f"{tmp}/{mode}.db"]))
-                await wait_listening(port)
-                server = Server(mode, f"http://127.0.0.1:{port}{GRAPH_PATH}", procs[-1].pid, lua=GRAPH_LUA)
-                server.warm_up()
-                servers.append(server)
+        async with contextlib.AsyncExitStack() as stack:
+            servers = [await stack.enter_async_context(local_server(mode, tmp, script=__file__, path=GRAPH_PATH,
+                                                                    lua=GRAPH_LUA))
+                       for mode in ("bare", "ours")]
             offset = 0
             for n in range(rounds):
                 for c in connections:
@@ -172,10 +164,6 @@ async def throughput(seconds: float, rounds: int, connections: list[int]) -> Non
                     print(f"   round {n + 1}, {c} connections (load {os.getloadavg()[0]:.2f}):")
                     print(f"     bare {line(results['bare'])}")
                     print(f"     ours {line(results['ours'])}: {ratio:.2f}x bare")
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
     for c, values in ratios.items():
         print(f"   {c:3d} connections: ours/bare throughput {min(values):.2f}-{max(values):.2f}x "
               "(Graph wants the 202 within 3 s; it sends notifications for one subscription a few at a time)")
@@ -277,7 +265,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "serve-graph":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":  # a server process of part 2 (bench_ingest.local_server)
         serve_graph(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         raise SystemExit(main())
